@@ -1,0 +1,37 @@
+"""Vision-language models as reward functions for Meta-World, as drop-in gymnasium wrappers.
+
+Example:
+    >>> from vlm_reward_wrappers import make_metaworld_env, VLMRewardWrapper   # doctest: +SKIP
+    >>> env = VLMRewardWrapper(make_metaworld_env("door-open-v3"), "checkpoints/triplet")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from vlm_reward_wrappers.rendering import ensure_gl_backend
+
+__version__ = "0.1.0"
+
+# MuJoCo reads MUJOCO_GL once, when it is first imported: choose before that.
+ensure_gl_backend()
+
+# Public names, imported on first use so that `import vlm_reward_wrappers` stays light.
+_EXPORTS = {
+    "CollectionConfig": "vlm_reward_wrappers.data",
+    "DemoDataset": "vlm_reward_wrappers.data",
+    "collect": "vlm_reward_wrappers.data",
+    "FrameRenderer": "vlm_reward_wrappers.rendering",
+    "make_metaworld_env": "vlm_reward_wrappers.envs",
+    "TASKS": "vlm_reward_wrappers.tasks",
+    "goal_text": "vlm_reward_wrappers.tasks",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'vlm_reward_wrappers' has no attribute {name!r}")

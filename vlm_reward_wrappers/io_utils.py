@@ -1,0 +1,76 @@
+"""Atomic file writes: a reader never sees a half-written file.
+
+Every file this package writes (dataset episodes, manifests, checkpoints,
+reports) goes to a temporary name in the same folder, is flushed to disk, and
+is then renamed over the final name, which the OS does atomically.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> write_json_atomic(folder / "a.json", {"x": 1})
+    >>> read_json(folder / "a.json")
+    {'x': 1}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+class CorruptFileError(RuntimeError):
+    """A file this package wrote earlier cannot be read back; the message names it."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path``.
+
+    If the body raises, the temporary file is removed and ``path`` is untouched.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f"{suffix}.tmp", dir=final.parent)
+    os.close(handle)
+    temporary_path = Path(temporary)
+    try:
+        yield temporary_path
+        with open(temporary_path, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary_path, final)
+    finally:
+        temporary_path.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
+    """Write ``payload`` as indented JSON, atomically."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write a text file atomically."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(text)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file; a file that does not parse raises :class:`CorruptFileError` naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise CorruptFileError(f"{path} is not valid JSON ({error}); it may be truncated. Delete or restore it.") from error
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+    """Delete ``*.tmp`` files that an interrupted writer left under ``folder``; return how many."""
+    removed = 0
+    for leftover in Path(folder).rglob(".*.tmp"):
+        leftover.unlink(missing_ok=True)
+        removed += 1
+    return removed
