@@ -26,9 +26,11 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import os
 import sys
+import weakref
 from typing import Any
 
 import numpy as np
@@ -42,6 +44,16 @@ GL_HELP = (
     "MUJOCO_GL=egl, or `sudo apt install libosmesa6` and set MUJOCO_GL=osmesa PYOPENGL_PLATFORM=osmesa; "
     "set it before mujoco or metaworld is first imported."
 )
+
+
+_LIVE_RENDERERS: weakref.WeakSet[FrameRenderer] = weakref.WeakSet()
+_exit_handler_registered = False
+
+
+def _close_live_renderers() -> None:
+    """Free GL contexts before MuJoCo's own exit handler tears EGL down (avoids noise at exit)."""
+    for renderer in list(_LIVE_RENDERERS):
+        renderer.close()
 
 
 class RenderingUnavailableError(RuntimeError):
@@ -130,6 +142,11 @@ class FrameRenderer:
         finally:
             quality.offsamples, quality.shadowsize = saved[0], saved[1]
             visual.offwidth, visual.offheight = saved[2], saved[3]
+        global _exit_handler_registered
+        if not _exit_handler_registered:  # registered after MuJoCo's own, so it runs first
+            atexit.register(_close_live_renderers)
+            _exit_handler_registered = True
+        _LIVE_RENDERERS.add(self)
         flags = self._renderer.scene.flags
         flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
         flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
