@@ -33,3 +33,23 @@ def tiny_config() -> CollectionConfig:
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory, tiny_config: CollectionConfig) -> DemoDataset:
     return collect(tiny_config, tmp_path_factory.mktemp("tiny") / "data", workers=1, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: DemoDataset):
+    """A ``vlmrw-nano`` backbone pretrained for a few steps on the tiny dataset, saved as a weights file."""
+    from vlm_reward_wrappers.training.pretrain import PretrainConfig, pretrain_backbone
+
+    config = PretrainConfig(model="vlmrw-nano", max_steps=4, batch_size=16)
+    return pretrain_backbone(tiny_dataset.root, tmp_path_factory.mktemp("backbone"), config=config, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: DemoDataset, tiny_backbone):
+    """A triplet/LoRA reward-model checkpoint folder made by the package (a few steps)."""
+    from vlm_reward_wrappers.training.trainer import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("checkpoints") / "triplet"
+    config = TrainConfig(objective="triplet", finetune="lora", lora_rank=2, batch_size=8, max_steps=4, eval_every=2)
+    train(config, tiny_dataset.root, out, backbone=tiny_backbone, progress=False)
+    return out

@@ -1,0 +1,58 @@
+"""R3M (Nair et al., 2022) in a shared vision-language backbone.
+
+Sum of:
+
+a. time-contrastive InfoNCE: ``o_t`` must be closer to ``o_{t+1}`` than to a
+   far frame of its own trajectory and to the frames of the other trajectories
+   in the batch (cosine similarity over a temperature ``tau``);
+b. language-predictive ranking: the score of a later frame must beat that of
+   an earlier frame of the same trajectory and the later frames of other
+   tasks' trajectories. The score is ``s(o, l)`` itself (chosen over a head on
+   ``(f(o_0), f(o_j), g(l))`` so that the trained score is the reward);
+c. L1 and L2 penalties on the unnormalised embeddings (weights 1e-5, as in R3M).
+
+Reward: ``s(o, l)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from vlm_reward_wrappers.objectives.base import EncodedBatch, Objective, cosine
+
+
+@dataclass
+class R3M(Objective):
+    """Time-contrastive + language-ranking + embedding penalties."""
+
+    name: ClassVar[str] = "r3m"
+    slots: ClassVar[tuple[str, ...]] = ("t", "next", "later", "far")
+    tau: float = 0.1
+    tcn_weight: float = 1.0
+    language_weight: float = 1.0
+    l1_weight: float = 1e-5
+    l2_weight: float = 1e-5
+
+    def loss(self, batch: EncodedBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        anchor, positive, far = batch.image("t"), batch.image("next"), batch.image("far")
+        batch_size = len(anchor)
+        others = anchor @ anchor.T
+        others = others.masked_fill(torch.eye(batch_size, dtype=torch.bool, device=anchor.device), float("-inf"))
+        logits = torch.cat([cosine(anchor, positive)[:, None], cosine(anchor, far)[:, None], others], dim=1) / self.tau
+        target = torch.zeros(batch_size, dtype=torch.long, device=anchor.device)
+        time_contrastive = F.cross_entropy(logits, target)
+
+        text, later = batch.text(), batch.image("later")
+        other_task = batch.task[:, None] != batch.task[None, :]
+        cross = (text @ later.T).masked_fill(~other_task, float("-inf"))
+        scores = torch.cat([cosine(later, text)[:, None], cosine(anchor, text)[:, None], cross], dim=1) / self.tau
+        language = F.cross_entropy(scores, target)
+
+        raw = batch.images["t"]
+        penalty = self.l1_weight * raw.abs().sum(-1).mean() + self.l2_weight * raw.pow(2).sum(-1).mean()
+        loss = self.tcn_weight * time_contrastive + self.language_weight * language + penalty
+        return loss, {"time_contrastive": float(time_contrastive.detach()), "language": float(language.detach()), "penalty": float(penalty.detach())}

@@ -1,0 +1,46 @@
+"""Language-anchored temporal triplet loss (the study's winner).
+
+Anchor: the goal text ``g(l)``; positive: a later frame ``o_j`` of a successful
+trajectory; negative: an earlier frame ``o_i`` (``i < j``) of the same one:
+``L = max(0, m - s(o_j, l) + s(o_i, l))`` with cosine ``s``. With
+``cross_task_negatives`` the later frames of other tasks' trajectories in the
+batch are negatives too. Reward: ``s(o, l)``.
+
+Example:
+    >>> Triplet(margin=0.1).slots
+    ('t', 'later')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from vlm_reward_wrappers.objectives.base import EncodedBatch, Objective, cosine
+
+
+@dataclass
+class Triplet(Objective):
+    """``max(0, m - s(later, text) + s(earlier, text))``."""
+
+    name: ClassVar[str] = "triplet"
+    slots: ClassVar[tuple[str, ...]] = ("t", "later")
+    margin: float = 0.1
+    cross_task_negatives: bool = False
+
+    def loss(self, batch: EncodedBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        text, later, earlier = batch.text(), batch.image("later"), batch.image("t")
+        positive = cosine(later, text)
+        temporal = torch.relu(self.margin - positive + cosine(earlier, text)).mean()
+        parts = {"temporal": float(temporal.detach())}
+        loss = temporal
+        if self.cross_task_negatives:
+            other_task = batch.task[:, None] != batch.task[None, :]  # (anchor text, negative frame)
+            similarities = text @ later.T
+            violations = torch.relu(self.margin - positive[:, None] + similarities)[other_task]
+            cross = violations.mean() if violations.numel() else torch.zeros((), device=text.device)
+            parts["cross_task"] = float(cross.detach())
+            loss = loss + cross
+        return loss, parts

@@ -1,0 +1,1 @@
+"""Training reward models: deterministic batches, the trainer, backbone pretraining, multi-process runs."""

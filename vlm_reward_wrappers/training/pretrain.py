@@ -1,0 +1,118 @@
+"""The offline default backbone: a small CLIP trained contrastively on Meta-World frames.
+
+No web-pretrained CLIP or SigLIP weights can be downloaded on an offline
+machine, so the package trains its own: the ``vlmrw-tiny`` config (64 px,
+8M parameters), from random weights, with the CLIP loss on (frame, task
+sentence) pairs of the *training* tasks only (never the ML45 test tasks). It
+learns which task a frame shows, not progress; it is not web-pretrained and
+does not know language beyond the sentences it saw.
+
+It is cached under ``$VLM_REWARDS_CACHE`` (default ``~/.cache/vlm_reward_wrappers``),
+keyed by the data and the pretraining config, and trained once.
+
+Example:
+    >>> spec = default_backbone("data/quick")          # doctest: +SKIP
+    >>> spec.pretrained                                 # doctest: +SKIP
+    '/root/.cache/vlm_reward_wrappers/backbones/vlmrw-tiny-3f2a.../open_clip_model.safetensors'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from safetensors.torch import save_file
+
+from vlm_reward_wrappers.data.storage import DemoDataset
+from vlm_reward_wrappers.io_utils import atomic_path, read_json, write_json_atomic
+from vlm_reward_wrappers.models.backbone import DEFAULT_BACKBONE_MODEL, BackboneSpec
+from vlm_reward_wrappers.models.reward_model import RewardModel
+
+BACKBONE_WEIGHTS = "open_clip_model.safetensors"
+BACKBONE_INFO = "backbone.json"
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Budget and settings of backbone pretraining."""
+
+    model: str = DEFAULT_BACKBONE_MODEL
+    max_steps: int = 300
+    batch_size: int = 128
+    learning_rate: float = 5e-4
+    seed: int = 0
+
+
+def cache_dir() -> Path:
+    """Where the package caches what it trains once (``$VLM_REWARDS_CACHE``)."""
+    return Path(os.environ.get("VLM_REWARDS_CACHE", Path.home() / ".cache" / "vlm_reward_wrappers"))
+
+
+def _backbone_key(dataset: DemoDataset, tasks: tuple[str, ...], config: PretrainConfig) -> str:
+    payload = json.dumps({"collections": dataset.collections, "tasks": sorted(tasks), "config": asdict(config)}, sort_keys=True)
+    return hashlib.sha1(payload.encode()).hexdigest()[:12]
+
+
+def pretrain_backbone(
+    data: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    *,
+    tasks: tuple[str, ...] | None = None,
+    config: PretrainConfig = PretrainConfig(),
+    progress: bool = True,
+) -> BackboneSpec:
+    """Train (or find in the cache) the contrastive backbone for ``data``; return its spec.
+
+    Args:
+        data: dataset folder; its training tasks (all but the ML45 test tasks,
+            or ``tasks``) supply the (frame, sentence) pairs.
+        out: folder for the backbone (default: the cache).
+        tasks: restrict to these training tasks.
+        config: pretraining budget.
+        progress: show progress bars.
+    """
+    from vlm_reward_wrappers.training.trainer import TrainConfig, choose_tasks, train
+
+    dataset = DemoDataset(data)
+    chosen = tuple(choose_tasks(dataset, tasks))
+    folder = Path(out) if out is not None else cache_dir() / "backbones" / f"{config.model}-{_backbone_key(dataset, chosen, config)}"
+    weights = folder / BACKBONE_WEIGHTS
+    if weights.is_file() and (folder / BACKBONE_INFO).is_file():
+        return BackboneSpec.from_dict(read_json(folder / BACKBONE_INFO)["spec"])
+    run = folder / "run"
+    train_config = TrainConfig(
+        objective="clip",
+        finetune="full",
+        batch_size=config.batch_size,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        eval_every=max(25, config.max_steps // 4),
+        seed=config.seed,
+        tasks=chosen,
+        trajectories="all",
+        select_by="task_accuracy",
+    )
+    model = train(train_config, data, run, backbone=BackboneSpec(config.model, pretrained=None), progress=progress)
+    prefix = "backbone.clip."
+    state = {name[len(prefix):]: tensor.contiguous() for name, tensor in model.state_dict().items() if name.startswith(prefix)}
+    with atomic_path(weights, suffix=".safetensors") as temporary:
+        save_file(state, str(temporary))
+    spec = BackboneSpec.from_file(config.model, weights)
+    info = {
+        "spec": spec.to_dict(),
+        "pretrain": asdict(config),
+        "data": str(Path(data).resolve()),
+        "tasks": list(chosen),
+        "validation": model.config.training.get("best_validation"),
+        "note": "trained from random weights on Meta-World frames and task sentences; not web-pretrained",
+    }
+    write_json_atomic(folder / BACKBONE_INFO, info)
+    return spec
+
+
+def default_backbone(data: str | os.PathLike, *, tasks: tuple[str, ...] | None = None, progress: bool = True) -> BackboneSpec:
+    """The default backbone for a dataset: cached, pretrained with :class:`PretrainConfig` defaults on first use."""
+    return pretrain_backbone(data, tasks=tasks, progress=progress)
