@@ -109,3 +109,20 @@ def test_env_without_rgb_array_gets_a_clear_error():
     with pytest.raises(ValueError, match="render_mode='rgb_array'"):
         FrameRenderer(env)
     env.close()
+
+
+def test_torch_side_imports_after_rendering_do_not_crash():
+    """Mesa's software GL and Triton (imported by torch via open_clip) both load LLVM; order matters."""
+    import subprocess
+    import sys
+
+    script = (
+        "from vlm_reward_wrappers.envs import make_metaworld_env\n"
+        "from vlm_reward_wrappers.rendering import FrameRenderer\n"
+        "env = make_metaworld_env('reach-v3', seed=0, image_size=16); env.reset()\n"
+        "FrameRenderer(env, 'corner', 16, 16).render()\n"
+        "import open_clip\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]

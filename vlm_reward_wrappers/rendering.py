@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import importlib.util
 import os
 import sys
 import weakref
@@ -121,6 +122,7 @@ class FrameRenderer:
 
     def _make_fast_renderer(self) -> None:
         ensure_gl_backend()
+        _load_triton_before_gl()
         import mujoco
 
         unwrapped = self.env.unwrapped
@@ -193,6 +195,17 @@ class FrameRenderer:
 
     def __getstate__(self) -> dict:
         raise TypeError("FrameRenderer holds a GL context and cannot be pickled; make a new one in the other process.")
+
+
+def _load_triton_before_gl() -> None:
+    """Import Triton (if installed) before the first GL context.
+
+    Software GL (Mesa's llvmpipe) and Triton, which torch imports through
+    torchvision and open_clip, both load LLVM; loading Triton after Mesa's
+    LLVM crashes the process with a segmentation fault. In this order both work.
+    """
+    if "triton" not in sys.modules and importlib.util.find_spec("triton") is not None:
+        import triton  # noqa: F401
 
 
 def _library_loads(*names: str) -> bool:

@@ -252,7 +252,8 @@ def reward_statistics(model: RewardModel, dataset: DemoDataset, episodes: list[i
 
 
 @torch.no_grad()
-def _cache_backbone_features(model: RewardModel, dataset: DemoDataset, episodes: list[int], batch_size: int = 256) -> dict[int, torch.Tensor]:
+def cache_backbone_features(model: RewardModel, dataset: DemoDataset, episodes: list[int], batch_size: int = 256) -> dict[int, torch.Tensor]:
+    """Backbone image embeddings of every frame of the episodes (a frozen backbone needs them once)."""
     cache = {}
     for index in episodes:
         frames = dataset.read_frames(index)
@@ -364,7 +365,7 @@ def train(
 
     sampler = TrajectorySampler(dataset, trajectories, config.batch_size, config.seed, text_augmentation=config.text_augmentation)
     frames = FrameStore(dataset, trajectories) if finetune.mode != "heads" else None
-    cache = _cache_backbone_features(model, dataset, trajectories) if finetune.mode == "heads" else None
+    cache = cache_backbone_features(model, dataset, trajectories) if finetune.mode == "heads" else None
     step_module = distributed.wrap(TrainingStep(model, frames, cache), device)
     frames_per_step = config.batch_size * len(objective.slots)
     bar = tqdm(total=config.max_steps, initial=start_step, desc=f"train {objective.name}", unit="step", disable=not progress or rank != 0)

@@ -1,0 +1,99 @@
+"""evaluate and benchmark end to end on real tiny data and checkpoints."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from vlm_reward_wrappers.data import CollectionConfig, collect
+from vlm_reward_wrappers.evaluation.benchmark import PRESETS, run_benchmark
+from vlm_reward_wrappers.evaluation.evaluate import evaluate
+from vlm_reward_wrappers.evaluation.metrics import ranking_accuracy
+from vlm_reward_wrappers.evaluation.scoring import score_dataset
+from vlm_reward_wrappers.models import RewardModel
+
+
+def test_evaluate_writes_every_output_and_matches_the_model(tiny_checkpoint, tiny_dataset, tmp_path):
+    out = tmp_path / "eval"
+    metrics = evaluate(tiny_checkpoint, tiny_dataset.root, out)
+    for name in ("metrics.json", "predictions.csv", "report.md", "reward_curves.png", "per_task.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert json.loads((out / "metrics.json").read_text())["overall"] == metrics["overall"]
+    with open(out / "predictions.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == tiny_dataset.num_frames
+    assert set(rows[0]) == {"task", "episode", "step", "gt_reward", "success", "predicted_reward"}
+    # The CSV holds the model's own rewards for each frame against its episode's goal.
+    model = RewardModel.from_pretrained(tiny_checkpoint)
+    first = rows[0]
+    frames = tiny_dataset.read_frames(int(first["episode"]), [int(first["step"])])
+    expected = model.reward(frames, tiny_dataset.episodes[int(first["episode"])].goal_text)[0]
+    assert float(first["predicted_reward"]) == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    # The ranking accuracy in metrics.json is that of the CSV's predictions.
+    predicted = np.array([float(r["predicted_reward"]) for r in rows])
+    truth = np.array([float(r["gt_reward"]) for r in rows])
+    recomputed = ranking_accuracy(predicted, truth, np.array([r["task"] for r in rows]), np.array([int(r["episode"]) for r in rows]))
+    assert recomputed.overall == pytest.approx(metrics["overall"]["ranking_accuracy"], abs=1e-4)
+    assert metrics["overall"]["voc"] is not None  # the tiny data has successful expert episodes
+    table = (out / "report.md").read_text()
+    assert all(task in table for task in tiny_dataset.tasks)
+
+
+def test_score_dataset_covers_every_frame_once(tiny_checkpoint, tiny_dataset):
+    predictions = score_dataset(RewardModel.from_pretrained(tiny_checkpoint), tiny_dataset)
+    keys = set(zip(predictions.episode.tolist(), predictions.step.tolist()))
+    assert len(keys) == len(predictions) == tiny_dataset.num_frames
+    assert np.isfinite(predictions.predicted).all()
+
+
+def test_data_without_successful_experts_reports_voc_unavailable(tiny_checkpoint, tmp_path):
+    config = CollectionConfig(tasks=("reach-v3",), episodes_per_task=2, random_share=1.0, image_size=32, max_steps=30)
+    random_only = collect(config, tmp_path / "random", workers=1, progress=False)
+    metrics = evaluate(tiny_checkpoint, random_only.root, tmp_path / "eval", plots=False)
+    assert metrics["overall"]["voc"] is None and metrics["overall"]["voc_ci"] is None
+    assert "VOC unavailable" in metrics["evaluated"]["voc_note"]
+
+
+def test_other_camera_or_size_gives_a_warning(tiny_checkpoint, tmp_path):
+    config = CollectionConfig(tasks=("reach-v3",), episodes_per_task=1, image_size=24, camera="corner2", max_steps=20)
+    other = collect(config, tmp_path / "other", workers=1, progress=False)
+    with pytest.warns(UserWarning) as caught:
+        metrics = evaluate(tiny_checkpoint, other.root, tmp_path / "eval", plots=False)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "corner2" in messages and "24-px" in messages
+    assert len(metrics["evaluated"]["warnings"]) == 2
+
+
+def test_tiny_benchmark_end_to_end_and_cached_rerun(tmp_path, monkeypatch):
+    monkeypatch.setenv("VLM_REWARDS_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "bench"
+    lines: list[str] = []
+    result = run_benchmark(PRESETS["tiny"], out, log=lines.append, progress=False)
+    assert set(result["table"]) == {"zero-shot", "triplet", "tcn", "vip", "r3m", "liv"}
+    for objective, splits in result["table"].items():
+        accuracy = splits["train-tasks"]["ranking_accuracy"]
+        assert accuracy is not None and 0.0 <= accuracy <= 1.0, objective
+    report = (out / "report.md").read_text()
+    assert "not web-pretrained" in report and "| triplet |" in report and "wall time" in report
+    assert (out / "benchmark.png").stat().st_size > 0
+    assert any(line.startswith("[5/5]") for line in lines)
+    # Nothing leaked from the held-out task into training.
+    trained_on = json.loads((out / "checkpoints" / "triplet" / "config.json").read_text())["training"]["tasks"]
+    assert "door-lock-v3" not in trained_on
+    # A re-run reuses every stage: checkpoints are not rewritten.
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "checkpoints").glob("*/model.safetensors")}
+    rerun = run_benchmark(PRESETS["tiny"], out, log=lambda _: None, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert rerun["table"] == result["table"]
+
+
+def test_cli_evaluate_and_bad_checkpoint(tiny_checkpoint, tiny_dataset, tmp_path):
+    command = [sys.executable, "-m", "vlm_reward_wrappers", "evaluate", "--ckpt", str(tiny_checkpoint), "--data", str(tiny_dataset.root), "--out", str(tmp_path / "e")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "| **all** |" in result.stdout
+    missing = subprocess.run([*command[:5], str(tmp_path / "nope"), *command[6:]], capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and "nope" in missing.stderr and "Traceback" not in missing.stderr
