@@ -20,7 +20,7 @@ Example:
     >>> adapter = FinetuneConfig(mode="lora", rank=4)
     >>> heads = apply_finetuning(backbone, adapter)
     >>> sorted({n.split(".")[-1] for n, p in backbone.named_parameters() if p.requires_grad})
-    ['lora_a', 'lora_b', 'logit_scale']
+    ['logit_scale', 'lora_a', 'lora_b']
 """
 
 from __future__ import annotations

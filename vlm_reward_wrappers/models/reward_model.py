@@ -165,7 +165,8 @@ class RewardModel(nn.Module):
         else:
             trainable = {name for name, parameter in self.named_parameters() if parameter.requires_grad}
             chosen = {name: tensor for name, tensor in state.items() if name in trainable}
-        return {name: tensor.detach().contiguous().cpu() for name, tensor in chosen.items()}
+        # A copy: tensors that share memory with the parameters would follow later optimizer steps.
+        return {name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in chosen.items()}
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Write the checkpoint folder atomically; return its path."""
@@ -181,10 +182,9 @@ class RewardModel(nn.Module):
         """
         folder = Path(path)
         config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+        recover_interrupted_save(folder)
         if not folder.is_dir():
-            leftovers = sorted(folder.parent.glob(f".{folder.name}.old-*")) if folder.parent.is_dir() else []
-            hint = f" An interrupted save left {leftovers[-1]}: rename it to {folder}." if leftovers else ""
-            raise CheckpointError(f"checkpoint {folder} does not exist.{hint} Train one with `vlm-rewards train`.")
+            raise CheckpointError(f"checkpoint {folder} does not exist. Train one with `vlm-rewards train`.")
         if not config_path.is_file():
             raise CheckpointError(f"checkpoint {folder} has no {CONFIG_NAME}; it is not a reward-model checkpoint.")
         try:
@@ -217,7 +217,10 @@ class RewardModel(nn.Module):
         if set(saved) != expected:
             missing, unexpected = sorted(expected - set(saved))[:3], sorted(set(saved) - expected)[:3]
             raise CheckpointError(f"checkpoint weights {weights_path} do not fit the model (missing {missing}, unexpected {unexpected}).")
-        model.load_state_dict(saved, strict=False)
+        try:
+            model.load_state_dict(saved, strict=False)
+        except RuntimeError as error:
+            raise CheckpointError(f"checkpoint weights {weights_path} do not fit the model described by {config_path}: {error}") from error
         model.eval()
         return model
 
@@ -237,6 +240,7 @@ def write_checkpoint(
 
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
+    recover_interrupted_save(final)
     staging = final.parent / f".{final.name}.staging-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
@@ -259,6 +263,26 @@ def write_checkpoint(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return final
+
+
+def recover_interrupted_save(final: str | os.PathLike) -> None:
+    """Undo what a save killed mid-way left beside ``final``.
+
+    A save stages a new folder, renames the current one to ``.NAME.old-*`` and
+    the staged one into place. Killed between the renames, the previous
+    checkpoint is the ``.old`` folder: it is renamed back. Staging folders of
+    killed saves are removed.
+    """
+    final = Path(final)
+    if not final.parent.is_dir():
+        return
+    for staging in final.parent.glob(f".{final.name}.staging-*"):
+        shutil.rmtree(staging, ignore_errors=True)
+    previous = sorted(final.parent.glob(f".{final.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if previous and not final.exists():
+        os.rename(previous.pop(), final)
+    for leftover in previous:
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _swap_in(staging: Path, final: Path) -> None:

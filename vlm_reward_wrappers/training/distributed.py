@@ -43,9 +43,9 @@ def wrap(module: nn.Module, device: str) -> nn.Module:
     return nn.parallel.DistributedDataParallel(module, device_ids=device_ids, find_unused_parameters=True)
 
 
-def all_finite(loss: torch.Tensor) -> bool:
-    """Whether the loss is finite on every process (all stop together if not)."""
-    bad = torch.tensor([0.0 if torch.isfinite(loss).all() else 1.0], device=loss.device)
+def all_finite(values: torch.Tensor) -> bool:
+    """Whether ``values`` (a loss, weight magnitudes) are finite on every process; all stop together if not."""
+    bad = torch.tensor([0.0 if torch.isfinite(values).all() else 1.0], device=values.device)
     if is_distributed():
         dist.all_reduce(bad)
     return bool(bad.item() == 0.0)

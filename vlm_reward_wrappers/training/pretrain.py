@@ -80,8 +80,15 @@ def pretrain_backbone(
     chosen = tuple(choose_tasks(dataset, tasks))
     folder = Path(out) if out is not None else cache_dir() / "backbones" / f"{config.model}-{_backbone_key(dataset, chosen, config)}"
     weights = folder / BACKBONE_WEIGHTS
+    key = _backbone_key(dataset, chosen, config)
     if weights.is_file() and (folder / BACKBONE_INFO).is_file():
-        return BackboneSpec.from_dict(read_json(folder / BACKBONE_INFO)["spec"])
+        info = read_json(folder / BACKBONE_INFO)
+        if info.get("key") != key:
+            raise ValueError(
+                f"{folder} holds a backbone pretrained on other data or with another config; "
+                "choose another --out or delete that folder."
+            )
+        return BackboneSpec.from_dict(info["spec"])
     run = folder / "run"
     train_config = TrainConfig(
         objective="clip",
@@ -102,6 +109,7 @@ def pretrain_backbone(
         save_file(state, str(temporary))
     spec = BackboneSpec.from_file(config.model, weights)
     info = {
+        "key": key,
         "spec": spec.to_dict(),
         "pretrain": asdict(config),
         "data": str(Path(data).resolve()),

@@ -33,7 +33,7 @@ from vlm_reward_wrappers.data.storage import DemoDataset
 from vlm_reward_wrappers.evaluation.metrics import ranking_accuracy
 from vlm_reward_wrappers.models.adapters import FinetuneConfig
 from vlm_reward_wrappers.models.backbone import BackboneSpec, load_backbone
-from vlm_reward_wrappers.models.reward_model import RewardModel, RewardModelConfig, WEIGHTS_NAME, write_checkpoint
+from vlm_reward_wrappers.models.reward_model import WEIGHTS_NAME, RewardModel, RewardModelConfig, recover_interrupted_save, write_checkpoint
 from vlm_reward_wrappers.objectives import EncodedBatch, get_objective
 from vlm_reward_wrappers.tasks import ML45_TEST, TASKS, goal_text
 from vlm_reward_wrappers.training import distributed
@@ -286,6 +286,8 @@ def train(
 
     out = Path(out)
     rank, world_size = distributed.setup()
+    if config.batch_size < world_size:
+        raise ValueError(f"batch_size {config.batch_size} is smaller than the {world_size} processes: each process needs at least one trajectory")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and world_size > 1:
         device = f"cuda:{rank % torch.cuda.device_count()}"
@@ -383,6 +385,11 @@ def train(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(parameters, 1.0)
             optimizer.step()
+            if not distributed.all_finite(torch.stack([p.detach().abs().max() for p in parameters])):
+                raise NonFiniteLossError(
+                    f"the weights became non-finite at step {step} of {objective.name}; training stopped and the last "
+                    f"good checkpoint in {out} was kept. Lower the learning rate (now {config.lr})."
+                )
             done += 1
             bar.update(1)
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}", fps=f"{done * frames_per_step / (time.perf_counter() - started):.0f}")
@@ -402,6 +409,7 @@ def train(
 
 def _load_state(out: Path, config: TrainConfig, overwrite: bool) -> dict[str, Any] | None:
     path = out / STATE_NAME
+    recover_interrupted_save(out)
     if not out.exists():
         return None
     if overwrite:
