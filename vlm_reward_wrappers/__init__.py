@@ -26,6 +26,10 @@ _EXPORTS = {
     "make_metaworld_env": "vlm_reward_wrappers.envs",
     "TASKS": "vlm_reward_wrappers.tasks",
     "goal_text": "vlm_reward_wrappers.tasks",
+    "VLMRewardWrapper": "vlm_reward_wrappers.wrappers",
+    "FrameToInfo": "vlm_reward_wrappers.wrappers",
+    "VectorVLMReward": "vlm_reward_wrappers.wrappers",
+    "VLMRewardVecEnv": "vlm_reward_wrappers.wrappers",
 }
 
 __all__ = sorted(_EXPORTS)

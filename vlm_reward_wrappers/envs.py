@@ -1,5 +1,11 @@
 """Making Meta-World envs the way this package renders and scores them.
 
+Meta-World v3 departs from the gymnasium API in two ways that
+:class:`MetaWorldSeeding` repairs: ``reset(seed=...)`` is ignored (the goal
+variant comes from the env's own generator), and the observation space is made
+before the goal becomes visible (its goal bounds are zero, so observations lie
+outside it and ``check_env`` fails).
+
 Example:
     >>> env = make_metaworld_env("reach", seed=0, image_size=64)
     >>> obs, info = env.reset(seed=0)
@@ -18,6 +24,29 @@ from vlm_reward_wrappers.rendering import DEFAULT_CAMERA, ensure_gl_backend
 from vlm_reward_wrappers.tasks import resolve_task
 
 
+class MetaWorldSeeding(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Makes ``reset(seed=...)`` seed Meta-World, and gives the true observation space.
+
+    Example:
+        >>> env = make_metaworld_env("reach-v3", image_size=32)
+        >>> first, _ = env.reset(seed=3)
+        >>> again, _ = env.reset(seed=3)
+        >>> bool((first == again).all())
+        True
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self)
+        super().__init__(env)
+        env.reset()
+        self.observation_space = env.unwrapped.sawyer_observation_space
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        if seed is not None:
+            self.unwrapped.seed(seed)
+        return self.env.reset(seed=seed, options=options)
+
+
 def make_metaworld_env(
     task: str,
     *,
@@ -27,7 +56,7 @@ def make_metaworld_env(
     max_episode_steps: int | None = None,
     **kwargs: Any,
 ) -> gym.Env:
-    """A single-task Meta-World env (``Meta-World/MT1``) that renders RGB frames.
+    """A single-task Meta-World env (``Meta-World/MT1``) that renders RGB frames and follows gymnasium's seeding.
 
     Args:
         task: a task name such as ``"door-open-v3"`` (the ``-v3`` may be left out).
@@ -42,7 +71,7 @@ def make_metaworld_env(
 
     if max_episode_steps is not None:
         kwargs["max_episode_steps"] = max_episode_steps
-    return gym.make(
+    env = gym.make(
         "Meta-World/MT1",
         env_name=resolve_task(task),
         seed=seed,
@@ -52,3 +81,4 @@ def make_metaworld_env(
         height=image_size,
         **kwargs,
     )
+    return MetaWorldSeeding(env)

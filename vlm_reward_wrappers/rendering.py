@@ -49,6 +49,8 @@ GL_HELP = (
 
 _LIVE_RENDERERS: weakref.WeakSet[FrameRenderer] = weakref.WeakSet()
 _exit_handler_registered = False
+_gl_process: int | None = None
+"""The process that opened a GL context here (a forked child inherits the value, not a usable context)."""
 
 
 def _close_live_renderers() -> None:
@@ -121,6 +123,13 @@ class FrameRenderer:
         return self._renderer is not None
 
     def _make_fast_renderer(self) -> None:
+        global _gl_process
+        if _gl_process not in (None, os.getpid()):
+            raise RenderingUnavailableError(
+                f"this process was forked from process {_gl_process} after it had opened an OpenGL context, which "
+                "cannot be used after a fork (EGL hangs). Start worker processes with 'spawn' or 'forkserver': "
+                "gym.vector.AsyncVectorEnv(env_fns, context='spawn'), SubprocVecEnv(env_fns, start_method='forkserver')."
+            )
         ensure_gl_backend()
         _load_triton_before_gl()
         import mujoco
@@ -145,6 +154,7 @@ class FrameRenderer:
             quality.offsamples, quality.shadowsize = saved[0], saved[1]
             visual.offwidth, visual.offheight = saved[2], saved[3]
         global _exit_handler_registered
+        _gl_process = os.getpid()
         if not _exit_handler_registered:  # registered after MuJoCo's own, so it runs first
             atexit.register(_close_live_renderers)
             _exit_handler_registered = True

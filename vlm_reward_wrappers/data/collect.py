@@ -131,7 +131,9 @@ def _episode_seed(base_seed: int, task: str, index: int) -> int:
 def run_episode(env: Any, renderer: Any, job: EpisodeJob, config: CollectionConfig) -> EpisodeRecord:
     """Run one planned episode in ``env`` and record it.
 
-    ``env`` is a single-task Meta-World env of ``job.task``; ``renderer`` a
+    ``env`` is a single-task Meta-World env of ``job.task`` made by
+    :func:`~vlm_reward_wrappers.envs.make_metaworld_env` (whose ``reset(seed=)``
+    seeds Meta-World); ``renderer`` a
     :class:`~vlm_reward_wrappers.rendering.FrameRenderer` on it.
     """
     from metaworld.policies import ENV_POLICY_MAP
@@ -139,10 +141,7 @@ def run_episode(env: Any, renderer: Any, job: EpisodeJob, config: CollectionConf
     policy = ENV_POLICY_MAP[job.task]()
     rng = np.random.default_rng(job.seed)
     low, high = env.action_space.low, env.action_space.high
-    # Meta-World ignores reset(seed=...) and draws the goal variant from the
-    # env's own generator: re-seed it so the episode does not depend on history.
-    env.unwrapped.seed(job.seed)
-    obs, _ = env.reset()
+    obs, _ = env.reset(seed=job.seed)  # make_metaworld_env makes this seed Meta-World's own generator
     frames, actions, rewards, successes = [], [], [], []
     first_success = -1
     for step in range(config.max_steps):

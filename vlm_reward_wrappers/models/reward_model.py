@@ -125,8 +125,13 @@ class RewardModel(nn.Module):
         return self._text_cache[goal]
 
     def train(self, mode: bool = True) -> RewardModel:
-        self._text_cache.clear()  # embeddings change while training
+        if mode:
+            self._text_cache.clear()  # weights change while training
         return super().train(mode)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        self._text_cache.clear()
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def reward_from_features(self, image_features: torch.Tensor, goal: str) -> torch.Tensor:
         """Rewards of image embeddings (from :meth:`encode_images`) for one goal."""

@@ -1,0 +1,148 @@
+"""Train an SB3 agent (SAC or PPO) on a learned reward; log learned and ground-truth returns.
+
+One file, CleanRL style: the arguments are the fields of :class:`Args`, each a
+command-line flag. With ``--num-envs 1`` the env is wrapped in
+``VLMRewardWrapper``; with more, every step of all sub-envs is scored in one
+forward pass by ``VLMRewardVecEnv``. Logs (stdout and ``OUT/progress.csv``):
+``episode/learned_return``, ``episode/gt_return`` (Meta-World's reward) and
+``episode/success_rate`` (success at any step), means over the last 20
+episodes; ``OUT/monitor.csv`` has every episode. The agent is saved to ``OUT/agent.zip``.
+
+    python examples/train_sb3.py --checkpoint runs/quick/checkpoints/triplet --task reach-v3 --algo sac --total-timesteps 20000
+    python examples/train_sb3.py --algo ppo --num-envs 8 --reward-mode shaped
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3 import PPO, SAC
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor
+
+from vlm_reward_wrappers import FrameToInfo, VLMRewardVecEnv, VLMRewardWrapper, make_metaworld_env
+from vlm_reward_wrappers.wrappers import REWARD_MODES
+
+
+@dataclass
+class Args:
+    checkpoint: str = field(default="runs/quick/checkpoints/triplet", metadata={"help": "reward-model checkpoint folder"})
+    task: str = field(default="reach-v3", metadata={"help": "Meta-World task (its goal sentence is the reward's goal)"})
+    algo: str = field(default="sac", metadata={"help": "SB3 algorithm", "choices": ("sac", "ppo")})
+    total_timesteps: int = field(default=20_000, metadata={"help": "env steps, all envs together"})
+    num_envs: int = field(default=1, metadata={"help": "parallel envs; more than 1 scores them in one batch"})
+    vec_env: str = field(
+        default="dummy", metadata={"help": "dummy: envs in this process; subproc: one process each", "choices": ("dummy", "subproc")}
+    )
+    reward_mode: str = field(default="normalized", metadata={"help": "learned reward", "choices": REWARD_MODES})
+    success_bonus: float = field(default=0.0, metadata={"help": "added on steps where Meta-World reports success"})
+    gamma: float = field(default=0.99, metadata={"help": "discount of the agent and of the shaped reward"})
+    max_episode_steps: int = field(default=200, metadata={"help": "episode length (Meta-World's own: 500)"})
+    n_steps: int = field(default=512, metadata={"help": "PPO: steps per env per rollout"})
+    batch_size: int = field(default=64, metadata={"help": "minibatch size"})
+    learning_starts: int = field(default=1000, metadata={"help": "SAC: random steps before learning"})
+    seed: int = field(default=0, metadata={"help": "seeds envs and agent"})
+    device: str = field(default="cpu", metadata={"help": "reward model and agent device"})
+    out: str = field(default="runs/sb3", metadata={"help": "folder for logs and the agent"})
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Args:
+    """:class:`Args` from command-line flags (``--total-timesteps 200``)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    for arg in dataclasses.fields(Args):
+        parser.add_argument(
+            f"--{arg.name.replace('_', '-')}", type=type(arg.default), default=arg.default,
+            help=f"{arg.metadata['help']} (default: {arg.default})", choices=arg.metadata.get("choices"),
+        )
+    return Args(**vars(parser.parse_args(argv)))
+
+
+class EpisodeStats(BaseCallback):
+    """Logs mean learned return, ground-truth return and success rate over the last ``window`` episodes."""
+
+    def __init__(self, window: int = 20) -> None:
+        super().__init__()
+        self.episodes: deque[tuple[float, float, bool]] = deque(maxlen=window)
+
+    def _on_training_start(self) -> None:
+        num_envs = self.training_env.num_envs
+        self.learned, self.gt, self.success = np.zeros(num_envs), np.zeros(num_envs), np.zeros(num_envs, dtype=bool)
+
+    def _on_step(self) -> bool:
+        for index, (info, done) in enumerate(zip(self.locals["infos"], self.locals["dones"], strict=True)):
+            self.learned[index] += info["vlm_reward"]
+            self.gt[index] += info["gt_reward"]
+            self.success[index] |= info.get("is_success", False)
+            if done:
+                self.episodes.append((self.learned[index], self.gt[index], bool(self.success[index])))
+                self.learned[index], self.gt[index], self.success[index] = 0.0, 0.0, False
+        if self.episodes:
+            learned, gt, success = np.array(self.episodes, dtype=np.float64).T
+            self.logger.record("episode/learned_return", float(learned.mean()))
+            self.logger.record("episode/gt_return", float(gt.mean()))
+            self.logger.record("episode/success_rate", float(success.mean()))
+        return True
+
+
+def make_env(args: Args, rank: int) -> Callable[[], gym.Env]:
+    """A function making sub-env ``rank``: wrapped for its own reward, or for batched scoring."""
+
+    def thunk() -> gym.Env:
+        env = make_metaworld_env(args.task, seed=args.seed + rank, max_episode_steps=args.max_episode_steps)
+        if args.num_envs == 1:
+            return VLMRewardWrapper(
+                env, args.checkpoint, reward_mode=args.reward_mode, gamma=args.gamma, success_bonus=args.success_bonus, device=args.device
+            )
+        return FrameToInfo(env, args.checkpoint)
+
+    return thunk
+
+
+def make_vec_env(args: Args, out: Path) -> VecEnv:
+    env_fns = [make_env(args, rank) for rank in range(args.num_envs)]
+    venv: VecEnv = SubprocVecEnv(env_fns) if args.vec_env == "subproc" and args.num_envs > 1 else DummyVecEnv(env_fns)
+    if args.num_envs > 1:
+        venv = VLMRewardVecEnv(
+            venv, args.checkpoint, reward_mode=args.reward_mode, gamma=args.gamma, success_bonus=args.success_bonus, device=args.device
+        )
+    return VecMonitor(venv, filename=str(out / "monitor.csv"), info_keywords=("is_success",))
+
+
+def make_agent(args: Args, venv: VecEnv) -> BaseAlgorithm:
+    common: dict[str, Any] = dict(gamma=args.gamma, batch_size=args.batch_size, seed=args.seed, device=args.device, verbose=1)
+    if args.algo == "ppo":
+        return PPO("MlpPolicy", venv, n_steps=args.n_steps, **common)
+    return SAC("MlpPolicy", venv, learning_starts=args.learning_starts, **common)
+
+
+def main(args: Args) -> Path:
+    """Train, log to ``args.out`` and return the path of the saved agent."""
+    if not (Path(args.checkpoint) / "config.json").is_file():
+        sys.exit(f"no checkpoint at {args.checkpoint}: make one with `vlm-rewards benchmark` or `vlm-rewards train`, "
+                 "or pass --checkpoint PATH")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    venv = make_vec_env(args, out)
+    agent = make_agent(args, venv)
+    agent.set_logger(configure(str(out), ["stdout", "csv"]))
+    agent.learn(total_timesteps=args.total_timesteps, callback=EpisodeStats(), progress_bar=True)
+    path = out / "agent.zip"
+    agent.save(path)
+    venv.close()
+    print(f"saved the agent to {path}")
+    return path
+
+
+if __name__ == "__main__":
+    main(parse_args())

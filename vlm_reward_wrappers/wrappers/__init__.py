@@ -1,0 +1,28 @@
+"""Gymnasium and stable-baselines3 wrappers that reward an agent with a reward model's scores.
+
+* :class:`VLMRewardWrapper`: one env, scored every step.
+* :class:`FrameToInfo` + :class:`VectorVLMReward`: a gymnasium vector env,
+  all sub-envs scored in one forward pass per step.
+* :class:`FrameToInfo` + :class:`VLMRewardVecEnv`: the same for SB3's vector envs.
+
+Example:
+    >>> from vlm_reward_wrappers import make_metaworld_env
+    >>> from vlm_reward_wrappers.wrappers import VLMRewardWrapper
+    >>> env = VLMRewardWrapper(make_metaworld_env("reach-v3"), "runs/quick/checkpoints/triplet")  # doctest: +SKIP
+"""
+
+from vlm_reward_wrappers.wrappers.reward_wrapper import VLMRewardWrapper
+from vlm_reward_wrappers.wrappers.sb3 import VLMRewardVecEnv
+from vlm_reward_wrappers.wrappers.scoring import REWARD_MODES, NonFiniteRewardError, load_reward_model
+from vlm_reward_wrappers.wrappers.vector import FRAME_KEY, FrameToInfo, VectorVLMReward
+
+__all__ = [
+    "FRAME_KEY",
+    "REWARD_MODES",
+    "FrameToInfo",
+    "NonFiniteRewardError",
+    "VLMRewardVecEnv",
+    "VLMRewardWrapper",
+    "VectorVLMReward",
+    "load_reward_model",
+]
