@@ -111,18 +111,32 @@ def test_env_without_rgb_array_gets_a_clear_error():
     env.close()
 
 
-def test_torch_side_imports_after_rendering_do_not_crash():
-    """Mesa's software GL and Triton (imported by torch via open_clip) both load LLVM; order matters."""
+@pytest.mark.parametrize("order", ["package first", "gl first"])
+def test_torch_side_imports_after_rendering_do_not_crash(order):
+    """Mesa's software GL and Triton (imported by torch via open_clip) both load LLVM; Triton second crashes."""
     import subprocess
     import sys
 
-    script = (
+    package_first = (
+        "import vlm_reward_wrappers\n"
         "from vlm_reward_wrappers.envs import make_metaworld_env\n"
-        "from vlm_reward_wrappers.rendering import FrameRenderer\n"
-        "env = make_metaworld_env('reach-v3', seed=0, image_size=16); env.reset()\n"
-        "FrameRenderer(env, 'corner', 16, 16).render()\n"
-        "import open_clip\n"
-        "print('ok')\n"
+        "env = make_metaworld_env('reach-v3', seed=0, image_size=16); env.reset(seed=0)\n"
+        "env.render()\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+    gl_first = (  # software GL loaded by gymnasium's own viewer before the package is imported
+        "import gymnasium as gym, metaworld\n"
+        "env = gym.make('Meta-World/MT1', env_name='reach-v3', render_mode='rgb_array', width=16, height=16); env.reset()\n"
+        "env.render()\n"
+        "import vlm_reward_wrappers\n"
+    )
+    script = (package_first if order == "package first" else gl_first) + (
+        "from vlm_reward_wrappers.rendering import FrameRenderer\n"
+        "FrameRenderer(env, 'corner', 16, 16).render()\n"
+        "import open_clip, torch\n"
+        "print(float(torch.ones(2).sum()))\n"
+    )
+    environment = {**__import__("os").environ, "MUJOCO_GL": "egl"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=environment)
+    assert result.returncode == 0 and result.stdout.strip().endswith("2.0"), result.stderr[-2000:]
+    if order == "gl first":
+        assert "Triton is disabled" in result.stderr

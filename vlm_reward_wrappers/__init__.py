@@ -10,12 +10,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from vlm_reward_wrappers.rendering import ensure_gl_backend
+from vlm_reward_wrappers.rendering import ensure_gl_backend, guard_triton
 
 __version__ = "0.1.0"
 
 # MuJoCo reads MUJOCO_GL once, when it is first imported: choose before that.
 ensure_gl_backend()
+# Triton and Mesa's software GL crash the process if Triton comes second.
+guard_triton()
 
 # Public names, imported on first use so that `import vlm_reward_wrappers` stays light.
 _EXPORTS = {

@@ -31,7 +31,9 @@ import ctypes
 import importlib.util
 import os
 import sys
+import warnings
 import weakref
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -131,7 +133,7 @@ class FrameRenderer:
                 "gym.vector.AsyncVectorEnv(env_fns, context='spawn'), SubprocVecEnv(env_fns, start_method='forkserver')."
             )
         ensure_gl_backend()
-        _load_triton_before_gl()
+        guard_triton()
         import mujoco
 
         unwrapped = self.env.unwrapped
@@ -207,14 +209,38 @@ class FrameRenderer:
         raise TypeError("FrameRenderer holds a GL context and cannot be pickled; make a new one in the other process.")
 
 
-def _load_triton_before_gl() -> None:
-    """Import Triton (if installed) before the first GL context.
+def _llvm_in_process() -> bool:
+    """Whether an LLVM library (Mesa's software GL brings one) is loaded in this process."""
+    try:
+        return "libLLVM" in Path("/proc/self/maps").read_text()
+    except OSError:
+        return False
 
-    Software GL (Mesa's llvmpipe) and Triton, which torch imports through
-    torchvision and open_clip, both load LLVM; loading Triton after Mesa's
-    LLVM crashes the process with a segmentation fault. In this order both work.
+
+def guard_triton() -> None:
+    """Keep Triton and Mesa's software GL from crashing the process.
+
+    Both load LLVM. Triton (which torch imports through torchvision and
+    open_clip) loaded *after* Mesa's LLVM kills the process with a segmentation
+    fault; loaded before, both work. So: before any GL context exists, import
+    Triton now (0.4 s, only when installed); if software GL was already loaded
+    by someone else (e.g. an earlier ``env.render()``), make ``import triton``
+    fail cleanly instead, so torch runs without it (Triton serves only
+    ``torch.compile`` on GPUs) and a warning says so. Called on import of this
+    package and before its first GL context.
     """
-    if "triton" not in sys.modules and importlib.util.find_spec("triton") is not None:
+    if "triton" in sys.modules or importlib.util.find_spec("triton") is None:
+        return
+    if _llvm_in_process():
+        sys.modules["triton"] = None  # type: ignore[assignment]  # `import triton` now raises ImportError
+        warnings.warn(
+            "software OpenGL (Mesa) was loaded before vlm_reward_wrappers: Triton is disabled in this process, since "
+            "loading it now would crash it (torch runs without it; only torch.compile on GPUs needs it). "
+            "Import vlm_reward_wrappers before rendering to keep it.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    else:
         import triton  # noqa: F401
 
 
