@@ -15,9 +15,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from vlm_reward_wrappers.io_utils import CorruptFileError
 from vlm_reward_wrappers.rendering import RenderingUnavailableError
+
+if TYPE_CHECKING:
+    from vlm_reward_wrappers.models import BackboneSpec
 
 _ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, CorruptFileError, RenderingUnavailableError)
 
@@ -148,7 +152,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run_train)
 
 
-def backbone_from_args(model: str | None, weights: str | None) -> object:
+def backbone_from_args(model: str | None, weights: str | None) -> BackboneSpec | None:
     """A BackboneSpec from --backbone/--backbone-weights, or None for the default backbone."""
     from pathlib import Path
 

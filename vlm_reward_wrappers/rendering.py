@@ -125,7 +125,7 @@ class FrameRenderer:
         return self._renderer is not None
 
     def _make_fast_renderer(self) -> None:
-        global _gl_process
+        global _gl_process, _exit_handler_registered
         if _gl_process not in (None, os.getpid()):
             raise RenderingUnavailableError(
                 f"this process was forked from process {_gl_process} after it had opened an OpenGL context, which "
@@ -155,7 +155,6 @@ class FrameRenderer:
         finally:
             quality.offsamples, quality.shadowsize = saved[0], saved[1]
             visual.offwidth, visual.offheight = saved[2], saved[3]
-        global _exit_handler_registered
         _gl_process = os.getpid()
         if not _exit_handler_registered:  # registered after MuJoCo's own, so it runs first
             atexit.register(_close_live_renderers)

@@ -72,12 +72,7 @@ def score_dataset(model: RewardModel, dataset: DemoDataset, episodes: Sequence[i
     goals = np.array([dataset.episodes[i].goal_text for i in range(len(dataset))])
     predicted, parts = [], []
     for batch in dataset.iter_frame_batches(batch_size, selected):
-        features = model.encode_images(batch.frames)
-        rewards = np.zeros(len(batch.frames), dtype=np.float32)
-        batch_goals = goals[batch.episode]
-        for goal in np.unique(batch_goals):
-            where = np.flatnonzero(batch_goals == goal)
-            rewards[where] = model.reward_from_features(features[where], str(goal)).float().cpu().numpy()
+        rewards = model.rewards_for_goals(model.encode_images(batch.frames), goals[batch.episode])
         if not np.all(np.isfinite(rewards)):
             raise FloatingPointError(f"the model gave non-finite rewards on {dataset.root}; the checkpoint is broken")
         predicted.append(rewards)

@@ -138,6 +138,15 @@ class RewardModel(nn.Module):
         baseline = self.goal_embedding(self.config.baseline_text) if self.objective.name == "zero-shot" else None
         return self.objective.reward(image_features, self.goal_embedding(goal), baseline)
 
+    def rewards_for_goals(self, image_features: torch.Tensor, goals: Sequence[str] | np.ndarray) -> np.ndarray:
+        """Rewards of image embeddings, each against its own goal sentence (one text embedding per distinct goal)."""
+        goals = np.asarray(goals)
+        rewards = np.zeros(len(goals), dtype=np.float32)
+        for goal in np.unique(goals):
+            where = np.flatnonzero(goals == goal)
+            rewards[where] = self.reward_from_features(image_features[where], str(goal)).float().cpu().numpy()
+        return rewards
+
     @torch.no_grad()
     def reward(self, frames: torch.Tensor | np.ndarray, goal: str, *, normalize: bool = False, batch_size: int = 256) -> np.ndarray:
         """Rewards ``(B,)`` of uint8 frames ``(B, H, W, 3)`` for a goal sentence.
@@ -148,9 +157,7 @@ class RewardModel(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            rewards = torch.cat(
-                [self.reward_from_features(self.encode_images(frames[i : i + batch_size]), goal) for i in range(0, len(frames), batch_size)]
-            ) if len(frames) else torch.zeros(0)
+            rewards = self.reward_from_features(in_batches(self.encode_images, frames, batch_size), goal) if len(frames) else torch.zeros(0)
         finally:
             self.train(was_training)
         values = rewards.float().cpu().numpy()
@@ -161,17 +168,18 @@ class RewardModel(nn.Module):
 
     # ----------------------------------------------------------- persistence
 
+    def names_to_save(self) -> set[str]:
+        """Names of the tensors that are not in the named backbone's weights."""
+        state_names = set(self.state_dict(keep_vars=True))
+        if self.config.finetune.mode == "full" or self.config.backbone.pretrained is None:
+            return state_names
+        return {name for name, parameter in self.named_parameters() if parameter.requires_grad} & state_names
+
     def weights_to_save(self) -> dict[str, torch.Tensor]:
-        """The tensors that are not in the named backbone's weights."""
-        backbone_is_named = self.config.backbone.pretrained is not None
-        state = self.state_dict()
-        if self.config.finetune.mode == "full" or not backbone_is_named:
-            chosen = state
-        else:
-            trainable = {name for name, parameter in self.named_parameters() if parameter.requires_grad}
-            chosen = {name: tensor for name, tensor in state.items() if name in trainable}
-        # A copy: tensors that share memory with the parameters would follow later optimizer steps.
-        return {name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in chosen.items()}
+        """Copies, on the CPU, of the tensors :meth:`names_to_save` names."""
+        names = self.names_to_save()
+        # Copies: tensors that share memory with the parameters would follow later optimizer steps.
+        return {name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in self.state_dict().items() if name in names}
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Write the checkpoint folder atomically; return its path."""
@@ -187,28 +195,11 @@ class RewardModel(nn.Module):
         """
         folder = Path(path)
         config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-        recover_interrupted_save(folder)
-        if not folder.is_dir():
-            raise CheckpointError(f"checkpoint {folder} does not exist. Train one with `vlm-rewards train`.")
-        if not config_path.is_file():
-            raise CheckpointError(f"checkpoint {folder} has no {CONFIG_NAME}; it is not a reward-model checkpoint.")
-        try:
-            payload = read_json(config_path)
-        except CorruptFileError as error:
-            raise CheckpointError(str(error)) from error
-        if payload.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{config_path} is not a vlm_reward_wrappers reward-model config.")
-        if payload.get("format_version") != CHECKPOINT_VERSION:
-            raise CheckpointError(
-                f"{config_path} has format version {payload.get('format_version')}, this package reads version "
-                f"{CHECKPOINT_VERSION}: upgrade vlm_reward_wrappers or retrain the checkpoint."
-            )
+        config, weights_sha256 = read_checkpoint_config(folder)
         if not weights_path.is_file():
             raise CheckpointError(f"checkpoint weights {weights_path} are missing.")
-        if file_sha256(weights_path) != payload["weights"]["sha256"]:
+        if file_sha256(weights_path) != weights_sha256:
             raise CheckpointError(f"checkpoint weights {weights_path} do not match the checksum in {config_path} (truncated or changed).")
-        fields = {k: v for k, v in payload.items() if k not in ("format", "format_version", "package_version", "weights")}
-        config = RewardModelConfig.from_dict(fields)
         try:
             backbone = load_backbone(config.backbone, device=device)
         except Exception as error:
@@ -218,7 +209,7 @@ class RewardModel(nn.Module):
             saved = load_file(str(weights_path), device=str(device))
         except (SafetensorError, OSError) as error:
             raise CheckpointError(f"checkpoint weights {weights_path} cannot be read: {error}") from error
-        expected = set(model.weights_to_save())
+        expected = model.names_to_save()
         if set(saved) != expected:
             missing, unexpected = sorted(expected - set(saved))[:3], sorted(set(saved) - expected)[:3]
             raise CheckpointError(f"checkpoint weights {weights_path} do not fit the model (missing {missing}, unexpected {unexpected}).")
@@ -228,6 +219,39 @@ class RewardModel(nn.Module):
             raise CheckpointError(f"checkpoint weights {weights_path} do not fit the model described by {config_path}: {error}") from error
         model.eval()
         return model
+
+
+def in_batches(encode: Callable[[Any], torch.Tensor], frames: torch.Tensor | np.ndarray, batch_size: int = 256) -> torch.Tensor:
+    """``encode`` applied to ``frames`` ``batch_size`` at a time, results concatenated."""
+    return torch.cat([encode(frames[start : start + batch_size]) for start in range(0, len(frames), batch_size)])
+
+
+def read_checkpoint_config(path: str | os.PathLike) -> tuple[RewardModelConfig, str]:
+    """A checkpoint's config and the checksum of its weights, read without loading the weights.
+
+    Raises :class:`CheckpointError` naming the folder or file when the folder
+    is missing, has no readable ``config.json``, or is of another format or version.
+    """
+    folder = Path(path)
+    config_path = folder / CONFIG_NAME
+    recover_interrupted_save(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"checkpoint {folder} does not exist. Train one with `vlm-rewards train`.")
+    if not config_path.is_file():
+        raise CheckpointError(f"checkpoint {folder} has no {CONFIG_NAME}; it is not a reward-model checkpoint.")
+    try:
+        payload = read_json(config_path)
+    except CorruptFileError as error:
+        raise CheckpointError(str(error)) from error
+    if payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{config_path} is not a vlm_reward_wrappers reward-model config.")
+    if payload.get("format_version") != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{config_path} has format version {payload.get('format_version')}, this package reads version "
+            f"{CHECKPOINT_VERSION}: upgrade vlm_reward_wrappers or retrain the checkpoint."
+        )
+    fields = {k: v for k, v in payload.items() if k not in ("format", "format_version", "package_version", "weights")}
+    return RewardModelConfig.from_dict(fields), payload["weights"]["sha256"]
 
 
 def write_checkpoint(

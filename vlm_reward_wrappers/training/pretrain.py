@@ -29,7 +29,6 @@ from safetensors.torch import save_file
 from vlm_reward_wrappers.data.storage import DemoDataset
 from vlm_reward_wrappers.io_utils import atomic_path, read_json, write_json_atomic
 from vlm_reward_wrappers.models.backbone import DEFAULT_BACKBONE_MODEL, BackboneSpec
-from vlm_reward_wrappers.models.reward_model import RewardModel
 
 BACKBONE_WEIGHTS = "open_clip_model.safetensors"
 BACKBONE_INFO = "backbone.json"
@@ -78,9 +77,9 @@ def pretrain_backbone(
 
     dataset = DemoDataset(data)
     chosen = tuple(choose_tasks(dataset, tasks))
-    folder = Path(out) if out is not None else cache_dir() / "backbones" / f"{config.model}-{_backbone_key(dataset, chosen, config)}"
-    weights = folder / BACKBONE_WEIGHTS
     key = _backbone_key(dataset, chosen, config)
+    folder = Path(out) if out is not None else cache_dir() / "backbones" / f"{config.model}-{key}"
+    weights = folder / BACKBONE_WEIGHTS
     if weights.is_file() and (folder / BACKBONE_INFO).is_file():
         info = read_json(folder / BACKBONE_INFO)
         if info.get("key") != key:

@@ -33,9 +33,9 @@ from vlm_reward_wrappers.data.storage import DemoDataset
 from vlm_reward_wrappers.evaluation.metrics import ranking_accuracy
 from vlm_reward_wrappers.models.adapters import FinetuneConfig
 from vlm_reward_wrappers.models.backbone import BackboneSpec, load_backbone
-from vlm_reward_wrappers.models.reward_model import WEIGHTS_NAME, RewardModel, RewardModelConfig, recover_interrupted_save, write_checkpoint
+from vlm_reward_wrappers.models.reward_model import WEIGHTS_NAME, RewardModel, RewardModelConfig, in_batches, recover_interrupted_save, write_checkpoint
 from vlm_reward_wrappers.objectives import EncodedBatch, get_objective
-from vlm_reward_wrappers.tasks import ML45_TEST, TASKS, goal_text
+from vlm_reward_wrappers.tasks import ML45_TEST, goal_text
 from vlm_reward_wrappers.training import distributed
 from vlm_reward_wrappers.training.batches import FrameStore, TrajectoryBatch, TrajectorySampler
 
@@ -212,13 +212,9 @@ def _validation_frames(dataset: DemoDataset, episodes: list[int], per_task: int,
 
 
 @torch.no_grad()
-def _rewards_by_task(model: RewardModel, frames: np.ndarray, tasks: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, torch.Tensor]:
-    features = torch.cat([model.encode_images(frames[i : i + batch_size]) for i in range(0, len(frames), batch_size)])
-    rewards = np.zeros(len(frames), dtype=np.float32)
-    for task in np.unique(tasks):
-        where = np.flatnonzero(tasks == task)
-        rewards[where] = model.reward_from_features(features[where], goal_text(str(task))).float().cpu().numpy()
-    return rewards, features
+def _rewards_by_task(model: RewardModel, frames: np.ndarray, tasks: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
+    features = in_batches(model.encode_images, frames)
+    return model.rewards_for_goals(features, [goal_text(str(task)) for task in tasks]), features
 
 
 @torch.no_grad()
@@ -254,11 +250,7 @@ def reward_statistics(model: RewardModel, dataset: DemoDataset, episodes: list[i
 @torch.no_grad()
 def cache_backbone_features(model: RewardModel, dataset: DemoDataset, episodes: list[int], batch_size: int = 256) -> dict[int, torch.Tensor]:
     """Backbone image embeddings of every frame of the episodes (a frozen backbone needs them once)."""
-    cache = {}
-    for index in episodes:
-        frames = dataset.read_frames(index)
-        cache[index] = torch.cat([model.backbone_image_features(frames[i : i + batch_size]) for i in range(0, len(frames), batch_size)])
-    return cache
+    return {index: in_batches(model.backbone_image_features, dataset.read_frames(index), batch_size) for index in episodes}
 
 
 def _trainable_state(model: RewardModel) -> dict[str, torch.Tensor]:

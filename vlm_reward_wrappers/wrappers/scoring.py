@@ -24,8 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vlm_reward_wrappers.io_utils import CorruptFileError, read_json
-from vlm_reward_wrappers.models.reward_model import CONFIG_NAME, CheckpointError, RewardModel, RewardModelConfig
+from vlm_reward_wrappers.models.reward_model import CONFIG_NAME, RewardModel, RewardModelConfig
 from vlm_reward_wrappers.rendering import FrameRenderer, is_metaworld_env
 from vlm_reward_wrappers.tasks import TASKS
 
@@ -68,18 +67,6 @@ def load_reward_model(checkpoint: str | os.PathLike, device: str | torch.device 
             del _MODELS[stale]
         _MODELS[key] = model
     return _MODELS[key]
-
-
-def checkpoint_config(checkpoint: str | os.PathLike) -> RewardModelConfig:
-    """A checkpoint's config (camera, image size, goals...), read without loading its weights."""
-    path = Path(checkpoint) / CONFIG_NAME
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {checkpoint} does not exist or has no {CONFIG_NAME}. Train one with `vlm-rewards train`.")
-    try:
-        payload = read_json(path)
-    except CorruptFileError as error:
-        raise CheckpointError(str(error)) from error
-    return RewardModelConfig.from_dict({name: value for name, value in payload.items() if name in RewardModelConfig.__dataclass_fields__})
 
 
 def metaworld_task(env: Any) -> str | None:

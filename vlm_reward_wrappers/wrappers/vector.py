@@ -29,12 +29,11 @@ import torch
 from gymnasium.core import ActType, ObsType
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
-from vlm_reward_wrappers.models.reward_model import RewardModelConfig
+from vlm_reward_wrappers.models.reward_model import RewardModelConfig, read_checkpoint_config
 from vlm_reward_wrappers.wrappers.scoring import (
     GoalScorer,
     PicklableRenderer,
     RewardTransform,
-    checkpoint_config,
     load_reward_model,
     metaworld_task,
     resolve_goal,
@@ -84,7 +83,7 @@ class FrameToInfo(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.Rec
             self, checkpoint=None if checkpoint is None else str(checkpoint), camera=camera, image_size=image_size
         )
         gym.Wrapper.__init__(self, env)
-        config = checkpoint_config(checkpoint) if checkpoint is not None else RewardModelConfig()
+        config = read_checkpoint_config(checkpoint)[0] if checkpoint is not None else RewardModelConfig()
         self.frame_settings = FrameSettings(metaworld_task(env), camera or config.camera, image_size or config.image_size)
         self.frames = PicklableRenderer(env, self.frame_settings.camera, self.frame_settings.image_size)
 
