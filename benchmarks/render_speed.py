@@ -63,16 +63,23 @@ def main() -> None:
     env.close()
 
     config = CollectionConfig(
-        tasks=(args.task,), episodes_per_task=args.episodes * args.workers, image_size=args.size,
-        camera=args.camera, noise_levels=(0.1,), max_steps=150, steps_after_success=None,
+        tasks=(args.task,),
+        episodes_per_task=args.episodes * args.workers,
+        image_size=args.size,
+        camera=args.camera,
+        noise_levels=(0.1,),
+        max_steps=150,
+        steps_after_success=None,
     )
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         dataset = collect(config, folder, workers=args.workers, progress=False)
         collection_rate = dataset.num_frames / (time.perf_counter() - started)
 
-    print(f"machine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cpus; "
-          f"task {args.task}, camera {args.camera}, {args.size}x{args.size}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cpus; "
+        f"task {args.task}, camera {args.camera}, {args.size}x{args.size}"
+    )
     print(f"env.step only:            {step_only:8.1f} steps/s")
     print(f"env.render():             {baseline:8.1f} frames/s")
     print(f"FrameRenderer.render():   {fast:8.1f} frames/s")

@@ -63,7 +63,10 @@ def stepper(env: gym.Env, rng: np.random.Generator) -> Callable[[], None]:
 
 def untrained_checkpoint(folder: str) -> str:
     config = RewardModelConfig(
-        backbone=BackboneSpec("vlmrw-tiny"), finetune=FinetuneConfig(mode="frozen"), objective={"name": "triplet"}, image_size=64
+        backbone=BackboneSpec("vlmrw-tiny"),
+        finetune=FinetuneConfig(mode="frozen"),
+        objective={"name": "triplet"},
+        image_size=64,
     )
     return str(RewardModel(config).save_pretrained(Path(folder) / "untrained"))
 
@@ -81,8 +84,10 @@ def main() -> None:
         checkpoint = args.checkpoint
         if not (Path(checkpoint) / "config.json").is_file():
             checkpoint = untrained_checkpoint(scratch)
-            print(f"no checkpoint at {args.checkpoint}: timing an untrained vlmrw-tiny model (frozen, 64 px); "
-                  "speed does not depend on the weights")
+            print(
+                f"no checkpoint at {args.checkpoint}: timing an untrained vlmrw-tiny model (frozen, 64 px); "
+                "speed does not depend on the weights"
+            )
         model = load_reward_model(checkpoint)
         camera, size, goal = model.config.camera, model.config.image_size, goal_text(args.task)
         make_env = partial(make_metaworld_env, args.task, image_size=size)
@@ -120,7 +125,10 @@ def main() -> None:
             single.close()
 
         vector = VectorVLMReward(
-            gym.vector.SyncVectorEnv([partial(FrameToInfo, make_env(seed=index), checkpoint) for index in range(args.envs)]), checkpoint
+            gym.vector.SyncVectorEnv(
+                [partial(FrameToInfo, make_env(seed=index), checkpoint) for index in range(args.envs)]
+            ),
+            checkpoint,
         )
         vector.reset(seed=0)
         actions = rng.uniform(-1, 1, size=(args.envs, 4)).astype(np.float32)
@@ -128,16 +136,20 @@ def main() -> None:
         vector.close()
 
     n = args.envs
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__} "
-          f"with {torch.get_num_threads()} threads; task {args.task}, camera {camera}, {size}x{size} px, "
-          f"backbone {model.config.backbone.model}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__} "
+        f"with {torch.get_num_threads()} threads; task {args.task}, camera {camera}, {size}x{size} px, "
+        f"backbone {model.config.backbone.model}"
+    )
     print(f"env.step:                          {1 / t_step:9.1f} steps/s")
     print(f"FrameRenderer.render:              {1 / t_render:9.1f} frames/s")
     print(f"model score, batch 1:              {1 / t_score1:9.1f} frames/s")
     print(f"model score, batch {n}:              {n / t_score8:9.1f} frames/s")
     print(f"parts alone, 1/(step+render+score): {1 / (t_step + t_render + t_score1):8.1f} steps/s")
     print(f"the same calls in turn, no wrapper: {1 / t_inline:8.1f} steps/s")
-    print(f"VLMRewardWrapper:                  {1 / t_wrapped:9.1f} steps/s  ({t_inline / t_wrapped:.2f} of the calls in turn)")
+    print(
+        f"VLMRewardWrapper:                  {1 / t_wrapped:9.1f} steps/s  ({t_inline / t_wrapped:.2f} of the calls in turn)"
+    )
     print(f"{n} wrapped envs in a loop:          {n / t_separate:9.1f} steps/s")
     print(f"{n} envs, VectorVLMReward:           {n / t_vector:9.1f} steps/s")
     print(f"wrapper overhead ratio: {(t_step + t_render + t_score1) / t_wrapped:.2f}")

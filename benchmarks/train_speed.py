@@ -27,7 +27,12 @@ from vlm_reward_wrappers.training.trainer import TrainingStep, cache_backbone_fe
 
 def measure(dataset: DemoDataset, mode: str, model_name: str, steps: int, batch_size: int) -> dict[str, float]:
     objective = get_objective("triplet")
-    config = RewardModelConfig(backbone=BackboneSpec(model_name), finetune=FinetuneConfig(mode=mode), objective=objective.config(), image_size=dataset.image_size)
+    config = RewardModelConfig(
+        backbone=BackboneSpec(model_name),
+        finetune=FinetuneConfig(mode=mode),
+        objective=objective.config(),
+        image_size=dataset.image_size,
+    )
     torch.manual_seed(0)
     model = RewardModel(config, load_backbone(config.backbone))
     model.train()
@@ -65,17 +70,30 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         if args.data is None:
-            config = CollectionConfig(tasks=("reach-v3", "button-press-v3", "drawer-close-v3", "window-open-v3"), episodes_per_task=4, noise_levels=(0.0, 0.1), image_size=64)
+            config = CollectionConfig(
+                tasks=("reach-v3", "button-press-v3", "drawer-close-v3", "window-open-v3"),
+                episodes_per_task=4,
+                noise_levels=(0.0, 0.1),
+                image_size=64,
+            )
             dataset = collect(config, folder, progress=False)
         else:
             dataset = DemoDataset(args.data)
-        results = {mode: measure(dataset, mode, args.model, args.steps, args.batch_size) for mode in ("lora", "full", "heads")}
-    print(f"machine: {os.cpu_count()} cpus, torch {torch.__version__} ({torch.get_num_threads()} threads); backbone {args.model}, "
-          f"{dataset.image_size} px, triplet objective, {args.batch_size} trajectories x 2 frames per step")
+        results = {
+            mode: measure(dataset, mode, args.model, args.steps, args.batch_size) for mode in ("lora", "full", "heads")
+        }
+    print(
+        f"machine: {os.cpu_count()} cpus, torch {torch.__version__} ({torch.get_num_threads()} threads); backbone {args.model}, "
+        f"{dataset.image_size} px, triplet objective, {args.batch_size} trajectories x 2 frames per step"
+    )
     for mode, result in results.items():
-        extra = f" (+ {result['cache_s']:.1f} s once to cache {result['cached_frames']} frames)" if mode == "heads" else ""
+        extra = (
+            f" (+ {result['cache_s']:.1f} s once to cache {result['cached_frames']} frames)" if mode == "heads" else ""
+        )
         print(f"{mode:6s} training: {result['frames_per_s']:8.1f} frames/s{extra}")
-    print(f"cached-embedding heads vs LoRA training: {results['heads']['frames_per_s'] / results['lora']['frames_per_s']:.1f}x")
+    print(
+        f"cached-embedding heads vs LoRA training: {results['heads']['frames_per_s'] / results['lora']['frames_per_s']:.1f}x"
+    )
 
 
 if __name__ == "__main__":

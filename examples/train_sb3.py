@@ -37,13 +37,16 @@ from vlm_reward_wrappers.wrappers import REWARD_MODES
 
 @dataclass
 class Args:
-    checkpoint: str = field(default="runs/quick/checkpoints/triplet", metadata={"help": "reward-model checkpoint folder"})
+    checkpoint: str = field(
+        default="runs/quick/checkpoints/triplet", metadata={"help": "reward-model checkpoint folder"}
+    )
     task: str = field(default="reach-v3", metadata={"help": "Meta-World task (its goal sentence is the reward's goal)"})
     algo: str = field(default="sac", metadata={"help": "SB3 algorithm", "choices": ("sac", "ppo")})
     total_timesteps: int = field(default=20_000, metadata={"help": "env steps, all envs together"})
     num_envs: int = field(default=1, metadata={"help": "parallel envs; more than 1 scores them in one batch"})
     vec_env: str = field(
-        default="dummy", metadata={"help": "dummy: envs in this process; subproc: one process each", "choices": ("dummy", "subproc")}
+        default="dummy",
+        metadata={"help": "dummy: envs in this process; subproc: one process each", "choices": ("dummy", "subproc")},
     )
     reward_mode: str = field(default="normalized", metadata={"help": "learned reward", "choices": REWARD_MODES})
     success_bonus: float = field(default=0.0, metadata={"help": "added on steps where Meta-World reports success"})
@@ -62,8 +65,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Args:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     for arg in dataclasses.fields(Args):
         parser.add_argument(
-            f"--{arg.name.replace('_', '-')}", type=type(arg.default), default=arg.default,
-            help=f"{arg.metadata['help']} (default: {arg.default})", choices=arg.metadata.get("choices"),
+            f"--{arg.name.replace('_', '-')}",
+            type=type(arg.default),
+            default=arg.default,
+            help=f"{arg.metadata['help']} (default: {arg.default})",
+            choices=arg.metadata.get("choices"),
         )
     return Args(**vars(parser.parse_args(argv)))
 
@@ -102,7 +108,12 @@ def make_env(args: Args, rank: int) -> Callable[[], gym.Env]:
         env = make_metaworld_env(args.task, seed=args.seed + rank, max_episode_steps=args.max_episode_steps)
         if args.num_envs == 1:
             return VLMRewardWrapper(
-                env, args.checkpoint, reward_mode=args.reward_mode, gamma=args.gamma, success_bonus=args.success_bonus, device=args.device
+                env,
+                args.checkpoint,
+                reward_mode=args.reward_mode,
+                gamma=args.gamma,
+                success_bonus=args.success_bonus,
+                device=args.device,
             )
         return FrameToInfo(env, args.checkpoint)
 
@@ -114,13 +125,20 @@ def make_vec_env(args: Args, out: Path) -> VecEnv:
     venv: VecEnv = SubprocVecEnv(env_fns) if args.vec_env == "subproc" and args.num_envs > 1 else DummyVecEnv(env_fns)
     if args.num_envs > 1:
         venv = VLMRewardVecEnv(
-            venv, args.checkpoint, reward_mode=args.reward_mode, gamma=args.gamma, success_bonus=args.success_bonus, device=args.device
+            venv,
+            args.checkpoint,
+            reward_mode=args.reward_mode,
+            gamma=args.gamma,
+            success_bonus=args.success_bonus,
+            device=args.device,
         )
     return VecMonitor(venv, filename=str(out / "monitor.csv"), info_keywords=("is_success",))
 
 
 def make_agent(args: Args, venv: VecEnv) -> BaseAlgorithm:
-    common: dict[str, Any] = dict(gamma=args.gamma, batch_size=args.batch_size, seed=args.seed, device=args.device, verbose=1)
+    common: dict[str, Any] = dict(
+        gamma=args.gamma, batch_size=args.batch_size, seed=args.seed, device=args.device, verbose=1
+    )
     if args.algo == "ppo":
         return PPO("MlpPolicy", venv, n_steps=args.n_steps, **common)
     return SAC("MlpPolicy", venv, learning_starts=args.learning_starts, **common)
@@ -129,8 +147,10 @@ def make_agent(args: Args, venv: VecEnv) -> BaseAlgorithm:
 def main(args: Args) -> Path:
     """Train, log to ``args.out`` and return the path of the saved agent."""
     if not (Path(args.checkpoint) / "config.json").is_file():
-        sys.exit(f"no checkpoint at {args.checkpoint}: make one with `vlm-rewards benchmark` or `vlm-rewards train`, "
-                 "or pass --checkpoint PATH")
+        sys.exit(
+            f"no checkpoint at {args.checkpoint}: make one with `vlm-rewards benchmark` or `vlm-rewards train`, "
+            "or pass --checkpoint PATH"
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     venv = make_vec_env(args, out)

@@ -1,7 +1,7 @@
 """A learned reward on a Meta-World env, in five lines (the README's example).
 
-    python examples/wrap_env.py                                   # runs/quick/checkpoints/triplet
-    python examples/wrap_env.py path/to/checkpoint door-open-v3
+python examples/wrap_env.py                                   # runs/quick/checkpoints/triplet
+python examples/wrap_env.py path/to/checkpoint door-open-v3
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ DEFAULT_CHECKPOINT = "runs/quick/checkpoints/triplet"
 
 def main(checkpoint: str = DEFAULT_CHECKPOINT, task: str = "door-open-v3") -> float:
     if not (Path(checkpoint) / "config.json").is_file():
-        sys.exit(f"no checkpoint at {checkpoint}: make one with `vlm-rewards benchmark` (writes {DEFAULT_CHECKPOINT}) "
-                 "or `vlm-rewards train`, or pass its path: python examples/wrap_env.py PATH")
+        sys.exit(
+            f"no checkpoint at {checkpoint}: make one with `vlm-rewards benchmark` (writes {DEFAULT_CHECKPOINT}) "
+            "or `vlm-rewards train`, or pass its path: python examples/wrap_env.py PATH"
+        )
 
     env = VLMRewardWrapper(make_metaworld_env(task), checkpoint)
     obs, info = env.reset(seed=0)
-    obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    _obs, reward, _terminated, _truncated, info = env.step(env.action_space.sample())
     print(reward, info["gt_reward"], info["is_success"])  # learned reward, Meta-World's, success flag
 
     env.close()

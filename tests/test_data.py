@@ -41,15 +41,20 @@ def test_episodes_do_not_depend_on_worker_count(tmp_path, tiny_config, tiny_data
     parallel = collect(config, tmp_path / "parallel", workers=2, progress=False)
     serial_reach = [e for e in tiny_dataset.episodes if e.task == "reach-v3"][:2]  # collected with workers=1
     assert len(parallel) == 2
-    for info, reference in zip(parallel.episodes, serial_reach):
+    for info, reference in zip(parallel.episodes, serial_reach, strict=False):
         np.testing.assert_array_equal(info.gt_reward, reference.gt_reward)
 
 
 def _record(steps: int, size: int = 16) -> EpisodeRecord:
     rng = np.random.default_rng(steps)
     return EpisodeRecord(
-        task="reach-v3", goal_text="reach the goal position", seed=1, camera="corner", image_size=size,
-        noise_std=0.1, kind="expert",
+        task="reach-v3",
+        goal_text="reach the goal position",
+        seed=1,
+        camera="corner",
+        image_size=size,
+        noise_std=0.1,
+        kind="expert",
         frames=rng.integers(0, 255, size=(steps, size, size, 3), dtype=np.uint8),
         actions=rng.uniform(-1, 1, size=(steps, 4)).astype(np.float32),
         gt_reward=np.linspace(0, 10, steps, dtype=np.float32),
@@ -63,7 +68,9 @@ def _write_dataset(root: Path, records: list[EpisodeRecord]) -> DemoDataset:
     config = {"camera": "corner", "image_size": 16, "tasks": ["reach-v3"]}
     prepare_output(root, config)
     for index, record in enumerate(records):
-        write_episode(episode_path(root, "reach-v3", config_id(config), index), record, collection=config_id(config), index=index)
+        write_episode(
+            episode_path(root, "reach-v3", config_id(config), index), record, collection=config_id(config), index=index
+        )
     return DemoDataset(root)
 
 
@@ -117,8 +124,23 @@ def _cli(*args: str) -> list[str]:
 
 def test_collection_killed_mid_way_resumes_without_duplicates(tmp_path):
     out = tmp_path / "ds"
-    command = _cli("collect", "--tasks", "reach-v3", "--episodes", "6", "--image-size", "16",
-                   "--max-steps", "150", "--steps-after-success", "-1", "--workers", "1", "--out", str(out))
+    command = _cli(
+        "collect",
+        "--tasks",
+        "reach-v3",
+        "--episodes",
+        "6",
+        "--image-size",
+        "16",
+        "--max-steps",
+        "150",
+        "--steps-after-success",
+        "-1",
+        "--workers",
+        "1",
+        "--out",
+        str(out),
+    )
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and len(list(out.glob("episodes/*/*.h5"))) < 2:
@@ -140,6 +162,8 @@ def test_collection_killed_mid_way_resumes_without_duplicates(tmp_path):
 
 
 def test_cli_reports_unknown_tasks_with_suggestions(tmp_path):
-    result = subprocess.run(_cli("collect", "--tasks", "door-opn", "--out", str(tmp_path / "x")), capture_output=True, text=True)
+    result = subprocess.run(
+        _cli("collect", "--tasks", "door-opn", "--out", str(tmp_path / "x")), capture_output=True, text=True
+    )
     assert result.returncode == 2
     assert "door-open-v3" in result.stderr and "Traceback" not in result.stderr

@@ -35,7 +35,9 @@ def test_evaluate_writes_every_output_and_matches_the_model(tiny_checkpoint, tin
     # The ranking accuracy in metrics.json is that of the CSV's predictions.
     predicted = np.array([float(r["predicted_reward"]) for r in rows])
     truth = np.array([float(r["gt_reward"]) for r in rows])
-    recomputed = ranking_accuracy(predicted, truth, np.array([r["task"] for r in rows]), np.array([int(r["episode"]) for r in rows]))
+    recomputed = ranking_accuracy(
+        predicted, truth, np.array([r["task"] for r in rows]), np.array([int(r["episode"]) for r in rows])
+    )
     assert recomputed.overall == pytest.approx(metrics["overall"]["ranking_accuracy"], abs=1e-4)
     assert metrics["overall"]["voc"] is not None  # the tiny data has successful expert episodes
     table = (out / "report.md").read_text()
@@ -44,7 +46,7 @@ def test_evaluate_writes_every_output_and_matches_the_model(tiny_checkpoint, tin
 
 def test_score_dataset_covers_every_frame_once(tiny_checkpoint, tiny_dataset):
     predictions = score_dataset(RewardModel.from_pretrained(tiny_checkpoint), tiny_dataset)
-    keys = set(zip(predictions.episode.tolist(), predictions.step.tolist()))
+    keys = set(zip(predictions.episode.tolist(), predictions.step.tolist(), strict=False))
     assert len(keys) == len(predictions) == tiny_dataset.num_frames
     assert np.isfinite(predictions.predicted).all()
 
@@ -91,9 +93,22 @@ def test_tiny_benchmark_end_to_end_and_cached_rerun(tmp_path, monkeypatch):
 
 
 def test_cli_evaluate_and_bad_checkpoint(tiny_checkpoint, tiny_dataset, tmp_path):
-    command = [sys.executable, "-m", "vlm_reward_wrappers", "evaluate", "--ckpt", str(tiny_checkpoint), "--data", str(tiny_dataset.root), "--out", str(tmp_path / "e")]
+    command = [
+        sys.executable,
+        "-m",
+        "vlm_reward_wrappers",
+        "evaluate",
+        "--ckpt",
+        str(tiny_checkpoint),
+        "--data",
+        str(tiny_dataset.root),
+        "--out",
+        str(tmp_path / "e"),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "| **all** |" in result.stdout
-    missing = subprocess.run([*command[:5], str(tmp_path / "nope"), *command[6:]], capture_output=True, text=True, timeout=300)
+    missing = subprocess.run(
+        [*command[:5], str(tmp_path / "nope"), *command[6:]], capture_output=True, text=True, timeout=300
+    )
     assert missing.returncode == 2 and "nope" in missing.stderr and "Traceback" not in missing.stderr

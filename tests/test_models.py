@@ -15,7 +15,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from vlm_reward_wrappers.models import BackboneSpec, CheckpointError, FinetuneConfig, RewardModel, RewardModelConfig, load_backbone
+from vlm_reward_wrappers.models import (
+    BackboneSpec,
+    CheckpointError,
+    FinetuneConfig,
+    RewardModel,
+    RewardModelConfig,
+    load_backbone,
+)
 from vlm_reward_wrappers.models.backbone import file_sha256
 from vlm_reward_wrappers.models.reward_model import CONFIG_NAME, WEIGHTS_NAME, write_checkpoint
 from vlm_reward_wrappers.objectives import get_objective
@@ -28,7 +35,12 @@ GOAL = "press the button"
 
 def make_model(spec: BackboneSpec, mode: str, objective: str = "triplet", rank: int = 2) -> RewardModel:
     torch.manual_seed(0)
-    config = RewardModelConfig(backbone=spec, finetune=FinetuneConfig(mode, rank=rank), objective=get_objective(objective).config(), image_size=32)
+    config = RewardModelConfig(
+        backbone=spec,
+        finetune=FinetuneConfig(mode, rank=rank),
+        objective=get_objective(objective).config(),
+        image_size=32,
+    )
     model = RewardModel(config, load_backbone(spec))
     model.train()
     return model
@@ -135,7 +147,9 @@ def test_adapters_start_as_the_identity(mode, tiny_backbone, frames):
     plain = load_backbone(tiny_backbone).eval()
     with torch.no_grad():
         assert torch.allclose(model.encode_images(frames), plain.encode_images(frames), atol=1e-5)
-        assert torch.allclose(model.encode_text([GOAL, "open the drawer"]), plain.encode_text([GOAL, "open the drawer"]), atol=1e-5)
+        assert torch.allclose(
+            model.encode_text([GOAL, "open the drawer"]), plain.encode_text([GOAL, "open the drawer"]), atol=1e-5
+        )
 
 
 def test_lora_training_changes_both_towers_but_not_the_backbone_weights(tiny_backbone, batch_and_frames, frames):

@@ -41,14 +41,16 @@ def _unit(v):
 
 
 def _dot(a, b) -> float:
-    return sum(x * y for x, y in zip(a, b))
+    return sum(x * y for x, y in zip(a, b, strict=False))
 
 
 def _cos(a, b) -> float:
     return _dot(_unit(a), _unit(b))
 
 
-def encoded(images, texts, text_index, task, text_task=None, steps=None, length=None, first_success=None, scale=1.0) -> EncodedBatch:
+def encoded(
+    images, texts, text_index, task, text_task=None, steps=None, length=None, first_success=None, scale=1.0
+) -> EncodedBatch:
     """An EncodedBatch of hand-made embeddings (slot -> list of rows)."""
     batch_size = len(text_index)
     return EncodedBatch(
@@ -89,7 +91,12 @@ def _hand_triplet(margin: float, cross: bool) -> float:
     if not cross:
         return temporal
     task = TRIPLET_BATCH["task"]
-    violations = [max(0.0, margin - positive[i] + _dot(text[i], later[j])) for i in range(2) for j in range(2) if task[i] != task[j]]
+    violations = [
+        max(0.0, margin - positive[i] + _dot(text[i], later[j]))
+        for i in range(2)
+        for j in range(2)
+        if task[i] != task[j]
+    ]
     return temporal + sum(violations) / len(violations)
 
 
@@ -113,7 +120,12 @@ def test_triplet_loss_with_cross_task_negatives_equals_hand_computation():
 
 
 def test_triplet_loss_is_zero_when_every_later_frame_is_closer_to_the_text_by_the_margin():
-    batch = encoded(images={"t": [[0.0, 1.0], [1.0, 0.0]], "later": [[1.0, 0.0], [0.0, 1.0]]}, texts=[[1.0, 0.0], [0.0, 1.0]], text_index=[0, 1], task=[0, 1])
+    batch = encoded(
+        images={"t": [[0.0, 1.0], [1.0, 0.0]], "later": [[1.0, 0.0], [0.0, 1.0]]},
+        texts=[[1.0, 0.0], [0.0, 1.0]],
+        text_index=[0, 1],
+        task=[0, 1],
+    )
     loss, _ = get_objective("triplet", margin=0.5).loss(batch)
     assert float(loss) == 0.0
 
@@ -225,9 +237,9 @@ def test_tcn_loss_equals_hand_computation():
 def _hand_vlmrm(f, t, b, alpha) -> float:
     """1 - 1/2 |(f - t) P|^2 with P = alpha d d^T / |d|^2 + (1 - alpha) I on unit vectors."""
     f, t, b = _unit(f), _unit(t), _unit(b)
-    d = [x - y for x, y in zip(t, b)]
+    d = [x - y for x, y in zip(t, b, strict=False)]
     dd = _dot(d, d)
-    diff = [x - y for x, y in zip(f, t)]
+    diff = [x - y for x, y in zip(f, t, strict=False)]
     projected = [alpha * d[k] * _dot(diff, d) / dd + (1 - alpha) * diff[k] for k in range(len(f))]
     return 1 - 0.5 * _dot(projected, projected)
 
@@ -271,11 +283,13 @@ def _hand_infonce(images, texts, image_task, text_task, scale) -> float:
     images, texts = [_unit(v) for v in images], [_unit(v) for v in texts]
     logits = [[scale * _dot(i, t) for t in texts] for i in images]
     lse = lambda values: math.log(sum(math.exp(v) for v in values))  # noqa: E731
-    image_to_text = [lse(row) - lse([x for x, tt in zip(row, text_task) if tt == image_task[k]]) for k, row in enumerate(logits)]
+    image_to_text = [
+        lse(row) - lse([x for x, tt in zip(row, text_task, strict=False) if tt == image_task[k]]) for k, row in enumerate(logits)
+    ]
     text_to_image = []
     for j, tt in enumerate(text_task):
         column = [logits[k][j] for k in range(len(images))]
-        positives = [x for x, it in zip(column, image_task) if it == tt]
+        positives = [x for x, it in zip(column, image_task, strict=False) if it == tt]
         if positives:
             text_to_image.append(lse(column) - lse(positives))
     return 0.5 * (sum(image_to_text) / len(image_to_text) + sum(text_to_image) / len(text_to_image))
@@ -307,7 +321,13 @@ def test_multi_positive_infonce_with_duplicates_and_an_imageless_text_equals_han
 
 
 def test_clip_objective_is_the_multi_positive_infonce_of_the_t_frames():
-    batch = encoded(images={"t": [[1.0, 0.2], [0.9, -0.1], [0.1, 1.0]]}, texts=[[2.0, 0.0], [0.0, 1.0]], text_index=[0, 0, 1], task=[0, 0, 1], scale=4.0)
+    batch = encoded(
+        images={"t": [[1.0, 0.2], [0.9, -0.1], [0.1, 1.0]]},
+        texts=[[2.0, 0.0], [0.0, 1.0]],
+        text_index=[0, 0, 1],
+        task=[0, 0, 1],
+        scale=4.0,
+    )
     loss, parts = get_objective("clip").loss(batch)
     expected = _hand_infonce([[1.0, 0.2], [0.9, -0.1], [0.1, 1.0]], [[2.0, 0.0], [0.0, 1.0]], [0, 0, 1], [0, 1], 4.0)
     assert float(loss) == pytest.approx(expected, abs=1e-5)
@@ -347,7 +367,11 @@ def test_unknown_objective_fails_a_train_config_early():
 
 @pytest.mark.parametrize(
     "name,options,message",
-    [("triplet", {"nonsense": 1}, "bad options for objective 'triplet'.*nonsense"), ("vip", {"goal": "audio"}, "'audio'"), ("tcn", {"margin": 0.1, "gamma": 0.9}, "'tcn'.*gamma")],
+    [
+        ("triplet", {"nonsense": 1}, "bad options for objective 'triplet'.*nonsense"),
+        ("vip", {"goal": "audio"}, "'audio'"),
+        ("tcn", {"margin": 0.1, "gamma": 0.9}, "'tcn'.*gamma"),
+    ],
 )
 def test_bad_objective_options_raise_value_error(name, options, message):
     with pytest.raises(ValueError, match=message) as error:
@@ -390,7 +414,9 @@ def _assert_batches_equal(a, b) -> None:
     assert np.array_equal(a.episode, b.episode) and np.array_equal(a.task, b.task)
     assert a.steps.keys() == b.steps.keys() and all(np.array_equal(a.steps[k], b.steps[k]) for k in a.steps)
     assert np.array_equal(a.length, b.length) and np.array_equal(a.first_success, b.first_success)
-    assert a.texts == b.texts and np.array_equal(a.text_index, b.text_index) and np.array_equal(a.text_task, b.text_task)
+    assert (
+        a.texts == b.texts and np.array_equal(a.text_index, b.text_index) and np.array_equal(a.text_task, b.text_task)
+    )
 
 
 def test_batch_k_depends_only_on_seed_and_k(tiny_dataset):
@@ -399,7 +425,9 @@ def test_batch_k_depends_only_on_seed_and_k(tiny_dataset):
     for k in (5, 0, 3):  # any order
         _assert_batches_equal(first.batch(k), second.batch(k))
     other = TrajectorySampler(tiny_dataset, episodes, batch_size=8, seed=1)
-    differs = lambda a, b: not np.array_equal(a.episode, b.episode) or any(not np.array_equal(a.steps[s], b.steps[s]) for s in a.steps)  # noqa: E731
+    differs = lambda a, b: (
+        not np.array_equal(a.episode, b.episode) or any(not np.array_equal(a.steps[s], b.steps[s]) for s in a.steps)
+    )
     assert all(differs(first.batch(k), other.batch(k)) for k in range(3))
     assert differs(first.batch(0), first.batch(1))
 
@@ -419,10 +447,14 @@ def test_sampler_slot_invariants(tiny_dataset):
         assert batch.first_success.tolist() == [info.first_success_step for info in infos]
         assert batch.task.tolist() == [id_of[info.task] for info in infos]
         assert np.all(s["first"] == 0)
-        assert np.all(0 <= s["t"]) and np.all(s["t"] < s["next"]) and np.all(s["next"] == s["t"] + 1)
-        assert np.all(s["next"] <= s["later"]) and np.all(s["later"] <= s["last"]) and np.all(s["last"] == batch.length - 1)
-        assert np.all(0 <= s["far"]) and np.all(s["far"] < batch.length)
-        for t, far, length in zip(s["t"], s["far"], batch.length):
+        assert np.all(s["t"] >= 0) and np.all(s["t"] < s["next"]) and np.all(s["next"] == s["t"] + 1)
+        assert (
+            np.all(s["next"] <= s["later"])
+            and np.all(s["later"] <= s["last"])
+            and np.all(s["last"] == batch.length - 1)
+        )
+        assert np.all(s["far"] >= 0) and np.all(s["far"] < batch.length)
+        for t, far, length in zip(s["t"], s["far"], batch.length, strict=False):
             gap = max(2, length // 4)
             possible = t - gap >= 0 or t + gap <= length - 1
             if possible:
@@ -431,7 +463,7 @@ def test_sampler_slot_invariants(tiny_dataset):
                 seen_far_fallback = True
         # Sentences: distinct, each a phrasing of its trajectory's task, with that task's id.
         assert len(set(batch.texts)) == len(batch.texts)
-        for index, info, task_id in zip(batch.text_index, infos, batch.task):
+        for index, info, task_id in zip(batch.text_index, infos, batch.task, strict=False):
             assert batch.texts[index] in TASKS[info.task].sentences and batch.text_task[index] == task_id
     assert not seen_far_fallback  # the tiny episodes (49+ steps) always allow a far frame
 
@@ -446,7 +478,9 @@ def test_sampler_far_fallback_on_a_short_trajectory():
 
 
 def test_sampler_without_text_augmentation_uses_goal_sentences(tiny_dataset):
-    sampler = TrajectorySampler(tiny_dataset, expert_episodes(tiny_dataset), batch_size=8, seed=0, text_augmentation=False)
+    sampler = TrajectorySampler(
+        tiny_dataset, expert_episodes(tiny_dataset), batch_size=8, seed=0, text_augmentation=False
+    )
     for k in range(5):
         batch = sampler.batch(k)
         assert [batch.texts[i] for i in batch.text_index] == [tiny_dataset.episodes[e].goal_text for e in batch.episode]
@@ -470,7 +504,9 @@ def test_shard_partitions_items_and_remaps_texts(tiny_dataset, world_size):
             positions += keep
             assert np.array_equal(shard.episode, batch.episode[keep]) and np.array_equal(shard.task, batch.task[keep])
             assert all(np.array_equal(shard.steps[s], batch.steps[s][keep]) for s in batch.steps)
-            assert np.array_equal(shard.length, batch.length[keep]) and np.array_equal(shard.first_success, batch.first_success[keep])
+            assert np.array_equal(shard.length, batch.length[keep]) and np.array_equal(
+                shard.first_success, batch.first_success[keep]
+            )
             assert [shard.texts[i] for i in shard.text_index] == [sentences[i] for i in keep]
             assert sorted(set(shard.text_index.tolist())) == list(range(len(shard.texts)))  # only used texts, no gaps
             assert [shard.text_task[i] for i in shard.text_index] == batch.task[keep].tolist()
@@ -506,7 +542,9 @@ def test_objective_loss_falls_when_overfitting_a_fixed_real_batch(name, options,
     batch, frames = fixed_batch
     torch.manual_seed(0)
     objective = get_objective(name, **options)
-    config = RewardModelConfig(backbone=tiny_backbone, finetune=FinetuneConfig("lora", rank=4), objective=objective.config())
+    config = RewardModelConfig(
+        backbone=tiny_backbone, finetune=FinetuneConfig("lora", rank=4), objective=objective.config()
+    )
     model = RewardModel(config, load_backbone(tiny_backbone))
     model.train()
     step = TrainingStep(model, frames, None)

@@ -136,7 +136,9 @@ def test_torch_side_imports_after_rendering_do_not_crash(order):
         "print(float(torch.ones(2).sum()))\n"
     )
     environment = {**__import__("os").environ, "MUJOCO_GL": "egl"}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=environment)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=environment
+    )
     assert result.returncode == 0 and result.stdout.strip().endswith("2.0"), result.stderr[-2000:]
     if order == "gl first":
         assert "Triton is disabled" in result.stderr

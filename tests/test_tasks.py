@@ -1,7 +1,16 @@
 import metaworld.env_dict
 import pytest
 
-from vlm_reward_wrappers.tasks import ALL_TASKS, ML45_TEST, ML45_TRAIN, MT10, TASKS, UnknownTaskError, goal_text, resolve_task
+from vlm_reward_wrappers.tasks import (
+    ALL_TASKS,
+    ML45_TEST,
+    ML45_TRAIN,
+    MT10,
+    TASKS,
+    UnknownTaskError,
+    goal_text,
+    resolve_task,
+)
 
 
 def test_all_fifty_metaworld_tasks_have_sentences():

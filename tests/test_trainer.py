@@ -90,7 +90,9 @@ def frames(tiny_dataset) -> np.ndarray:
 @pytest.fixture(scope="module")
 def mini_dataset(tmp_path_factory):
     """One reach episode and one episode of an ML45 test task (door-lock), 6 steps at 16 px."""
-    config = CollectionConfig(tasks=("reach-v3", "door-lock-v3"), episodes_per_task=1, image_size=16, max_steps=6, seed=0)
+    config = CollectionConfig(
+        tasks=("reach-v3", "door-lock-v3"), episodes_per_task=1, image_size=16, max_steps=6, seed=0
+    )
     return collect(config, tmp_path_factory.mktemp("mini") / "data", workers=1, progress=False)
 
 
@@ -146,8 +148,6 @@ def test_resumed_run_equals_an_uninterrupted_run(resume_runs):
     assert state_of(resume_runs["c"])["history"] == state_of(resume_runs["a"])["history"][:1]
 
 
-
-
 def test_checkpoint_holds_the_weights_of_the_best_step(resume_runs):
     weights_after = {2: state_of(resume_runs["c"])["model"], 6: state_of(resume_runs["a"])["model"]}
     best_step = summary_of(resume_runs["a"])["training"]["best_step"]
@@ -156,7 +156,9 @@ def test_checkpoint_holds_the_weights_of_the_best_step(resume_runs):
 
 
 def test_resumed_run_writes_the_same_checkpoint_weights(resume_runs):
-    assert_same_tensors(load_file(str(resume_runs["a"] / WEIGHTS_NAME)), load_file(str(resume_runs["b"] / WEIGHTS_NAME)))
+    assert_same_tensors(
+        load_file(str(resume_runs["a"] / WEIGHTS_NAME)), load_file(str(resume_runs["b"] / WEIGHTS_NAME))
+    )
     assert summary_of(resume_runs["a"])["reward_stats"] == summary_of(resume_runs["b"])["reward_stats"]
 
 
@@ -185,7 +187,9 @@ def test_cli_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(tiny_da
     out = tmp_path / "killed"
     command = _cli_train(out, tiny_dataset.root, tiny_backbone, max_steps)
     log = open(tmp_path / "killed.log", "wb")
-    process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        command, cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 90
         while not (out / STATE_NAME).exists():
@@ -212,7 +216,14 @@ def test_cli_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(tiny_da
 
     # The uninterrupted run, with the TrainConfig the CLI builds from those arguments.
     reference = tmp_path / "reference"
-    train(TrainConfig(**SMALL, max_steps=max_steps), tiny_dataset.root, reference, backbone=tiny_backbone, device="cpu", progress=False)
+    train(
+        TrainConfig(**SMALL, max_steps=max_steps),
+        tiny_dataset.root,
+        reference,
+        backbone=tiny_backbone,
+        device="cpu",
+        progress=False,
+    )
     assert_same_training(reference, out)
     # model.safetensors (the "best" weights) is not compared here: see test_resumed_run_writes_the_same_checkpoint_weights.
 
@@ -221,7 +232,13 @@ def test_resume_key_lets_only_max_steps_grow():
     base = TrainConfig(**SMALL, max_steps=4)
     assert TrainConfig(**SMALL, max_steps=400).resume_key() == base.resume_key()
     assert "max_steps" not in base.resume_key()
-    for change in ({"seed": 1}, {"learning_rate": 1e-3}, {"lora_rank": 4}, {"objective_options": {"margin": 0.2}}, {"tasks": ("reach-v3",)}):
+    for change in (
+        {"seed": 1},
+        {"learning_rate": 1e-3},
+        {"lora_rank": 4},
+        {"objective_options": {"margin": 0.2}},
+        {"tasks": ("reach-v3",)},
+    ):
         assert TrainConfig(**{**SMALL, **change}, max_steps=4).resume_key() != base.resume_key(), change
 
 
@@ -244,7 +261,9 @@ def test_train_config_rejects_bad_values(change, message):
 # ----------------------------------------------------------- (c) mismatch
 
 
-def test_an_out_folder_with_another_run_is_refused_unless_overwrite(tiny_checkpoint, tiny_dataset, tiny_backbone, tmp_path):
+def test_an_out_folder_with_another_run_is_refused_unless_overwrite(
+    tiny_checkpoint, tiny_dataset, tiny_backbone, tmp_path
+):
     out = Path(shutil.copytree(tiny_checkpoint, tmp_path / "ckpt"))
     before = folder_hashes(out)
     other = TrainConfig(**{**SMALL, "lora_rank": 4}, max_steps=2)
@@ -293,7 +312,9 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(tiny_dat
     assert_same_tensors(kept.state_dict(), reloaded.state_dict())
 
 
-def test_weights_that_become_non_finite_before_an_evaluation_raise_non_finite_loss_error(tiny_dataset, tiny_backbone, tmp_path):
+def test_weights_that_become_non_finite_before_an_evaluation_raise_non_finite_loss_error(
+    tiny_dataset, tiny_backbone, tmp_path
+):
     config = TrainConfig(**{**SMALL, "eval_every": 1}, max_steps=3, learning_rate=float("inf"))
     with pytest.raises(NonFiniteLossError):
         train(config, tiny_dataset.root, tmp_path / "inf", backbone=tiny_backbone, progress=False)
@@ -305,10 +326,22 @@ def test_weights_that_become_non_finite_before_an_evaluation_raise_non_finite_lo
 @pytest.mark.parametrize("tasks", [("door-lock-v3",), ("reach-v3", "box-close-v3")])
 def test_training_on_ml45_test_tasks_is_refused(tasks, tiny_dataset, tiny_backbone, tmp_path):
     with pytest.raises(ValueError, match="ML45 test tasks"):
-        train(TrainConfig(**SMALL, max_steps=2, tasks=tasks), tiny_dataset.root, tmp_path / "out", backbone=tiny_backbone, progress=False)
+        train(
+            TrainConfig(**SMALL, max_steps=2, tasks=tasks),
+            tiny_dataset.root,
+            tmp_path / "out",
+            backbone=tiny_backbone,
+            progress=False,
+        )
     assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="ML45 test tasks"):
-        pretrain_backbone(tiny_dataset.root, tmp_path / "bb", tasks=tasks, config=PretrainConfig(model="vlmrw-nano", max_steps=1, batch_size=4), progress=False)
+        pretrain_backbone(
+            tiny_dataset.root,
+            tmp_path / "bb",
+            tasks=tasks,
+            config=PretrainConfig(model="vlmrw-nano", max_steps=1, batch_size=4),
+            progress=False,
+        )
     assert not (tmp_path / "bb").exists()
 
 
@@ -319,7 +352,9 @@ def test_default_tasks_exclude_ml45_test_tasks(mini_dataset, tiny_dataset, tiny_
     with pytest.raises(ValueError, match="no episodes of door-open-v3"):
         choose_tasks(tiny_dataset, ("door-open-v3",))
     # A whole (zero-shot) run on the mixed data never names the held-out task.
-    train(TrainConfig(objective="zero-shot"), mini_dataset.root, tmp_path / "zs", backbone=tiny_backbone, progress=False)
+    train(
+        TrainConfig(objective="zero-shot"), mini_dataset.root, tmp_path / "zs", backbone=tiny_backbone, progress=False
+    )
     payload = summary_of(tmp_path / "zs")
     assert payload["training"]["tasks"] == ["reach-v3"] and list(payload["goal_texts"]) == ["reach-v3"]
     assert payload["training"]["train_episodes"] + payload["training"]["val_episodes"] == 1
@@ -331,17 +366,38 @@ def test_default_tasks_exclude_ml45_test_tasks(mini_dataset, tiny_dataset, tiny_
 
 def test_two_process_gloo_run(tiny_dataset, tiny_backbone, tmp_path):
     out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2", "-m", *_cli_train(out, tiny_dataset.root, tiny_backbone, 4)[2:]]
-    done = subprocess.run(command, cwd=REPO, env={**_env(), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=180)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        *_cli_train(out, tiny_dataset.root, tiny_backbone, 4)[2:],
+    ]
+    done = subprocess.run(
+        command, cwd=REPO, env={**_env(), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=180
+    )
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-4000:])
     model = RewardModel.from_pretrained(out)
     training = model.config.training
     assert training["steps"] == 4 and [e["step"] for e in training["history"]] == [2, 4]
     assert state_of(out)["step"] == 4
-    assert any(t.abs().sum() > 0 for n, t in load_file(str(out / WEIGHTS_NAME)).items() if n.endswith("lora_b"))  # it trained
+    assert any(
+        t.abs().sum() > 0 for n, t in load_file(str(out / WEIGHTS_NAME)).items() if n.endswith("lora_b")
+    )  # it trained
     # Each process takes half of every batch and DDP averages the gradients: for the per-item mean of the
     # triplet loss this is the single-process gradient, so the result is close to a single-process run.
-    single = train(TrainConfig(**SMALL, max_steps=4), tiny_dataset.root, tmp_path / "single", backbone=tiny_backbone, progress=False)
+    single = train(
+        TrainConfig(**SMALL, max_steps=4),
+        tiny_dataset.root,
+        tmp_path / "single",
+        backbone=tiny_backbone,
+        progress=False,
+    )
     ddp, one = state_of(out)["model"], state_of(tmp_path / "single")["model"]
     assert ddp.keys() == one.keys()
     for name in ddp:
@@ -357,7 +413,9 @@ def test_cached_features_give_the_same_loss_as_encoding_frames(tiny_dataset, tin
 
     episodes = [i for i, e in enumerate(tiny_dataset.episodes) if e.is_successful_expert]
     torch.manual_seed(0)
-    config = RewardModelConfig(backbone=tiny_backbone, finetune=FinetuneConfig("heads"), objective=get_objective("r3m").config())
+    config = RewardModelConfig(
+        backbone=tiny_backbone, finetune=FinetuneConfig("heads"), objective=get_objective("r3m").config()
+    )
     model = RewardModel(config, load_backbone(tiny_backbone))
     with torch.no_grad():  # a non-zero head, so that the head is part of what is compared
         model.heads["image"].down.weight.normal_(0, 0.1)
@@ -375,7 +433,9 @@ def test_heads_mode_trains_only_the_heads(tiny_dataset, tiny_backbone, frames, t
     config = TrainConfig(**{**SMALL, "finetune": "heads"}, max_steps=4)
     model = train(config, tiny_dataset.root, tmp_path / "heads", backbone=tiny_backbone, progress=False)
     saved = load_file(str(tmp_path / "heads" / WEIGHTS_NAME))
-    assert set(saved) == {n for n, _ in model.named_parameters() if n.startswith("heads.")} | {"backbone.clip.logit_scale"}
+    assert set(saved) == {n for n, _ in model.named_parameters() if n.startswith("heads.")} | {
+        "backbone.clip.logit_scale"
+    }
     assert saved["heads.image.down.weight"].abs().sum() > 0 and saved["heads.text.down.weight"].abs().sum() > 0
     plain = load_backbone(tiny_backbone).eval()
     with torch.no_grad():  # the backbone itself is unchanged
@@ -384,8 +444,16 @@ def test_heads_mode_trains_only_the_heads(tiny_dataset, tiny_backbone, frames, t
     assert model.config.training["steps"] == 4 and model.config.finetune.mode == "heads"
 
 
-def test_zero_shot_run_writes_a_checkpoint_whose_reward_is_the_projection_reward(tiny_dataset, tiny_backbone, frames, tmp_path):
-    model = train(TrainConfig(objective="zero-shot", objective_options={"alpha": 0.5}), tiny_dataset.root, tmp_path / "zs", backbone=tiny_backbone, progress=False)
+def test_zero_shot_run_writes_a_checkpoint_whose_reward_is_the_projection_reward(
+    tiny_dataset, tiny_backbone, frames, tmp_path
+):
+    model = train(
+        TrainConfig(objective="zero-shot", objective_options={"alpha": 0.5}),
+        tiny_dataset.root,
+        tmp_path / "zs",
+        backbone=tiny_backbone,
+        progress=False,
+    )
     payload = summary_of(tmp_path / "zs")
     assert payload["training"]["steps"] == 0 and [e["step"] for e in payload["training"]["history"]] == [0]
     assert payload["finetune"]["mode"] == "frozen" and payload["objective"] == {"name": "zero-shot", "alpha": 0.5}
@@ -416,10 +484,18 @@ def test_pretrain_backbone_is_cached_and_its_weights_are_the_trained_ones(tiny_d
     folder = Path(tiny_backbone.pretrained).parent
     weights = folder / BACKBONE_WEIGHTS
     assert tiny_backbone.sha256 == file_sha256(weights)
-    stamps = (weights.stat().st_mtime_ns, (folder / BACKBONE_INFO).stat().st_mtime_ns, (folder / "run" / WEIGHTS_NAME).stat().st_mtime_ns)
+    stamps = (
+        weights.stat().st_mtime_ns,
+        (folder / BACKBONE_INFO).stat().st_mtime_ns,
+        (folder / "run" / WEIGHTS_NAME).stat().st_mtime_ns,
+    )
     again = pretrain_backbone(tiny_dataset.root, folder, config=TINY_PRETRAIN, progress=False)
     assert again == tiny_backbone
-    assert (weights.stat().st_mtime_ns, (folder / BACKBONE_INFO).stat().st_mtime_ns, (folder / "run" / WEIGHTS_NAME).stat().st_mtime_ns) == stamps
+    assert (
+        weights.stat().st_mtime_ns,
+        (folder / BACKBONE_INFO).stat().st_mtime_ns,
+        (folder / "run" / WEIGHTS_NAME).stat().st_mtime_ns,
+    ) == stamps
 
     info = json.loads((folder / BACKBONE_INFO).read_text())
     assert info["pretrain"] == asdict(TINY_PRETRAIN) and info["tasks"] == sorted(tiny_dataset.tasks)
@@ -428,7 +504,9 @@ def test_pretrain_backbone_is_cached_and_its_weights_are_the_trained_ones(tiny_d
     exported = load_backbone(tiny_backbone).eval()
     with torch.no_grad():
         assert torch.equal(exported.encode_images(frames), run.backbone.encode_images(frames))
-        assert torch.equal(exported.encode_text(["reach the goal position"]), run.backbone.encode_text(["reach the goal position"]))
+        assert torch.equal(
+            exported.encode_text(["reach the goal position"]), run.backbone.encode_text(["reach the goal position"])
+        )
         random = load_backbone(BackboneSpec("vlmrw-nano")).eval()
         assert not torch.allclose(exported.encode_images(frames), random.encode_images(frames), atol=1e-3)
 
@@ -443,11 +521,15 @@ def test_pretrain_cache_is_keyed_by_data_and_config(mini_dataset, tmp_path, monk
     stamp = Path(spec.pretrained).stat().st_mtime_ns
     assert pretrain_backbone(mini_dataset.root, config=config, progress=False) == spec
     assert Path(spec.pretrained).stat().st_mtime_ns == stamp
-    other = pretrain_backbone(mini_dataset.root, config=PretrainConfig(model="vlmrw-nano", max_steps=2, batch_size=4, seed=1), progress=False)
+    other = pretrain_backbone(
+        mini_dataset.root, config=PretrainConfig(model="vlmrw-nano", max_steps=2, batch_size=4, seed=1), progress=False
+    )
     assert Path(other.pretrained).parent != folder and other.sha256 != spec.sha256
 
 
-def test_pretrain_into_a_folder_of_another_config_does_not_return_the_stale_backbone(tiny_dataset, tiny_backbone, tmp_path):
+def test_pretrain_into_a_folder_of_another_config_does_not_return_the_stale_backbone(
+    tiny_dataset, tiny_backbone, tmp_path
+):
     folder = Path(shutil.copytree(Path(tiny_backbone.pretrained).parent, tmp_path / "backbone"))
     other = PretrainConfig(model="vlmrw-nano", max_steps=2, batch_size=8, seed=1)
     try:

@@ -30,7 +30,14 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecCheckNan
 
-from vlm_reward_wrappers import FrameRenderer, FrameToInfo, VectorVLMReward, VLMRewardVecEnv, VLMRewardWrapper, make_metaworld_env
+from vlm_reward_wrappers import (
+    FrameRenderer,
+    FrameToInfo,
+    VectorVLMReward,
+    VLMRewardVecEnv,
+    VLMRewardWrapper,
+    make_metaworld_env,
+)
 from vlm_reward_wrappers.models.reward_model import CheckpointError, RewardModel
 from vlm_reward_wrappers.rendering import RenderingUnavailableError
 from vlm_reward_wrappers.tasks import TASKS
@@ -66,7 +73,9 @@ def potentials(model: RewardModel, frames: list[np.ndarray]) -> np.ndarray:
     return (scores(model, frames) - stats["mean"]) / stats["std"]
 
 
-def reference_episodes(model: RewardModel, seed: int, max_episode_steps: int, episodes: list[np.ndarray]) -> list[list[np.ndarray]]:
+def reference_episodes(
+    model: RewardModel, seed: int, max_episode_steps: int, episodes: list[np.ndarray]
+) -> list[list[np.ndarray]]:
     """Frames (the reset frame first) of consecutive episodes of an unwrapped env with these actions."""
     env = metaworld(seed, max_episode_steps)
     renderer = FrameRenderer(env, model.config.camera, SIZE, SIZE)
@@ -141,7 +150,9 @@ def test_normalized_and_shaped_rewards(tiny_checkpoint: Path, model: RewardModel
         _, normalized_reward, *_, normalized_info = normalized.step(action)
         frames.append(renderer.render())
         rewards.append(reward)
-        assert normalized_reward == pytest.approx((normalized_info["vlm_score"] - stats["mean"]) / stats["std"], abs=1e-9)
+        assert normalized_reward == pytest.approx(
+            (normalized_info["vlm_score"] - stats["mean"]) / stats["std"], abs=1e-9
+        )
         assert normalized_info["vlm_score"] == pytest.approx(info["vlm_score"], abs=1e-9)  # same seed, same frames
     phi = potentials(model, frames)
     np.testing.assert_allclose(rewards, GAMMA * phi[1:] - phi[:-1], rtol=0, atol=1e-4)
@@ -303,7 +314,9 @@ LIMITS = (3, 4)  # sub-env 0 ends its first episode after 3 steps, sub-env 1 aft
 STEPS = 6
 
 
-def run_vector(kind: str, checkpoint: str, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[int]]]:
+def run_vector(
+    kind: str, checkpoint: str, actions: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[int]]]:
     """Shaped rewards, scores and score masks of every step of a vector env of ``kind``, and its forward passes' batch sizes."""
     fns = [partial(_frame_env, checkpoint, seed, limit) for seed, limit in enumerate(LIMITS)]
     if kind in ("next_step", "same_step"):
@@ -340,7 +353,12 @@ def run_vector(kind: str, checkpoint: str, actions: np.ndarray) -> tuple[np.ndar
 
 
 def check_against_reference(
-    model: RewardModel, next_step: bool, actions: np.ndarray, rewards: np.ndarray, step_scores: np.ndarray, masks: np.ndarray
+    model: RewardModel,
+    next_step: bool,
+    actions: np.ndarray,
+    rewards: np.ndarray,
+    step_scores: np.ndarray,
+    masks: np.ndarray,
 ) -> None:
     """Every step's shaped reward and score, from frames of reference envs with the same seeds and actions."""
     for index, limit in enumerate(LIMITS):
@@ -365,7 +383,9 @@ def check_against_reference(
 def test_terminal_step_is_scored_on_its_own_frame(tiny_checkpoint: Path, model: RewardModel, kind: str) -> None:
     actions = random_actions(STEPS, num_envs=2, seed=7)
     rewards, step_scores, masks, passes = run_vector(kind, str(tiny_checkpoint), actions)
-    assert all(len(step) == 1 and step[0] >= 2 for step in passes), f"one forward pass for all sub-envs per step: {passes}"
+    assert all(len(step) == 1 and step[0] >= 2 for step in passes), (
+        f"one forward pass for all sub-envs per step: {passes}"
+    )
     check_against_reference(model, kind == "next_step", actions, rewards, step_scores, masks)
 
 
@@ -426,7 +446,9 @@ def test_vector_wrappers_need_frame_to_info(tiny_checkpoint: Path) -> None:
 
 def test_disabled_autoreset_partial_reset_restarts_the_potential(tiny_checkpoint: Path, model: RewardModel) -> None:
     fns = [partial(_frame_env, str(tiny_checkpoint), seed, 50) for seed in (0, 1)]
-    envs = VectorVLMReward(SyncVectorEnv(fns, autoreset_mode=AutoresetMode.DISABLED), tiny_checkpoint, reward_mode="shaped", gamma=GAMMA)
+    envs = VectorVLMReward(
+        SyncVectorEnv(fns, autoreset_mode=AutoresetMode.DISABLED), tiny_checkpoint, reward_mode="shaped", gamma=GAMMA
+    )
     actions = random_actions(2, num_envs=2, seed=3)
     envs.reset(seed=0)
     _, _, _, _, infos = envs.step(actions[0])
@@ -485,10 +507,28 @@ def test_wrap_env_example(tiny_checkpoint: Path, capsys: pytest.CaptureFixture[s
 @pytest.mark.parametrize("algo, num_envs", [("ppo", 2), ("sac", 1)])
 def test_train_sb3_example(tiny_checkpoint: Path, tmp_path: Path, algo: str, num_envs: int) -> None:
     example = _load_example("train_sb3")
-    args = example.parse_args([
-        "--checkpoint", str(tiny_checkpoint), "--algo", algo, "--num-envs", str(num_envs), "--total-timesteps", "128",
-        "--n-steps", "32", "--batch-size", "32", "--learning-starts", "32", "--max-episode-steps", "20", "--out", str(tmp_path),
-    ])
+    args = example.parse_args(
+        [
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--algo",
+            algo,
+            "--num-envs",
+            str(num_envs),
+            "--total-timesteps",
+            "128",
+            "--n-steps",
+            "32",
+            "--batch-size",
+            "32",
+            "--learning-starts",
+            "32",
+            "--max-episode-steps",
+            "20",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert example.main(args) == tmp_path / "agent.zip" and (tmp_path / "agent.zip").is_file()
     with open(tmp_path / "monitor.csv") as handle:
         episodes = list(csv.DictReader(line for line in handle if not line.startswith("#")))
@@ -496,5 +536,7 @@ def test_train_sb3_example(tiny_checkpoint: Path, tmp_path: Path, algo: str, num
     with open(tmp_path / "progress.csv") as handle:
         last = list(csv.DictReader(handle))[-1]
     assert float(last["episode/learned_return"]) == pytest.approx(float(last["rollout/ep_rew_mean"]), rel=1e-4)
-    assert np.isfinite(float(last["episode/gt_return"])) and float(last["episode/gt_return"]) != float(last["episode/learned_return"])
+    assert np.isfinite(float(last["episode/gt_return"])) and float(last["episode/gt_return"]) != float(
+        last["episode/learned_return"]
+    )
     assert 0.0 <= float(last["episode/success_rate"]) <= 1.0

@@ -44,19 +44,36 @@ def _add_collect(subparsers: argparse._SubParsersAction) -> None:
 
     defaults = CollectionConfig(tasks=("reach-v3",))
     parser = subparsers.add_parser("collect", help="record scripted-expert demonstrations into a dataset folder")
-    parser.add_argument("--tasks", nargs="+", required=True, help="task names, e.g. reach-v3 door-open-v3 (or MT10, ML45-train)")
+    parser.add_argument(
+        "--tasks", nargs="+", required=True, help="task names, e.g. reach-v3 door-open-v3 (or MT10, ML45-train)"
+    )
     parser.add_argument("--episodes", type=int, default=defaults.episodes_per_task, help="episodes per task")
     parser.add_argument("--out", required=True, help="dataset folder")
-    parser.add_argument("--noise", type=float, nargs="+", default=list(defaults.noise_levels), help="expert action-noise std levels, cycled over episodes")
-    parser.add_argument("--random-share", type=float, default=defaults.random_share, help="share of episodes with random actions")
+    parser.add_argument(
+        "--noise",
+        type=float,
+        nargs="+",
+        default=list(defaults.noise_levels),
+        help="expert action-noise std levels, cycled over episodes",
+    )
+    parser.add_argument(
+        "--random-share", type=float, default=defaults.random_share, help="share of episodes with random actions"
+    )
     parser.add_argument("--camera", default=defaults.camera)
     parser.add_argument("--image-size", type=int, default=defaults.image_size)
     parser.add_argument("--max-steps", type=int, default=defaults.max_steps)
-    parser.add_argument("--steps-after-success", type=int, default=defaults.steps_after_success, help="steps kept after the first success (-1: run to --max-steps)")
+    parser.add_argument(
+        "--steps-after-success",
+        type=int,
+        default=defaults.steps_after_success,
+        help="steps kept after the first success (-1: run to --max-steps)",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: up to 2)")
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--append", action="store_true", help="add to a dataset of another config (same camera and size)")
+    group.add_argument(
+        "--append", action="store_true", help="add to a dataset of another config (same camera and size)"
+    )
     group.add_argument("--overwrite", action="store_true", help="delete the dataset in --out first")
     parser.set_defaults(handler=_run_collect)
 
@@ -95,7 +112,9 @@ def _add_pretrain(subparsers: argparse._SubParsersAction) -> None:
     from vlm_reward_wrappers.training.pretrain import PretrainConfig
 
     defaults = PretrainConfig()
-    parser = subparsers.add_parser("pretrain-backbone", help="train the offline default backbone (CLIP loss on frames and task sentences)")
+    parser = subparsers.add_parser(
+        "pretrain-backbone", help="train the offline default backbone (CLIP loss on frames and task sentences)"
+    )
     parser.add_argument("--data", required=True, help="dataset folder (its ML45 test tasks are never used)")
     parser.add_argument("--out", default=None, help="backbone folder (default: the cache, $VLM_REWARDS_CACHE)")
     parser.add_argument("--tasks", nargs="+", default=None, help="restrict to these training tasks")
@@ -143,10 +162,25 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default by --finetune)")
     parser.add_argument("--eval-every", type=int, default=defaults.eval_every)
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--tasks", nargs="+", default=None, help="training tasks (default: all in the data but the ML45 test tasks)")
-    parser.add_argument("--option", type=_parse_option, action="append", default=[], metavar="KEY=VALUE", help="objective hyper-parameter, e.g. margin=0.2 or goal=language")
-    parser.add_argument("--backbone", default=None, help="open_clip model name (default: the package's own backbone, pretrained on --data)")
-    parser.add_argument("--backbone-weights", default=None, help="open_clip pretrained tag or local weights file for --backbone")
+    parser.add_argument(
+        "--tasks", nargs="+", default=None, help="training tasks (default: all in the data but the ML45 test tasks)"
+    )
+    parser.add_argument(
+        "--option",
+        type=_parse_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="objective hyper-parameter, e.g. margin=0.2 or goal=language",
+    )
+    parser.add_argument(
+        "--backbone",
+        default=None,
+        help="open_clip model name (default: the package's own backbone, pretrained on --data)",
+    )
+    parser.add_argument(
+        "--backbone-weights", default=None, help="open_clip pretrained tag or local weights file for --backbone"
+    )
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--overwrite", action="store_true", help="discard a run already in --out")
     parser.set_defaults(handler=_run_train)
@@ -189,7 +223,9 @@ def _run_train(args: argparse.Namespace) -> None:
 
 
 def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("evaluate", help="score a dataset with a checkpoint and compare with the ground truth")
+    parser = subparsers.add_parser(
+        "evaluate", help="score a dataset with a checkpoint and compare with the ground truth"
+    )
     parser.add_argument("--ckpt", required=True, help="checkpoint folder")
     parser.add_argument("--data", required=True, help="dataset folder")
     parser.add_argument("--out", required=True, help="folder for metrics.json, predictions.csv, report.md and plots")
@@ -211,12 +247,23 @@ def _run_evaluate(args: argparse.Namespace) -> None:
 def _add_benchmark(subparsers: argparse._SubParsersAction) -> None:
     from vlm_reward_wrappers.evaluation.benchmark import PRESETS
 
-    parser = subparsers.add_parser("benchmark", help="collect, pretrain, train every objective, evaluate: the study in one command")
-    parser.add_argument("--preset", default="quick", choices=list(PRESETS), help="; ".join(f"{p.name}: {p.description}" for p in PRESETS.values()))
-    parser.add_argument("--out", default=None, help="output folder (default: runs/<preset>); re-running reuses finished stages")
+    parser = subparsers.add_parser(
+        "benchmark", help="collect, pretrain, train every objective, evaluate: the study in one command"
+    )
+    parser.add_argument(
+        "--preset",
+        default="quick",
+        choices=list(PRESETS),
+        help="; ".join(f"{p.name}: {p.description}" for p in PRESETS.values()),
+    )
+    parser.add_argument(
+        "--out", default=None, help="output folder (default: runs/<preset>); re-running reuses finished stages"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="override the preset's seeds")
     parser.add_argument("--backbone", default=None, help="open_clip model name instead of the preset's backbone")
-    parser.add_argument("--backbone-weights", default=None, help="open_clip pretrained tag or local weights file for --backbone")
+    parser.add_argument(
+        "--backbone-weights", default=None, help="open_clip pretrained tag or local weights file for --backbone"
+    )
     parser.set_defaults(handler=_run_benchmark)
 
 
@@ -232,7 +279,14 @@ def _run_benchmark(args: argparse.Namespace) -> None:
     run_benchmark(preset, args.out or f"runs/{preset.name}", backbone=backbone)
 
 
-_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_tasks, _add_collect, _add_pretrain, _add_train, _add_evaluate, _add_benchmark)
+_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_tasks,
+    _add_collect,
+    _add_pretrain,
+    _add_train,
+    _add_evaluate,
+    _add_benchmark,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

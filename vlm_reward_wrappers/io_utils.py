@@ -64,7 +64,9 @@ def read_json(path: str | os.PathLike) -> Any:
     try:
         return json.loads(Path(path).read_text())
     except json.JSONDecodeError as error:
-        raise CorruptFileError(f"{path} is not valid JSON ({error}); it may be truncated. Delete or restore it.") from error
+        raise CorruptFileError(
+            f"{path} is not valid JSON ({error}); it may be truncated. Delete or restore it."
+        ) from error
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> int:

@@ -151,7 +151,9 @@ class FrameRenderer:
         try:
             self._renderer = mujoco.Renderer(model, height=self.height, width=self.width)
         except Exception as error:  # GL backends fail with many exception types
-            raise RenderingUnavailableError(f"MuJoCo could not open an offscreen GL context: {error}. {GL_HELP}") from error
+            raise RenderingUnavailableError(
+                f"MuJoCo could not open an offscreen GL context: {error}. {GL_HELP}"
+            ) from error
         finally:
             quality.offsamples, quality.shadowsize = saved[0], saved[1]
             visual.offwidth, visual.offheight = saved[2], saved[3]

@@ -96,7 +96,7 @@ class CollectionConfig:
     def plan(self) -> list[EpisodeJob]:
         """Every episode of this collection, in a fixed order."""
         jobs = []
-        num_random = int(round(self.episodes_per_task * self.random_share))
+        num_random = round(self.episodes_per_task * self.random_share)
         for task in self.tasks:
             for index in range(self.episodes_per_task):
                 is_random = index >= self.episodes_per_task - num_random
@@ -193,11 +193,21 @@ class EpisodeCollector:
         if job.task not in self.envs:
             # The construction seed fixes MT1's set of 50 goal variants: keep it
             # the collection's, so an episode depends on its own seed only.
-            env = make_metaworld_env(job.task, seed=self.config.seed, camera=self.config.camera, image_size=self.config.image_size)
-            self.envs[job.task] = (env, FrameRenderer(env, self.config.camera, self.config.image_size, self.config.image_size))
+            env = make_metaworld_env(
+                job.task, seed=self.config.seed, camera=self.config.camera, image_size=self.config.image_size
+            )
+            self.envs[job.task] = (
+                env,
+                FrameRenderer(env, self.config.camera, self.config.image_size, self.config.image_size),
+            )
         env, renderer = self.envs[job.task]
         record = run_episode(env, renderer, job, self.config)
-        write_episode(episode_path(self.root, job.task, self.collection, job.index), record, collection=self.collection, index=job.index)
+        write_episode(
+            episode_path(self.root, job.task, self.collection, job.index),
+            record,
+            collection=self.collection,
+            index=job.index,
+        )
         return record.num_steps
 
     def close(self) -> None:
@@ -260,5 +270,3 @@ def collect(
     finally:
         bar.close()
     return DemoDataset(root)
-
-

@@ -82,7 +82,7 @@ class EpisodeRecord:
 
     @property
     def num_steps(self) -> int:
-        return int(len(self.gt_reward))
+        return len(self.gt_reward)
 
     @property
     def first_success_step(self) -> int:
@@ -109,7 +109,7 @@ class EpisodeInfo:
 
     @property
     def num_steps(self) -> int:
-        return int(len(self.gt_reward))
+        return len(self.gt_reward)
 
     @property
     def is_successful_expert(self) -> bool:
@@ -127,28 +127,27 @@ def write_episode(path: str | os.PathLike, record: EpisodeRecord, *, collection:
     frames = np.ascontiguousarray(record.frames, dtype=np.uint8)
     if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) != record.num_steps:
         raise ValueError(f"frames must be (T, H, W, 3) with T={record.num_steps}, got {frames.shape}")
-    with atomic_path(path, suffix=".h5") as temporary:
-        with h5py.File(temporary, "w") as h5:
-            chunk = (min(_FRAME_CHUNK, len(frames)), *frames.shape[1:])
-            h5.create_dataset("frames", data=frames, chunks=chunk, compression="lzf")
-            h5.create_dataset("actions", data=np.asarray(record.actions, dtype=np.float32))
-            h5.create_dataset("gt_reward", data=np.asarray(record.gt_reward, dtype=np.float32))
-            h5.create_dataset("success", data=np.asarray(record.success, dtype=bool))
-            h5.create_dataset("step", data=np.arange(record.num_steps, dtype=np.int32))
-            attributes = {
-                "task": record.task,
-                "goal_text": record.goal_text,
-                "seed": int(record.seed),
-                "camera": record.camera,
-                "image_size": int(record.image_size),
-                "noise_std": float(record.noise_std),
-                "kind": record.kind,
-                "first_success_step": record.first_success_step,
-                "collection": collection,
-                "index": int(index),
-                "format_version": FORMAT_VERSION,
-            }
-            h5.attrs.update(attributes)
+    with atomic_path(path, suffix=".h5") as temporary, h5py.File(temporary, "w") as h5:
+        chunk = (min(_FRAME_CHUNK, len(frames)), *frames.shape[1:])
+        h5.create_dataset("frames", data=frames, chunks=chunk, compression="lzf")
+        h5.create_dataset("actions", data=np.asarray(record.actions, dtype=np.float32))
+        h5.create_dataset("gt_reward", data=np.asarray(record.gt_reward, dtype=np.float32))
+        h5.create_dataset("success", data=np.asarray(record.success, dtype=bool))
+        h5.create_dataset("step", data=np.arange(record.num_steps, dtype=np.int32))
+        attributes = {
+            "task": record.task,
+            "goal_text": record.goal_text,
+            "seed": int(record.seed),
+            "camera": record.camera,
+            "image_size": int(record.image_size),
+            "noise_std": float(record.noise_std),
+            "kind": record.kind,
+            "first_success_step": record.first_success_step,
+            "collection": collection,
+            "index": int(index),
+            "format_version": FORMAT_VERSION,
+        }
+        h5.attrs.update(attributes)
 
 
 def read_episode_info(path: str | os.PathLike) -> EpisodeInfo:

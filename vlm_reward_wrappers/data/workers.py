@@ -38,7 +38,14 @@ def run_in_workers(
     for job in jobs:
         pending.put(job)
     results: queue.Queue = queue.Queue()
-    command = [sys.executable, "-m", "vlm_reward_wrappers.data.workers", json.dumps(config.to_dict()), str(root), collection]
+    command = [
+        sys.executable,
+        "-m",
+        "vlm_reward_wrappers.data.workers",
+        json.dumps(config.to_dict()),
+        str(root),
+        collection,
+    ]
     # stderr goes to files: a pipe that nobody drains would block a chatty worker.
     logs = [tempfile.TemporaryFile(mode="w+") for _ in range(workers)]
     processes = [
@@ -65,7 +72,7 @@ def run_in_workers(
         finally:
             results.put(None)
 
-    threads = [threading.Thread(target=feed, args=pair, daemon=True) for pair in zip(processes, logs)]
+    threads = [threading.Thread(target=feed, args=pair, daemon=True) for pair in zip(processes, logs, strict=False)]
     for thread in threads:
         thread.start()
     try:
@@ -95,7 +102,7 @@ def run_in_workers(
 
 
 def _serve(config_json: str, root: str, collection: str) -> None:
-    from vlm_reward_wrappers.data.collect import CollectionConfig, EpisodeJob, EpisodeCollector
+    from vlm_reward_wrappers.data.collect import CollectionConfig, EpisodeCollector, EpisodeJob
 
     worker = EpisodeCollector(CollectionConfig.from_dict(json.loads(config_json)), Path(root), collection)
     for line in sys.stdin:

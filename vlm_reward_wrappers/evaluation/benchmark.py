@@ -41,8 +41,14 @@ from vlm_reward_wrappers.training.trainer import STATE_NAME, TrainConfig, train
 
 SPLITS = ("train-tasks", "held-out-tasks")
 QUICK_TRAIN_TASKS = (
-    "reach-v3", "push-v3", "button-press-v3", "drawer-open-v3",
-    "drawer-close-v3", "door-open-v3", "window-open-v3", "plate-slide-v3",
+    "reach-v3",
+    "push-v3",
+    "button-press-v3",
+    "drawer-open-v3",
+    "drawer-close-v3",
+    "door-open-v3",
+    "window-open-v3",
+    "plate-slide-v3",
 )
 
 
@@ -73,15 +79,24 @@ class Preset:
 
     def train_collection(self) -> CollectionConfig:
         return CollectionConfig(
-            tasks=self.train_tasks, episodes_per_task=self.train_episodes, noise_levels=self.noise_levels,
-            random_share=self.train_random_share, image_size=self.image_size, max_steps=self.episode_steps, seed=0,
+            tasks=self.train_tasks,
+            episodes_per_task=self.train_episodes,
+            noise_levels=self.noise_levels,
+            random_share=self.train_random_share,
+            image_size=self.image_size,
+            max_steps=self.episode_steps,
+            seed=0,
         )
 
     def eval_collection(self) -> CollectionConfig:
         return CollectionConfig(
-            tasks=self.train_tasks + self.held_out_tasks, episodes_per_task=self.eval_episodes,
-            noise_levels=self.noise_levels, random_share=self.eval_random_share,
-            image_size=self.image_size, max_steps=self.episode_steps, seed=1000,
+            tasks=self.train_tasks + self.held_out_tasks,
+            episodes_per_task=self.eval_episodes,
+            noise_levels=self.noise_levels,
+            random_share=self.eval_random_share,
+            image_size=self.image_size,
+            max_steps=self.episode_steps,
+            seed=1000,
         )
 
 
@@ -179,27 +194,51 @@ def run_benchmark(
     started = time.perf_counter()
     timings: dict[str, float] = {}
 
-    t = _stage(f"[1/5] collecting training demonstrations ({len(preset.train_tasks)} tasks x {preset.train_episodes} episodes)", log)
+    t = _stage(
+        f"[1/5] collecting training demonstrations ({len(preset.train_tasks)} tasks x {preset.train_episodes} episodes)",
+        log,
+    )
     train_data = collect(preset.train_collection(), out / "data" / "train", progress=progress)
     timings["collect training data"] = time.perf_counter() - t
 
-    t = _stage(f"[2/5] collecting evaluation demonstrations (another seed; {len(preset.held_out_tasks)} held-out tasks)", log)
+    t = _stage(
+        f"[2/5] collecting evaluation demonstrations (another seed; {len(preset.held_out_tasks)} held-out tasks)", log
+    )
     eval_data = collect(preset.eval_collection(), out / "data" / "eval", progress=progress)
     timings["collect evaluation data"] = time.perf_counter() - t
 
-    t = _stage("[3/5] backbone: " + (f"{backbone.model} ({backbone.pretrained})" if backbone else f"the package's own {preset.pretrain.model}, pretrained on the training data (cached)"), log)
+    t = _stage(
+        "[3/5] backbone: "
+        + (
+            f"{backbone.model} ({backbone.pretrained})"
+            if backbone
+            else f"the package's own {preset.pretrain.model}, pretrained on the training data (cached)"
+        ),
+        log,
+    )
     if backbone is None:
-        backbone = pretrain_backbone(train_data.root, tasks=preset.train_tasks, config=preset.pretrain, progress=progress)
+        backbone = pretrain_backbone(
+            train_data.root, tasks=preset.train_tasks, config=preset.pretrain, progress=progress
+        )
     timings["backbone"] = time.perf_counter() - t
 
-    t = _stage(f"[4/5] training {len(preset.objectives)} objectives x {len(preset.seeds)} seed(s), {preset.train_steps} steps each", log)
+    t = _stage(
+        f"[4/5] training {len(preset.objectives)} objectives x {len(preset.seeds)} seed(s), {preset.train_steps} steps each",
+        log,
+    )
     checkpoints: dict[tuple[str, int], Path] = {}
     for seed in preset.seeds:
         for objective in preset.objectives:
             folder = out / "checkpoints" / (objective if len(preset.seeds) == 1 else f"{objective}-seed{seed}")
             config = TrainConfig(
-                objective=objective, finetune=preset.finetune, lora_rank=preset.lora_rank, batch_size=preset.batch_size,
-                max_steps=preset.train_steps, eval_every=preset.eval_every, seed=seed, tasks=preset.train_tasks,
+                objective=objective,
+                finetune=preset.finetune,
+                lora_rank=preset.lora_rank,
+                batch_size=preset.batch_size,
+                max_steps=preset.train_steps,
+                eval_every=preset.eval_every,
+                seed=seed,
+                tasks=preset.train_tasks,
             )
             expected_steps = preset.train_steps if config.objective != "zero-shot" else 0
             if not _trained(folder, expected_steps):
@@ -223,7 +262,9 @@ def run_benchmark(
     timings["evaluation"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
 
-    table = {objective: {split: _combine(per_seed[objective][split]) for split in SPLITS} for objective in preset.objectives}
+    table = {
+        objective: {split: _combine(per_seed[objective][split]) for split in SPLITS} for objective in preset.objectives
+    }
     result = {
         "preset": _preset_dict(preset),
         "backbone": backbone.to_dict(),
@@ -267,12 +308,22 @@ def results_table(table: dict[str, dict[str, dict[str, Any]]], seeds: int = 1) -
     header = "| objective | " + " | ".join(f"{split}: ranking acc. | {split}: VOC" for split in SPLITS) + " |"
     lines = [f"({interval})", "", header, "|---|" + "---|---|" * len(SPLITS)]
     for objective, splits in table.items():
-        lines.append(f"| {objective} | " + " | ".join(f"{_cell(splits[s], 'ranking_accuracy')} | {_cell(splits[s], 'voc')}" for s in SPLITS) + " |")
+        lines.append(
+            f"| {objective} | "
+            + " | ".join(f"{_cell(splits[s], 'ranking_accuracy')} | {_cell(splits[s], 'voc')}" for s in SPLITS)
+            + " |"
+        )
     return "\n".join(lines)
 
 
 def _data_summary(dataset: DemoDataset) -> dict[str, Any]:
-    return {"episodes": len(dataset), "frames": dataset.num_frames, "tasks": dataset.tasks, "camera": dataset.camera, "image_size": dataset.image_size}
+    return {
+        "episodes": len(dataset),
+        "frames": dataset.num_frames,
+        "tasks": dataset.tasks,
+        "camera": dataset.camera,
+        "image_size": dataset.image_size,
+    }
 
 
 def _preset_dict(preset: Preset) -> dict[str, Any]:
@@ -303,32 +354,33 @@ def render_report(result: dict[str, Any]) -> str:
         f"`{backbone['model']}`, the package's own backbone, trained from random weights with a CLIP loss on the "
         "training tasks' frames and sentences only. It is **not web-pretrained**: it knows which task a frame shows, "
         "not the words of tasks it never saw."
-        if own else f"`{backbone['model']}` with weights `{backbone['pretrained']}`."
+        if own
+        else f"`{backbone['model']}` with weights `{backbone['pretrained']}`."
     )
     timings = "\n".join(f"| {stage} | {seconds:.0f} s |" for stage, seconds in result["timings_s"].items())
-    return f"""# Reward-accuracy benchmark: preset `{preset['name']}`
+    return f"""# Reward-accuracy benchmark: preset `{preset["name"]}`
 
-{preset['description']}.
+{preset["description"]}.
 
 ## Results
 
-{results_table(result['table'], len(preset['seeds']))}
+{results_table(result["table"], len(preset["seeds"]))}
 
-Ranking accuracy: share of frame pairs of one task, with ground-truth rewards more than {result['delta']} apart on
+Ranking accuracy: share of frame pairs of one task, with ground-truth rewards more than {result["delta"]} apart on
 Meta-World's 0-10 scale, that the learned reward orders like the ground truth (chance 0.5; pairs within and across
 episodes). VOC: Spearman correlation between the learned reward and time on successful expert episodes up to their
 first success. `train-tasks`: new episodes (another seed) of the training tasks; `held-out-tasks`: tasks no training
-stage saw ({', '.join(preset['held_out_tasks'])}).
+stage saw ({", ".join(preset["held_out_tasks"])}).
 
 ![benchmark](benchmark.png)
 
 ## What was run
 
 - Backbone: {backbone_note}
-- Finetuning: `{preset['finetune']}` (rank {preset['lora_rank']}), {preset['train_steps']} steps of {preset['batch_size']} trajectories, seeds {list(preset['seeds'])}; every objective sees the same batches.
-- Training data: {data['train']['episodes']} episodes, {data['train']['frames']} frames, {len(data['train']['tasks'])} tasks, camera `{data['train']['camera']}`, {data['train']['image_size']} px.
-- Evaluation data: {data['eval']['episodes']} episodes, {data['eval']['frames']} frames, {len(data['eval']['tasks'])} tasks.
-- Machine: {machine['processor']}, {machine['cpus']} CPUs, torch {machine['torch']} ({machine['torch_threads']} threads), GPU: {machine['cuda'] or 'none'}; {machine['platform']}.
+- Finetuning: `{preset["finetune"]}` (rank {preset["lora_rank"]}), {preset["train_steps"]} steps of {preset["batch_size"]} trajectories, seeds {list(preset["seeds"])}; every objective sees the same batches.
+- Training data: {data["train"]["episodes"]} episodes, {data["train"]["frames"]} frames, {len(data["train"]["tasks"])} tasks, camera `{data["train"]["camera"]}`, {data["train"]["image_size"]} px.
+- Evaluation data: {data["eval"]["episodes"]} episodes, {data["eval"]["frames"]} frames, {len(data["eval"]["tasks"])} tasks.
+- Machine: {machine["processor"]}, {machine["cpus"]} CPUs, torch {machine["torch"]} ({machine["torch_threads"]} threads), GPU: {machine["cuda"] or "none"}; {machine["platform"]}.
 
 | stage | wall time |
 |---|---|
@@ -336,4 +388,3 @@ stage saw ({', '.join(preset['held_out_tasks'])}).
 
 Per-objective reports (tables per task, reward curves): `eval/<objective>/<split>/report.md`.
 """
-

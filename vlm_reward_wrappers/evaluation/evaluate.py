@@ -33,7 +33,9 @@ DEFAULT_DELTA = 0.5
 """Ground-truth rewards closer than this (on Meta-World's 0-10 scale) are a tie: such pairs are not ranked."""
 
 
-def compute_metrics(predictions: Predictions, *, delta: float = DEFAULT_DELTA, seed: int = 0, num_resamples: int = 200) -> dict[str, Any]:
+def compute_metrics(
+    predictions: Predictions, *, delta: float = DEFAULT_DELTA, seed: int = 0, num_resamples: int = 200
+) -> dict[str, Any]:
     """:func:`~.metrics.summarize` of a predictions table."""
     return summarize(
         predictions.predicted,
@@ -100,7 +102,9 @@ def evaluate(
         "delta": delta,
         "seed": seed,
         "warnings": problems,
-        "voc_note": None if metrics["overall"]["voc"] is not None else "no successful expert episode in the data: VOC unavailable",
+        "voc_note": None
+        if metrics["overall"]["voc"] is not None
+        else "no successful expert episode in the data: VOC unavailable",
     }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -118,4 +122,3 @@ def evaluate(
         plot_reward_curves(predictions, out / "reward_curves.png")
         plot_per_task(metrics, out / "per_task.png")
     return metrics
-

@@ -228,7 +228,7 @@ def _accuracy(pairs: _ScoredPairs, task_names: np.ndarray) -> RankingAccuracy:
         num_across=int((~pairs.within).sum()),
         per_task={
             str(name): float(total / count) if count else None
-            for name, total, count in zip(task_names, task_sums, task_counts)
+            for name, total, count in zip(task_names, task_sums, task_counts, strict=False)
         },
     )
 
@@ -576,7 +576,12 @@ def summarize(
         ranks = _accuracy(block_pairs, task_names)
         in_block = np.isin(voc_episodes, episode_code[frames])
         pearson, spearman = reward_correlations(predicted[frames], ground_truth[frames])
-        resampling = {"episode": episode_code, "episode_size": episode_size, "num_resamples": num_resamples, "seed": seed}
+        resampling = {
+            "episode": episode_code,
+            "episode_size": episode_size,
+            "num_resamples": num_resamples,
+            "seed": seed,
+        }
         intervals = {
             "ranking": _bootstrap_given_copies(_ranking_given_copies(block_pairs, episode_code), frames, **resampling),
             "voc": _bootstrap_given_copies(

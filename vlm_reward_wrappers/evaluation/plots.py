@@ -33,7 +33,9 @@ def plot_reward_curves(predictions: Predictions, path: str | os.PathLike, episod
     """Learned and ground-truth reward over time (each standardised per episode), a few episodes per task."""
     plt = _pyplot()
     tasks = sorted(set(predictions.task))
-    figure, axes = plt.subplots(len(tasks), episodes_per_task, figsize=(3.2 * episodes_per_task, 2.2 * len(tasks)), squeeze=False)
+    figure, axes = plt.subplots(
+        len(tasks), episodes_per_task, figsize=(3.2 * episodes_per_task, 2.2 * len(tasks)), squeeze=False
+    )
     for row, task in enumerate(tasks):
         episodes = list(dict.fromkeys(predictions.episode[predictions.task == task]))[:episodes_per_task]
         for column in range(episodes_per_task):
@@ -44,7 +46,9 @@ def plot_reward_curves(predictions: Predictions, path: str | os.PathLike, episod
             rows = np.flatnonzero(predictions.episode == episodes[column])
             rows = rows[np.argsort(predictions.step[rows])]
             steps = predictions.step[rows]
-            axis.plot(steps, _standardize(predictions.gt_reward[rows]), label="ground truth", color="black", linewidth=1)
+            axis.plot(
+                steps, _standardize(predictions.gt_reward[rows]), label="ground truth", color="black", linewidth=1
+            )
             axis.plot(steps, _standardize(predictions.predicted[rows]), label="learned", color="tab:red", linewidth=1)
             first = int(predictions.first_success_step[rows[0]])
             if first >= 0:
@@ -88,9 +92,16 @@ def plot_benchmark(table: dict[str, dict[str, dict[str, Any]]], path: str | os.P
     figure, axis = plt.subplots(figsize=(max(5.0, 1.1 * len(objectives) + 2), 3.4))
     for index, split in enumerate(splits):
         values = [table[o][split]["ranking_accuracy"] or np.nan for o in objectives]
-        low = [v - (table[o][split]["ranking_accuracy_ci"] or [v, v])[0] for o, v in zip(objectives, values)]
-        high = [(table[o][split]["ranking_accuracy_ci"] or [v, v])[1] - v for o, v in zip(objectives, values)]
-        axis.bar(positions + (index - (len(splits) - 1) / 2) * width, values, width=width, yerr=[low, high], capsize=2, label=split)
+        low = [v - (table[o][split]["ranking_accuracy_ci"] or [v, v])[0] for o, v in zip(objectives, values, strict=False)]
+        high = [(table[o][split]["ranking_accuracy_ci"] or [v, v])[1] - v for o, v in zip(objectives, values, strict=False)]
+        axis.bar(
+            positions + (index - (len(splits) - 1) / 2) * width,
+            values,
+            width=width,
+            yerr=[low, high],
+            capsize=2,
+            label=split,
+        )
     axis.axhline(0.5, color="gray", linestyle="--", linewidth=0.8)
     axis.set_xticks(positions, objectives)
     axis.set_ylabel("ranking accuracy")

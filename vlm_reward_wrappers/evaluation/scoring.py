@@ -48,7 +48,7 @@ class Predictions:
         with atomic_path(path, suffix=".csv") as temporary, open(temporary, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["task", "episode", "step", "gt_reward", "success", "predicted_reward"])
-            for row in zip(self.task, self.episode, self.step, self.gt_reward, self.success, self.predicted):
+            for row in zip(self.task, self.episode, self.step, self.gt_reward, self.success, self.predicted, strict=False):
                 writer.writerow([row[0], int(row[1]), int(row[2]), f"{row[3]:.6g}", int(row[4]), f"{row[5]:.6g}"])
 
 
@@ -56,16 +56,22 @@ def check_compatible(model: RewardModel, dataset: DemoDataset) -> list[str]:
     """Warn (and return the warnings) when the data was rendered unlike the model's training frames."""
     problems = []
     if dataset.camera != model.config.camera:
-        problems.append(f"the data in {dataset.root} was rendered with camera {dataset.camera!r}, the model was trained on {model.config.camera!r} frames")
+        problems.append(
+            f"the data in {dataset.root} was rendered with camera {dataset.camera!r}, the model was trained on {model.config.camera!r} frames"
+        )
     if dataset.image_size != model.config.image_size:
-        problems.append(f"the data in {dataset.root} has {dataset.image_size}-px frames, the model was trained on {model.config.image_size}-px frames")
+        problems.append(
+            f"the data in {dataset.root} has {dataset.image_size}-px frames, the model was trained on {model.config.image_size}-px frames"
+        )
     for problem in problems:
         warnings.warn(f"{problem}; its scores may not mean what they mean on its own data.", UserWarning, stacklevel=3)
     return problems
 
 
 @torch.no_grad()
-def score_dataset(model: RewardModel, dataset: DemoDataset, episodes: Sequence[int] | None = None, batch_size: int = 256) -> Predictions:
+def score_dataset(
+    model: RewardModel, dataset: DemoDataset, episodes: Sequence[int] | None = None, batch_size: int = 256
+) -> Predictions:
     """The model's reward of every frame of the chosen episodes, each scored against its episode's goal text."""
     model.eval()
     selected = list(range(len(dataset))) if episodes is None else list(episodes)

@@ -111,10 +111,14 @@ def add_lora(backbone: nn.Module, rank: int, alpha: float) -> int:
         for module in list(tower.modules()):
             if isinstance(module, nn.MultiheadAttention) and module.in_proj_weight is not None:
                 out_features, in_features = module.in_proj_weight.shape
-                parametrize.register_parametrization(module, "in_proj_weight", LoRA(out_features, in_features, rank, alpha))
+                parametrize.register_parametrization(
+                    module, "in_proj_weight", LoRA(out_features, in_features, rank, alpha)
+                )
                 count += 1
             elif isinstance(module, nn.Linear):
-                parametrize.register_parametrization(module, "weight", LoRA(module.out_features, module.in_features, rank, alpha))
+                parametrize.register_parametrization(
+                    module, "weight", LoRA(module.out_features, module.in_features, rank, alpha)
+                )
                 count += 1
     return count
 

@@ -137,7 +137,9 @@ class Backbone(nn.Module):
         device = self.pixel_mean.device
         images = torch.as_tensor(np.ascontiguousarray(frames) if isinstance(frames, np.ndarray) else frames).to(device)
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError(f"frames must be a uint8 array of shape (B, H, W, 3), got {tuple(images.shape)} {images.dtype}")
+            raise ValueError(
+                f"frames must be a uint8 array of shape (B, H, W, 3), got {tuple(images.shape)} {images.dtype}"
+            )
         images = images.permute(0, 3, 1, 2).float().div_(255.0)
         if tuple(images.shape[-2:]) != self.image_size:
             images = F.interpolate(images, size=self.image_size, mode="bilinear", antialias=True, align_corners=False)
@@ -179,7 +181,9 @@ def load_backbone(spec: BackboneSpec, device: str | torch.device = "cpu") -> Bac
                 "pass their path with --backbone-weights."
             )
         if spec.sha256 is not None and file_sha256(path) != spec.sha256:
-            raise BackboneLoadError(f"backbone weights {path} do not match the checksum recorded for them (changed or corrupt).")
+            raise BackboneLoadError(
+                f"backbone weights {path} do not match the checksum recorded for them (changed or corrupt)."
+            )
     logger = logging.getLogger()
     level = logger.level
     if spec.pretrained is None:
@@ -187,7 +191,9 @@ def load_backbone(spec: BackboneSpec, device: str | torch.device = "cpu") -> Bac
     try:
         clip = open_clip.create_model(spec.model, pretrained=spec.pretrained, device=device)
     except Exception as error:
-        raise BackboneLoadError(f"cannot load backbone {spec.model} with weights {spec.pretrained!r}: {error}") from error
+        raise BackboneLoadError(
+            f"cannot load backbone {spec.model} with weights {spec.pretrained!r}: {error}"
+        ) from error
     finally:
         logger.setLevel(level)
     tokenizer = open_clip.get_tokenizer(spec.model)

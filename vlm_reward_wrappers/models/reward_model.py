@@ -148,7 +148,9 @@ class RewardModel(nn.Module):
         return rewards
 
     @torch.no_grad()
-    def reward(self, frames: torch.Tensor | np.ndarray, goal: str, *, normalize: bool = False, batch_size: int = 256) -> np.ndarray:
+    def reward(
+        self, frames: torch.Tensor | np.ndarray, goal: str, *, normalize: bool = False, batch_size: int = 256
+    ) -> np.ndarray:
         """Rewards ``(B,)`` of uint8 frames ``(B, H, W, 3)`` for a goal sentence.
 
         ``normalize=True`` standardises with the mean and std of the rewards
@@ -157,7 +159,11 @@ class RewardModel(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            rewards = self.reward_from_features(in_batches(self.encode_images, frames, batch_size), goal) if len(frames) else torch.zeros(0)
+            rewards = (
+                self.reward_from_features(in_batches(self.encode_images, frames, batch_size), goal)
+                if len(frames)
+                else torch.zeros(0)
+            )
         finally:
             self.train(was_training)
         values = rewards.float().cpu().numpy()
@@ -179,7 +185,11 @@ class RewardModel(nn.Module):
         """Copies, on the CPU, of the tensors :meth:`names_to_save` names."""
         names = self.names_to_save()
         # Copies: tensors that share memory with the parameters would follow later optimizer steps.
-        return {name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in self.state_dict().items() if name in names}
+        return {
+            name: tensor.detach().to("cpu", copy=True).contiguous()
+            for name, tensor in self.state_dict().items()
+            if name in names
+        }
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Write the checkpoint folder atomically; return its path."""
@@ -199,7 +209,9 @@ class RewardModel(nn.Module):
         if not weights_path.is_file():
             raise CheckpointError(f"checkpoint weights {weights_path} are missing.")
         if file_sha256(weights_path) != weights_sha256:
-            raise CheckpointError(f"checkpoint weights {weights_path} do not match the checksum in {config_path} (truncated or changed).")
+            raise CheckpointError(
+                f"checkpoint weights {weights_path} do not match the checksum in {config_path} (truncated or changed)."
+            )
         try:
             backbone = load_backbone(config.backbone, device=device)
         except Exception as error:
@@ -212,16 +224,22 @@ class RewardModel(nn.Module):
         expected = model.names_to_save()
         if set(saved) != expected:
             missing, unexpected = sorted(expected - set(saved))[:3], sorted(set(saved) - expected)[:3]
-            raise CheckpointError(f"checkpoint weights {weights_path} do not fit the model (missing {missing}, unexpected {unexpected}).")
+            raise CheckpointError(
+                f"checkpoint weights {weights_path} do not fit the model (missing {missing}, unexpected {unexpected})."
+            )
         try:
             model.load_state_dict(saved, strict=False)
         except RuntimeError as error:
-            raise CheckpointError(f"checkpoint weights {weights_path} do not fit the model described by {config_path}: {error}") from error
+            raise CheckpointError(
+                f"checkpoint weights {weights_path} do not fit the model described by {config_path}: {error}"
+            ) from error
         model.eval()
         return model
 
 
-def in_batches(encode: Callable[[Any], torch.Tensor], frames: torch.Tensor | np.ndarray, batch_size: int = 256) -> torch.Tensor:
+def in_batches(
+    encode: Callable[[Any], torch.Tensor], frames: torch.Tensor | np.ndarray, batch_size: int = 256
+) -> torch.Tensor:
     """``encode`` applied to ``frames`` ``batch_size`` at a time, results concatenated."""
     return torch.cat([encode(frames[start : start + batch_size]) for start in range(0, len(frames), batch_size)])
 

@@ -42,7 +42,9 @@ def get_objective(name: str, **options: Any) -> Objective:
     if name not in OBJECTIVES:
         close = difflib.get_close_matches(name, list(OBJECTIVES), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise UnknownObjectiveError(f"unknown objective {name!r}.{hint} Available: {', '.join(available_objectives())} (and 'clip' for backbone pretraining).")
+        raise UnknownObjectiveError(
+            f"unknown objective {name!r}.{hint} Available: {', '.join(available_objectives())} (and 'clip' for backbone pretraining)."
+        )
     try:
         return OBJECTIVES[name](**options)
     except TypeError as error:
@@ -55,4 +57,13 @@ def objective_from_config(config: dict[str, Any]) -> Objective:
     return get_objective(options.pop("name"), **options)
 
 
-__all__ = ["SLOTS", "EncodedBatch", "Objective", "OBJECTIVES", "UnknownObjectiveError", "available_objectives", "get_objective", "objective_from_config"]
+__all__ = [
+    "OBJECTIVES",
+    "SLOTS",
+    "EncodedBatch",
+    "Objective",
+    "UnknownObjectiveError",
+    "available_objectives",
+    "get_objective",
+    "objective_from_config",
+]

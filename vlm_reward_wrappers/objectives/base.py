@@ -89,7 +89,9 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum(dim=-1)
 
 
-def multi_positive_infonce(images: torch.Tensor, texts: torch.Tensor, image_task: torch.Tensor, text_task: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+def multi_positive_infonce(
+    images: torch.Tensor, texts: torch.Tensor, image_task: torch.Tensor, text_task: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
     """Symmetric CLIP loss where every image-text pair of the same task is a positive.
 
     With a few distinct sentences, a batch holds many images per sentence;
@@ -106,7 +108,9 @@ def multi_positive_infonce(images: torch.Tensor, texts: torch.Tensor, image_task
     return 0.5 * (image_to_text.mean() + text_to_image.mean())
 
 
-def vip_loss(value_first: torch.Tensor, value_t: torch.Tensor, value_next: torch.Tensor, reward: torch.Tensor, gamma: float) -> torch.Tensor:
+def vip_loss(
+    value_first: torch.Tensor, value_t: torch.Tensor, value_next: torch.Tensor, reward: torch.Tensor, gamma: float
+) -> torch.Tensor:
     """The VIP objective for values ``V(o; g)`` of first, current and next frames.
 
     ``(1 - gamma) E[-V(o_0)] + log E[exp(-(r + gamma V(o_{t+1}) - V(o_t)))]``,

@@ -26,5 +26,7 @@ class CLIPContrastive(Objective):
     slots: ClassVar[tuple[str, ...]] = ("t",)
 
     def loss(self, batch: EncodedBatch) -> tuple[torch.Tensor, dict[str, float]]:
-        loss = multi_positive_infonce(batch.image("t"), F.normalize(batch.texts, dim=-1), batch.task, batch.text_task, batch.logit_scale)
+        loss = multi_positive_infonce(
+            batch.image("t"), F.normalize(batch.texts, dim=-1), batch.task, batch.text_task, batch.logit_scale
+        )
         return loss, {"infonce": float(loss.detach())}

@@ -28,8 +28,14 @@ class LIV(Objective):
     clip_weight: float = 1.0
 
     def loss(self, batch: EncodedBatch) -> tuple[torch.Tensor, dict[str, float]]:
-        contrastive = multi_positive_infonce(batch.image("last"), F.normalize(batch.texts, dim=-1), batch.task, batch.text_task, batch.logit_scale)
+        contrastive = multi_positive_infonce(
+            batch.image("last"), F.normalize(batch.texts, dim=-1), batch.task, batch.text_task, batch.logit_scale
+        )
         image_goal = vip_terms(batch, "image", self.gamma)
         language_goal = vip_terms(batch, "language", self.gamma)
         loss = self.clip_weight * contrastive + image_goal + language_goal
-        return loss, {"clip": float(contrastive.detach()), "vip_image": float(image_goal.detach()), "vip_language": float(language_goal.detach())}
+        return loss, {
+            "clip": float(contrastive.detach()),
+            "vip_image": float(image_goal.detach()),
+            "vip_language": float(language_goal.detach()),
+        }

@@ -55,4 +55,8 @@ class R3M(Objective):
         raw = batch.images["t"]
         penalty = self.l1_weight * raw.abs().sum(-1).mean() + self.l2_weight * raw.pow(2).sum(-1).mean()
         loss = self.tcn_weight * time_contrastive + self.language_weight * language + penalty
-        return loss, {"time_contrastive": float(time_contrastive.detach()), "language": float(language.detach()), "penalty": float(penalty.detach())}
+        return loss, {
+            "time_contrastive": float(time_contrastive.detach()),
+            "language": float(language.detach()),
+            "penalty": float(penalty.detach()),
+        }

@@ -30,4 +30,7 @@ class TCN(Objective):
         close = (anchor - positive).pow(2).sum(-1)
         distant = (anchor - negative).pow(2).sum(-1)
         loss = torch.relu(close - distant + self.margin).mean()
-        return loss, {"positive_distance": float(close.mean().detach()), "negative_distance": float(distant.mean().detach())}
+        return loss, {
+            "positive_distance": float(close.mean().detach()),
+            "negative_distance": float(distant.mean().detach()),
+        }

@@ -33,7 +33,13 @@ def vip_terms(batch: EncodedBatch, goal_kind: str, gamma: float) -> torch.Tensor
     else:
         raise ValueError(f"VIP goal must be 'image' or 'language', got {goal_kind!r}")
     reward = (batch.steps["next"] >= goal_step).float() - 1.0
-    return vip_loss(cosine(batch.image("first"), goal), cosine(batch.image("t"), goal), cosine(batch.image("next"), goal), reward, gamma)
+    return vip_loss(
+        cosine(batch.image("first"), goal),
+        cosine(batch.image("t"), goal),
+        cosine(batch.image("next"), goal),
+        reward,
+        gamma,
+    )
 
 
 @dataclass

@@ -99,9 +99,18 @@ class TrajectorySampler:
         length = np.array([info.num_steps for info in infos])
         t = (rng.random(self.batch_size) * (length - 1)).astype(int)  # [0, T-2]
         later = t + 1 + (rng.random(self.batch_size) * (length - 1 - t)).astype(int)  # [t+1, T-1]
-        far = np.array([_far_step(rng, int(step_t), int(n)) for step_t, n in zip(t, length)])
-        steps = {"first": np.zeros_like(t), "t": t, "next": t + 1, "later": later, "far": far, "last": length - 1}  # objectives.base.SLOTS
-        first_success = np.array([info.first_success_step if info.first_success_step >= 0 else info.num_steps - 1 for info in infos])
+        far = np.array([_far_step(rng, int(step_t), int(n)) for step_t, n in zip(t, length, strict=False)])
+        steps = {
+            "first": np.zeros_like(t),
+            "t": t,
+            "next": t + 1,
+            "later": later,
+            "far": far,
+            "last": length - 1,
+        }  # objectives.base.SLOTS
+        first_success = np.array(
+            [info.first_success_step if info.first_success_step >= 0 else info.num_steps - 1 for info in infos]
+        )
         sentences = []
         for info in infos:
             options = TASKS[info.task].sentences if self.text_augmentation and info.task in TASKS else (info.goal_text,)
@@ -109,7 +118,7 @@ class TrajectorySampler:
         texts = list(dict.fromkeys(sentences))
         lookup = {text: i for i, text in enumerate(texts)}
         text_task = np.zeros(len(texts), dtype=np.int64)
-        for sentence, info in zip(sentences, infos):
+        for sentence, info in zip(sentences, infos, strict=False):
             text_task[lookup[sentence]] = self.task_ids[info.task]
         return TrajectoryBatch(
             episode=episodes,
@@ -145,7 +154,7 @@ class FrameStore:
     def gather(self, episodes: np.ndarray, steps: np.ndarray) -> np.ndarray:
         """Frames ``(N, H, W, 3)`` at ``(episodes[k], steps[k])``."""
         if self.in_memory:
-            return np.stack([self._frames[int(e)][int(s)] for e, s in zip(episodes, steps)])
+            return np.stack([self._frames[int(e)][int(s)] for e, s in zip(episodes, steps, strict=False)])
         out = np.empty((len(episodes), self.dataset.image_size, self.dataset.image_size, 3), dtype=np.uint8)
         for episode in np.unique(episodes):
             where = np.flatnonzero(episodes == episode)

@@ -51,7 +51,9 @@ def cache_dir() -> Path:
 
 
 def _backbone_key(dataset: DemoDataset, tasks: tuple[str, ...], config: PretrainConfig) -> str:
-    payload = json.dumps({"collections": dataset.collections, "tasks": sorted(tasks), "config": asdict(config)}, sort_keys=True)
+    payload = json.dumps(
+        {"collections": dataset.collections, "tasks": sorted(tasks), "config": asdict(config)}, sort_keys=True
+    )
     return hashlib.sha1(payload.encode()).hexdigest()[:12]
 
 
@@ -103,7 +105,11 @@ def pretrain_backbone(
     )
     model = train(train_config, data, run, backbone=BackboneSpec(config.model, pretrained=None), progress=progress)
     prefix = "backbone.clip."
-    state = {name[len(prefix):]: tensor.contiguous() for name, tensor in model.state_dict().items() if name.startswith(prefix)}
+    state = {
+        name[len(prefix) :]: tensor.contiguous()
+        for name, tensor in model.state_dict().items()
+        if name.startswith(prefix)
+    }
     with atomic_path(weights, suffix=".safetensors") as temporary:
         save_file(state, str(temporary))
     spec = BackboneSpec.from_file(config.model, weights)
@@ -120,6 +126,8 @@ def pretrain_backbone(
     return spec
 
 
-def default_backbone(data: str | os.PathLike, *, tasks: tuple[str, ...] | None = None, progress: bool = True) -> BackboneSpec:
+def default_backbone(
+    data: str | os.PathLike, *, tasks: tuple[str, ...] | None = None, progress: bool = True
+) -> BackboneSpec:
     """The default backbone for a dataset: cached, pretrained with :class:`PretrainConfig` defaults on first use."""
     return pretrain_backbone(data, tasks=tasks, progress=progress)

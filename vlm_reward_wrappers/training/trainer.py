@@ -33,7 +33,14 @@ from vlm_reward_wrappers.data.storage import DemoDataset
 from vlm_reward_wrappers.evaluation.metrics import ranking_accuracy
 from vlm_reward_wrappers.models.adapters import FinetuneConfig
 from vlm_reward_wrappers.models.backbone import BackboneSpec, load_backbone
-from vlm_reward_wrappers.models.reward_model import WEIGHTS_NAME, RewardModel, RewardModelConfig, in_batches, recover_interrupted_save, write_checkpoint
+from vlm_reward_wrappers.models.reward_model import (
+    WEIGHTS_NAME,
+    RewardModel,
+    RewardModelConfig,
+    in_batches,
+    recover_interrupted_save,
+    write_checkpoint,
+)
 from vlm_reward_wrappers.objectives import EncodedBatch, get_objective
 from vlm_reward_wrappers.tasks import ML45_TEST, goal_text
 from vlm_reward_wrappers.training import distributed
@@ -129,7 +136,7 @@ def split_episodes(dataset: DemoDataset, tasks: list[str], val_fraction: float, 
     for task in tasks:
         indices = [i for i, e in enumerate(dataset.episodes) if e.task == task]
         rng.shuffle(indices)
-        count = int(math.ceil(val_fraction * len(indices))) if len(indices) > 1 and val_fraction > 0 else 0
+        count = math.ceil(val_fraction * len(indices)) if len(indices) > 1 and val_fraction > 0 else 0
         val.extend(indices[:count])
         train.extend(indices[count:])
     return _Split(tasks, sorted(train), sorted(val))
@@ -141,10 +148,14 @@ def choose_tasks(dataset: DemoDataset, requested: tuple[str, ...] | None) -> lis
         return [task for task in dataset.tasks if task not in ML45_TEST]
     held_out = sorted(set(requested) & set(ML45_TEST))
     if held_out:
-        raise ValueError(f"{', '.join(held_out)} are ML45 test tasks, held out from every training stage; train on other tasks.")
+        raise ValueError(
+            f"{', '.join(held_out)} are ML45 test tasks, held out from every training stage; train on other tasks."
+        )
     missing = sorted(set(requested) - set(dataset.tasks))
     if missing:
-        raise ValueError(f"the data in {dataset.root} has no episodes of {', '.join(missing)}; it has {', '.join(dataset.tasks)}.")
+        raise ValueError(
+            f"the data in {dataset.root} has no episodes of {', '.join(missing)}; it has {', '.join(dataset.tasks)}."
+        )
     return list(requested)
 
 
@@ -163,11 +174,11 @@ class TrainingStep(nn.Module):
         episodes = np.concatenate([batch.episode for _ in slots])
         steps = np.concatenate([batch.steps[slot] for slot in slots])
         if self.feature_cache is not None:
-            features = torch.stack([self.feature_cache[int(e)][int(s)] for e, s in zip(episodes, steps)])
+            features = torch.stack([self.feature_cache[int(e)][int(s)] for e, s in zip(episodes, steps, strict=False)])
             images = model.image_head(features)
         else:
             images = model.encode_images(self.frames.gather(episodes, steps))
-        per_slot = dict(zip(slots, images.split(len(batch.episode))))
+        per_slot = dict(zip(slots, images.split(len(batch.episode)), strict=False))
         device = images.device
         scale = model.backbone.clip.logit_scale.exp().clamp(max=100.0)
         encoded = EncodedBatch(
@@ -197,7 +208,9 @@ def _validation_frames(dataset: DemoDataset, episodes: list[int], per_task: int,
     frames, tasks, episode_ids, rewards = [], [], [], []
     by_task: dict[str, list[tuple[int, int]]] = {}
     for index in episodes:
-        by_task.setdefault(dataset.episodes[index].task, []).extend((index, s) for s in range(dataset.episodes[index].num_steps))
+        by_task.setdefault(dataset.episodes[index].task, []).extend(
+            (index, s) for s in range(dataset.episodes[index].num_steps)
+        )
     for task, pairs in by_task.items():
         chosen = sorted(rng.choice(len(pairs), size=min(per_task, len(pairs)), replace=False))
         for index in sorted({pairs[c][0] for c in chosen}):
@@ -236,9 +249,13 @@ def validate(model: RewardModel, validation: _Validation, train_tasks: list[str]
 
 
 @torch.no_grad()
-def reward_statistics(model: RewardModel, dataset: DemoDataset, episodes: list[int], seed: int, max_frames: int = 2000) -> dict[str, float]:
+def reward_statistics(
+    model: RewardModel, dataset: DemoDataset, episodes: list[int], seed: int, max_frames: int = 2000
+) -> dict[str, float]:
     """Mean and std of the model's rewards on (a sample of) its training frames."""
-    sample = _validation_frames(dataset, episodes, max(1, max_frames // max(1, len({dataset.episodes[i].task for i in episodes}))), seed + 1)
+    sample = _validation_frames(
+        dataset, episodes, max(1, max_frames // max(1, len({dataset.episodes[i].task for i in episodes}))), seed + 1
+    )
     if len(sample.frames) == 0:
         return {"mean": 0.0, "std": 1.0}
     model.eval()
@@ -248,9 +265,13 @@ def reward_statistics(model: RewardModel, dataset: DemoDataset, episodes: list[i
 
 
 @torch.no_grad()
-def cache_backbone_features(model: RewardModel, dataset: DemoDataset, episodes: list[int], batch_size: int = 256) -> dict[int, torch.Tensor]:
+def cache_backbone_features(
+    model: RewardModel, dataset: DemoDataset, episodes: list[int], batch_size: int = 256
+) -> dict[int, torch.Tensor]:
     """Backbone image embeddings of every frame of the episodes (a frozen backbone needs them once)."""
-    return {index: in_batches(model.backbone_image_features, dataset.read_frames(index), batch_size) for index in episodes}
+    return {
+        index: in_batches(model.backbone_image_features, dataset.read_frames(index), batch_size) for index in episodes
+    }
 
 
 def _trainable_state(model: RewardModel) -> dict[str, torch.Tensor]:
@@ -279,7 +300,9 @@ def train(
     out = Path(out)
     rank, world_size = distributed.setup()
     if config.batch_size < world_size:
-        raise ValueError(f"batch_size {config.batch_size} is smaller than the {world_size} processes: each process needs at least one trajectory")
+        raise ValueError(
+            f"batch_size {config.batch_size} is smaller than the {world_size} processes: each process needs at least one trajectory"
+        )
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and world_size > 1:
         device = f"cuda:{rank % torch.cuda.device_count()}"
@@ -306,7 +329,9 @@ def train(
 
     trajectories = [i for i in split.train if config.trajectories == "all" or dataset.episodes[i].is_successful_expert]
     if objective.trains and not trajectories:
-        raise ValueError(f"no successful expert episodes among the training episodes of {', '.join(tasks)}; collect more expert episodes.")
+        raise ValueError(
+            f"no successful expert episodes among the training episodes of {', '.join(tasks)}; collect more expert episodes."
+        )
     validation = _validation_frames(dataset, split.val, config.val_frames_per_task, config.seed)
 
     state = _load_state(out, config, overwrite) if rank == 0 else None
@@ -324,7 +349,14 @@ def train(
         if optimizer is not None:
             optimizer.load_state_dict(state["optimizer"])
 
-    summary_base = {"config": asdict(config), "data": str(Path(data).resolve()), "tasks": tasks, "train_episodes": len(split.train), "val_episodes": len(split.val), "trajectories": len(trajectories)}
+    summary_base = {
+        "config": asdict(config),
+        "data": str(Path(data).resolve()),
+        "tasks": tasks,
+        "train_episodes": len(split.train),
+        "val_episodes": len(split.val),
+        "trajectories": len(trajectories),
+    }
 
     def save(step: int, final: bool = False) -> None:
         """Validate, keep the best weights, and write the checkpoint with the resumable state."""
@@ -347,7 +379,13 @@ def train(
         if final:  # reward statistics of the best weights, on training frames
             model.load_state_dict(best_weights, strict=False)
             model_config.reward_stats = reward_statistics(model, dataset, split.train, config.seed)
-        model_config.training = {**summary_base, "steps": step, "best_step": best["step"], "best_validation": best["validation"], "history": history}
+        model_config.training = {
+            **summary_base,
+            "steps": step,
+            "best_step": best["step"],
+            "best_validation": best["validation"],
+            "history": history,
+        }
         write_checkpoint(out, model_config, best_weights, {STATE_NAME: lambda path: torch.save(last, path)})
 
     if not objective.trains:
@@ -357,12 +395,20 @@ def train(
         distributed.teardown()
         return RewardModel.from_pretrained(out, device=device)
 
-    sampler = TrajectorySampler(dataset, trajectories, config.batch_size, config.seed, text_augmentation=config.text_augmentation)
+    sampler = TrajectorySampler(
+        dataset, trajectories, config.batch_size, config.seed, text_augmentation=config.text_augmentation
+    )
     frames = FrameStore(dataset, trajectories) if finetune.mode != "heads" else None
     cache = cache_backbone_features(model, dataset, trajectories) if finetune.mode == "heads" else None
     step_module = distributed.wrap(TrainingStep(model, frames, cache), device)
     frames_per_step = config.batch_size * len(objective.slots)
-    bar = tqdm(total=config.max_steps, initial=start_step, desc=f"train {objective.name}", unit="step", disable=not progress or rank != 0)
+    bar = tqdm(
+        total=config.max_steps,
+        initial=start_step,
+        desc=f"train {objective.name}",
+        unit="step",
+        disable=not progress or rank != 0,
+    )
     started, done = time.perf_counter(), 0
     try:
         for step in range(start_step, config.max_steps):
@@ -384,11 +430,18 @@ def train(
                 )
             done += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", fps=f"{done * frames_per_step / (time.perf_counter() - started):.0f}")
+            bar.set_postfix(
+                loss=f"{float(loss.detach()):.4f}",
+                fps=f"{done * frames_per_step / (time.perf_counter() - started):.0f}",
+            )
             if (step + 1) % config.eval_every == 0 and step + 1 < config.max_steps:
                 if rank == 0:
                     save(step + 1)
-                    bar.set_postfix(loss=f"{float(loss.detach()):.4f}", val=f"{history[-1][config.select_by]}", best=f"{best['metric']:.3f}")
+                    bar.set_postfix(
+                        loss=f"{float(loss.detach()):.4f}",
+                        val=f"{history[-1][config.select_by]}",
+                        best=f"{best['metric']:.3f}",
+                    )
                 distributed.barrier()
         if rank == 0:
             save(max(start_step, config.max_steps), final=True)
@@ -411,15 +464,21 @@ def _load_state(out: Path, config: TrainConfig, overwrite: bool) -> dict[str, An
         return None
     if not path.exists():
         if any(out.iterdir()):
-            raise RunMismatchError(f"{out} exists and holds no resumable training run; choose another --out or pass --overwrite.")
+            raise RunMismatchError(
+                f"{out} exists and holds no resumable training run; choose another --out or pass --overwrite."
+            )
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:
-        raise RunMismatchError(f"the training state {path} cannot be read ({error}); pass --overwrite to start again.") from error
+        raise RunMismatchError(
+            f"the training state {path} cannot be read ({error}); pass --overwrite to start again."
+        ) from error
     if state["config"] != config.resume_key():
         changed = sorted(k for k in state["config"] if state["config"][k] != config.resume_key().get(k))
-        raise RunMismatchError(f"{out} holds a run with another configuration (differs in: {', '.join(changed)}); pass --overwrite or choose another --out.")
+        raise RunMismatchError(
+            f"{out} holds a run with another configuration (differs in: {', '.join(changed)}); pass --overwrite or choose another --out."
+        )
     return state
 
 

@@ -84,8 +84,15 @@ class VLMRewardWrapper(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.util
         device: str | torch.device = "cpu",
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
-            self, checkpoint=str(checkpoint), goal=goal, reward_mode=reward_mode, gamma=gamma,
-            success_bonus=success_bonus, camera=camera, image_size=image_size, device=str(device),
+            self,
+            checkpoint=str(checkpoint),
+            goal=goal,
+            reward_mode=reward_mode,
+            gamma=gamma,
+            success_bonus=success_bonus,
+            camera=camera,
+            image_size=image_size,
+            device=str(device),
         )
         gym.Wrapper.__init__(self, env)
         goal = resolve_goal(goal, None if goal is not None else metaworld_task(env))
@@ -100,7 +107,9 @@ class VLMRewardWrapper(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.util
         """The goal sentence frames are scored against."""
         return self.scorer.goal
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[ObsType, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[ObsType, dict[str, Any]]:
         obs, info = self.env.reset(seed=seed, options=options)
         if self.transform.needs_first_frames:
             self.transform.start(self.scorer(self.frames.render()[None]))

@@ -54,7 +54,13 @@ class VLMRewardVecEnv(VecEnvWrapper):
         settings = venv.get_attr("frame_settings")
         super().__init__(venv)
         self.scorer, self.transform = batch_scoring(
-            settings, checkpoint, goal=goal, reward_mode=reward_mode, gamma=gamma, success_bonus=success_bonus, device=device
+            settings,
+            checkpoint,
+            goal=goal,
+            reward_mode=reward_mode,
+            gamma=gamma,
+            success_bonus=success_bonus,
+            device=device,
         )
 
     @property

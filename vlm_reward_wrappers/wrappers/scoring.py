@@ -259,7 +259,9 @@ class RewardTransform:
             rewards = self.normalize(scores)
         else:
             if np.isnan(self._potential).any():
-                raise RuntimeError("reward_mode='shaped' needs the first frame of the episode: call reset() before step().")
+                raise RuntimeError(
+                    "reward_mode='shaped' needs the first frame of the episode: call reset() before step()."
+                )
             potential = self.normalize(scores)
             rewards = self.gamma * potential - self._potential
             self._potential = potential

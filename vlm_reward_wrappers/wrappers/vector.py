@@ -84,10 +84,14 @@ class FrameToInfo(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.Rec
         )
         gym.Wrapper.__init__(self, env)
         config = read_checkpoint_config(checkpoint)[0] if checkpoint is not None else RewardModelConfig()
-        self.frame_settings = FrameSettings(metaworld_task(env), camera or config.camera, image_size or config.image_size)
+        self.frame_settings = FrameSettings(
+            metaworld_task(env), camera or config.camera, image_size or config.image_size
+        )
         self.frames = PicklableRenderer(env, self.frame_settings.camera, self.frame_settings.image_size)
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[ObsType, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[ObsType, dict[str, Any]]:
         obs, info = self.env.reset(seed=seed, options=options)
         info[FRAME_KEY] = self.frames.render()
         return obs, info
@@ -115,7 +119,9 @@ def batch_scoring(
     """The scorer and reward transform of a vector env whose sub-envs have ``settings``."""
     tasks = {setting.task for setting in settings}
     if goal is None and len(tasks) > 1:
-        raise ValueError(f"the sub-envs run different tasks ({sorted(map(str, tasks))}): pass goal='...' or make one vector env per task.")
+        raise ValueError(
+            f"the sub-envs run different tasks ({sorted(map(str, tasks))}): pass goal='...' or make one vector env per task."
+        )
     goal = resolve_goal(goal, None if goal is not None else tasks.pop())
     config = load_reward_model(checkpoint, device).config
     for camera, image_size in {(setting.camera, setting.image_size) for setting in settings}:
@@ -180,13 +186,21 @@ class VectorVLMReward(VectorWrapper):
         super().__init__(env)
         get_attr = getattr(env.unwrapped, "get_attr", None)  # Sync- and AsyncVectorEnv reach their sub-envs
         if get_attr is None:
-            raise TypeError(f"{type(self).__name__} reads its sub-envs' frame settings: use a SyncVectorEnv or AsyncVectorEnv.")
+            raise TypeError(
+                f"{type(self).__name__} reads its sub-envs' frame settings: use a SyncVectorEnv or AsyncVectorEnv."
+            )
         try:
             settings = list(get_attr("frame_settings"))
         except AttributeError as error:
             raise not_wrapped_error(type(self).__name__) from error
         self.scorer, self.transform = batch_scoring(
-            settings, checkpoint, goal=goal, reward_mode=reward_mode, gamma=gamma, success_bonus=success_bonus, device=device
+            settings,
+            checkpoint,
+            goal=goal,
+            reward_mode=reward_mode,
+            gamma=gamma,
+            success_bonus=success_bonus,
+            device=device,
         )
         self.autoreset_mode = AutoresetMode(env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP))
         self._resetting = np.zeros(self.num_envs, dtype=bool)
@@ -195,7 +209,9 @@ class VectorVLMReward(VectorWrapper):
     def goal(self) -> str:
         return self.scorer.goal
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[ObsType, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[ObsType, dict[str, Any]]:
         obs, infos = self.env.reset(seed=seed, options=options)
         started = np.asarray(infos[f"_{FRAME_KEY}"], dtype=bool)
         if self.transform.needs_first_frames:
@@ -229,9 +245,12 @@ class VectorVLMReward(VectorWrapper):
 
         everywhere = np.ones(self.num_envs, dtype=bool)
         infos.update(
-            gt_reward=np.asarray(gt_rewards, dtype=np.float64), _gt_reward=everywhere,
-            vlm_reward=rewards, _vlm_reward=everywhere,
-            vlm_score=np.where(stepped, scores[: self.num_envs], 0.0), _vlm_score=stepped,
+            gt_reward=np.asarray(gt_rewards, dtype=np.float64),
+            _gt_reward=everywhere,
+            vlm_reward=rewards,
+            _vlm_reward=everywhere,
+            vlm_score=np.where(stepped, scores[: self.num_envs], 0.0),
+            _vlm_score=stepped,
         )
         if reported.any():
             infos.update(is_success=success > 0, _is_success=reported)
