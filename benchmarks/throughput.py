@@ -30,9 +30,7 @@ import numpy as np
 import torch
 
 from vlm_reward_wrappers.envs import make_metaworld_env
-from vlm_reward_wrappers.models.adapters import FinetuneConfig
-from vlm_reward_wrappers.models.backbone import BackboneSpec
-from vlm_reward_wrappers.models.reward_model import RewardModel, RewardModelConfig
+from vlm_reward_wrappers.models import BackboneSpec, FinetuneConfig, RewardModel, RewardModelConfig, is_checkpoint
 from vlm_reward_wrappers.rendering import FrameRenderer
 from vlm_reward_wrappers.tasks import goal_text
 from vlm_reward_wrappers.wrappers import FrameToInfo, VectorVLMReward, VLMRewardWrapper, load_reward_model
@@ -82,7 +80,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = args.checkpoint
-        if not (Path(checkpoint) / "config.json").is_file():
+        if not is_checkpoint(checkpoint):
             checkpoint = untrained_checkpoint(scratch)
             print(
                 f"no checkpoint at {args.checkpoint}: timing an untrained vlmrw-tiny model (frozen, 64 px); "
@@ -148,7 +146,8 @@ def main() -> None:
     print(f"parts alone, 1/(step+render+score): {1 / (t_step + t_render + t_score1):8.1f} steps/s")
     print(f"the same calls in turn, no wrapper: {1 / t_inline:8.1f} steps/s")
     print(
-        f"VLMRewardWrapper:                  {1 / t_wrapped:9.1f} steps/s  ({t_inline / t_wrapped:.2f} of the calls in turn)"
+        f"VLMRewardWrapper:                  {1 / t_wrapped:9.1f} steps/s  "
+        f"({t_inline / t_wrapped:.2f} of the calls in turn)"
     )
     print(f"{n} wrapped envs in a loop:          {n / t_separate:9.1f} steps/s")
     print(f"{n} envs, VectorVLMReward:           {n / t_vector:9.1f} steps/s")

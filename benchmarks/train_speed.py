@@ -83,7 +83,8 @@ def main() -> None:
             mode: measure(dataset, mode, args.model, args.steps, args.batch_size) for mode in ("lora", "full", "heads")
         }
     print(
-        f"machine: {os.cpu_count()} cpus, torch {torch.__version__} ({torch.get_num_threads()} threads); backbone {args.model}, "
+        f"machine: {os.cpu_count()} cpus, torch {torch.__version__} ({torch.get_num_threads()} threads); "
+        f"backbone {args.model}, "
         f"{dataset.image_size} px, triplet objective, {args.batch_size} trajectories x 2 frames per step"
     )
     for mode, result in results.items():
@@ -92,7 +93,8 @@ def main() -> None:
         )
         print(f"{mode:6s} training: {result['frames_per_s']:8.1f} frames/s{extra}")
     print(
-        f"cached-embedding heads vs LoRA training: {results['heads']['frames_per_s'] / results['lora']['frames_per_s']:.1f}x"
+        "cached-embedding heads vs LoRA training: "
+        f"{results['heads']['frames_per_s'] / results['lora']['frames_per_s']:.1f}x"
     )
 
 

@@ -1,27 +1,27 @@
 """Train an SB3 agent (SAC or PPO) on a learned reward; log learned and ground-truth returns.
 
 One file, CleanRL style: the arguments are the fields of :class:`Args`, each a
-command-line flag. With ``--num-envs 1`` the env is wrapped in
-``VLMRewardWrapper``; with more, every step of all sub-envs is scored in one
-forward pass by ``VLMRewardVecEnv``. Logs (stdout and ``OUT/progress.csv``):
+command-line flag (derived by ``vlm_reward_wrappers.config_cli``, as for
+``vlm-rewards``). With ``--num-envs 1`` the env is wrapped in ``VLMRewardWrapper``;
+with more, every step of all sub-envs is scored in one forward pass by ``VLMRewardVecEnv``.
+Logs (stdout and ``OUT/progress.csv``):
 ``episode/learned_return``, ``episode/gt_return`` (Meta-World's reward) and
 ``episode/success_rate`` (success at any step), means over the last 20
 episodes; ``OUT/monitor.csv`` has every episode. The agent is saved to ``OUT/agent.zip``.
 
-    python examples/train_sb3.py --checkpoint runs/quick/checkpoints/triplet --task reach-v3 --algo sac --total-timesteps 20000
+    python examples/train_sb3.py --checkpoint runs/quick/checkpoints/triplet --task reach-v3 --algo sac \
+        --total-timesteps 20000
     python examples/train_sb3.py --algo ppo --num-envs 8 --reward-mode shaped
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import sys
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -31,47 +31,51 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor
 
-from vlm_reward_wrappers import FrameToInfo, VLMRewardVecEnv, VLMRewardWrapper, make_metaworld_env
-from vlm_reward_wrappers.wrappers import REWARD_MODES
+from vlm_reward_wrappers import FrameToInfo, VLMRewardVecEnv, VLMRewardWrapper, info_keys, make_metaworld_env
+from vlm_reward_wrappers.config_cli import parse_config
+from vlm_reward_wrappers.models import is_checkpoint
+from vlm_reward_wrappers.wrappers import RewardMode
 
 
 @dataclass
 class Args:
-    checkpoint: str = field(
-        default="runs/quick/checkpoints/triplet", metadata={"help": "reward-model checkpoint folder"}
-    )
-    task: str = field(default="reach-v3", metadata={"help": "Meta-World task (its goal sentence is the reward's goal)"})
-    algo: str = field(default="sac", metadata={"help": "SB3 algorithm", "choices": ("sac", "ppo")})
-    total_timesteps: int = field(default=20_000, metadata={"help": "env steps, all envs together"})
-    num_envs: int = field(default=1, metadata={"help": "parallel envs; more than 1 scores them in one batch"})
-    vec_env: str = field(
-        default="dummy",
-        metadata={"help": "dummy: envs in this process; subproc: one process each", "choices": ("dummy", "subproc")},
-    )
-    reward_mode: str = field(default="normalized", metadata={"help": "learned reward", "choices": REWARD_MODES})
-    success_bonus: float = field(default=0.0, metadata={"help": "added on steps where Meta-World reports success"})
-    gamma: float = field(default=0.99, metadata={"help": "discount of the agent and of the shaped reward"})
-    max_episode_steps: int = field(default=200, metadata={"help": "episode length (Meta-World's own: 500)"})
-    n_steps: int = field(default=512, metadata={"help": "PPO: steps per env per rollout"})
-    batch_size: int = field(default=64, metadata={"help": "minibatch size"})
-    learning_starts: int = field(default=1000, metadata={"help": "SAC: random steps before learning"})
-    seed: int = field(default=0, metadata={"help": "seeds envs and agent"})
-    device: str = field(default="cpu", metadata={"help": "reward model and agent device"})
-    out: str = field(default="runs/sb3", metadata={"help": "folder for logs and the agent"})
+    """Train an SB3 agent on a learned reward.
 
+    Args:
+        checkpoint: reward-model checkpoint folder.
+        task: Meta-World task (its goal sentence is the reward's goal).
+        algo: SB3 algorithm.
+        total_timesteps: env steps, all envs together.
+        num_envs: parallel envs; more than 1 scores them in one batch.
+        vec_env: dummy: envs in this process; subproc: one process each.
+        reward_mode: how scores become rewards (raw, normalized, shaped).
+        success_bonus: added on steps where Meta-World reports success.
+        gamma: discount of the agent and of the shaped reward.
+        max_episode_steps: episode length (Meta-World's own: 500).
+        n_steps: PPO: steps per env per rollout.
+        batch_size: minibatch size.
+        learning_starts: SAC: random steps before learning.
+        seed: seeds envs and agent.
+        device: reward model and agent device.
+        out: folder for logs and the agent.
+    """
 
-def parse_args(argv: Sequence[str] | None = None) -> Args:
-    """:class:`Args` from command-line flags (``--total-timesteps 200``)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for arg in dataclasses.fields(Args):
-        parser.add_argument(
-            f"--{arg.name.replace('_', '-')}",
-            type=type(arg.default),
-            default=arg.default,
-            help=f"{arg.metadata['help']} (default: {arg.default})",
-            choices=arg.metadata.get("choices"),
-        )
-    return Args(**vars(parser.parse_args(argv)))
+    checkpoint: str = "runs/quick/checkpoints/triplet"
+    task: str = "reach-v3"
+    algo: Literal["sac", "ppo"] = "sac"
+    total_timesteps: int = 20_000
+    num_envs: int = 1
+    vec_env: Literal["dummy", "subproc"] = "dummy"
+    reward_mode: RewardMode = "normalized"
+    success_bonus: float = 0.0
+    gamma: float = 0.99
+    max_episode_steps: int = 200
+    n_steps: int = 512
+    batch_size: int = 64
+    learning_starts: int = 1000
+    seed: int = 0
+    device: str = "cpu"
+    out: str = "runs/sb3"
 
 
 class EpisodeStats(BaseCallback):
@@ -87,9 +91,9 @@ class EpisodeStats(BaseCallback):
 
     def _on_step(self) -> bool:
         for index, (info, done) in enumerate(zip(self.locals["infos"], self.locals["dones"], strict=True)):
-            self.learned[index] += info["vlm_reward"]
-            self.gt[index] += info["gt_reward"]
-            self.success[index] |= info.get("is_success", False)
+            self.learned[index] += info[info_keys.VLM_REWARD]
+            self.gt[index] += info[info_keys.GT_REWARD]
+            self.success[index] |= info.get(info_keys.IS_SUCCESS, False)
             if done:
                 self.episodes.append((self.learned[index], self.gt[index], bool(self.success[index])))
                 self.learned[index], self.gt[index], self.success[index] = 0.0, 0.0, False
@@ -132,7 +136,7 @@ def make_vec_env(args: Args, out: Path) -> VecEnv:
             success_bonus=args.success_bonus,
             device=args.device,
         )
-    return VecMonitor(venv, filename=str(out / "monitor.csv"), info_keywords=("is_success",))
+    return VecMonitor(venv, filename=str(out / "monitor.csv"), info_keywords=(info_keys.IS_SUCCESS,))
 
 
 def make_agent(args: Args, venv: VecEnv) -> BaseAlgorithm:
@@ -146,7 +150,7 @@ def make_agent(args: Args, venv: VecEnv) -> BaseAlgorithm:
 
 def main(args: Args) -> Path:
     """Train, log to ``args.out`` and return the path of the saved agent."""
-    if not (Path(args.checkpoint) / "config.json").is_file():
+    if not is_checkpoint(args.checkpoint):
         sys.exit(
             f"no checkpoint at {args.checkpoint}: make one with `vlm-rewards benchmark` or `vlm-rewards train`, "
             "or pass --checkpoint PATH"
@@ -165,4 +169,4 @@ def main(args: Args) -> Path:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    main(parse_config(Args))

@@ -7,15 +7,15 @@ python examples/wrap_env.py path/to/checkpoint door-open-v3
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from vlm_reward_wrappers import VLMRewardWrapper, make_metaworld_env
+from vlm_reward_wrappers.models import is_checkpoint
 
 DEFAULT_CHECKPOINT = "runs/quick/checkpoints/triplet"
 
 
 def main(checkpoint: str = DEFAULT_CHECKPOINT, task: str = "door-open-v3") -> float:
-    if not (Path(checkpoint) / "config.json").is_file():
+    if not is_checkpoint(checkpoint):
         sys.exit(
             f"no checkpoint at {checkpoint}: make one with `vlm-rewards benchmark` (writes {DEFAULT_CHECKPOINT}) "
             "or `vlm-rewards train`, or pass its path: python examples/wrap_env.py PATH"
@@ -23,7 +23,7 @@ def main(checkpoint: str = DEFAULT_CHECKPOINT, task: str = "door-open-v3") -> fl
 
     env = VLMRewardWrapper(make_metaworld_env(task), checkpoint)
     obs, info = env.reset(seed=0)
-    _obs, reward, _terminated, _truncated, info = env.step(env.action_space.sample())
+    obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
     print(reward, info["gt_reward"], info["is_success"])  # learned reward, Meta-World's, success flag
 
     env.close()

@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
+from vlm_reward_wrappers.configs import from_dict, to_dict
 from vlm_reward_wrappers.data import CollectionConfig, DemoDataset, EpisodeRecord, collect
 from vlm_reward_wrappers.data.storage import DatasetConfigMismatchError, config_id, write_episode
 from vlm_reward_wrappers.io_utils import CorruptFileError
@@ -37,7 +38,7 @@ def test_experts_succeed_and_ground_truth_is_recorded(tiny_dataset, tiny_config)
 
 
 def test_episodes_do_not_depend_on_worker_count(tmp_path, tiny_config, tiny_dataset):
-    config = CollectionConfig.from_dict({**tiny_config.to_dict(), "tasks": ["reach-v3"], "episodes_per_task": 2})
+    config = from_dict(CollectionConfig, {**to_dict(tiny_config), "tasks": ["reach-v3"], "episodes_per_task": 2})
     parallel = collect(config, tmp_path / "parallel", workers=2, progress=False)
     serial_reach = [e for e in tiny_dataset.episodes if e.task == "reach-v3"][:2]  # collected with workers=1
     assert len(parallel) == 2
@@ -103,7 +104,7 @@ def test_output_folder_of_another_config_is_refused_unless_told(tmp_path, tiny_c
     small = CollectionConfig(tasks=("reach-v3",), episodes_per_task=1, image_size=16, max_steps=10)
     collect(small, tmp_path / "ds", workers=1, progress=False)
     other = CollectionConfig(tasks=("button-press-v3",), episodes_per_task=1, image_size=16, max_steps=10)
-    with pytest.raises(DatasetConfigMismatchError, match="--append"):
+    with pytest.raises(DatasetConfigMismatchError, match="--mode append"):
         collect(other, tmp_path / "ds", workers=1, progress=False)
     appended = collect(other, tmp_path / "ds", mode="append", workers=1, progress=False)
     assert appended.tasks == ["button-press-v3", "reach-v3"] and len(appended.collections) == 2
@@ -128,14 +129,14 @@ def test_collection_killed_mid_way_resumes_without_duplicates(tmp_path):
         "collect",
         "--tasks",
         "reach-v3",
-        "--episodes",
+        "--episodes-per-task",
         "6",
         "--image-size",
         "16",
         "--max-steps",
         "150",
         "--steps-after-success",
-        "-1",
+        "none",
         "--workers",
         "1",
         "--out",

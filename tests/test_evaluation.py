@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from vlm_reward_wrappers.data import CollectionConfig, collect
-from vlm_reward_wrappers.evaluation.benchmark import PRESETS, run_benchmark
 from vlm_reward_wrappers.evaluation.evaluate import evaluate
-from vlm_reward_wrappers.evaluation.metrics import ranking_accuracy
 from vlm_reward_wrappers.evaluation.scoring import score_dataset
+from vlm_reward_wrappers.metrics import ranking_accuracy
 from vlm_reward_wrappers.models import RewardModel
+from vlm_reward_wrappers.study import PRESETS, run_benchmark
 
 
 def test_evaluate_writes_every_output_and_matches_the_model(tiny_checkpoint, tiny_dataset, tmp_path):
@@ -62,7 +62,7 @@ def test_data_without_successful_experts_reports_voc_unavailable(tiny_checkpoint
 def test_other_camera_or_size_gives_a_warning(tiny_checkpoint, tmp_path):
     config = CollectionConfig(tasks=("reach-v3",), episodes_per_task=1, image_size=24, camera="corner2", max_steps=20)
     other = collect(config, tmp_path / "other", workers=1, progress=False)
-    with pytest.warns(UserWarning) as caught:
+    with pytest.warns(UserWarning, match="the model was trained on") as caught:
         metrics = evaluate(tiny_checkpoint, other.root, tmp_path / "eval", plots=False)
     messages = " ".join(str(w.message) for w in caught)
     assert "corner2" in messages and "24-px" in messages

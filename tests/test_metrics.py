@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from vlm_reward_wrappers.evaluation.metrics import (
+from vlm_reward_wrappers.metrics import (
+    FrameTable,
     RankingAccuracy,
     bootstrap_interval,
     ranking_accuracy,
@@ -317,7 +318,7 @@ def small_run(seed: int = 0) -> dict[str, np.ndarray]:
 
 def test_summarize_is_json_ready_with_documented_keys() -> None:
     run = small_run()
-    report = summarize(**run, num_resamples=50)
+    report = summarize(FrameTable(**run), num_resamples=50)
     assert json.loads(json.dumps(report)) == report
     assert set(report) == {"overall", "per_task"}
     assert set(report["per_task"]) == {"reach-v3", "push-v3"}
@@ -340,7 +341,7 @@ def test_summarize_is_json_ready_with_documented_keys() -> None:
 def test_summarize_interval_matches_recomputing_each_resample() -> None:
     # With every pair scored, re-weighting the pairs is exactly a recomputation on the resample.
     run = small_run(seed=1)
-    report = summarize(**run, num_resamples=30, seed=4)
+    report = summarize(FrameTable(**run), num_resamples=30, seed=4)
 
     def ranking(indices: np.ndarray, ids: np.ndarray) -> float | None:
         return ranking_accuracy(
@@ -355,7 +356,7 @@ def test_summarize_keeps_unavailable_metrics_none() -> None:
     run = small_run()
     run["is_expert"] = np.zeros_like(run["is_expert"])
     run["success"] = np.zeros_like(run["success"])
-    report = summarize(**run, num_resamples=20)
+    report = summarize(FrameTable(**run), num_resamples=20)
     for block in [report["overall"], *report["per_task"].values()]:
         assert (block["voc"], block["voc_ci"], block["success_auroc"]) == (None, None, None)
     json.dumps(report)
@@ -365,4 +366,4 @@ def test_summarize_names_the_bad_argument() -> None:
     run = small_run()
     run["step"] = run["step"][:-1]
     with pytest.raises(ValueError, match="step"):
-        summarize(**run)
+        summarize(FrameTable(**run))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from vlm_reward_wrappers.configs import to_dict
 from vlm_reward_wrappers.models import (
     BackboneSpec,
     CheckpointError,
@@ -24,7 +26,14 @@ from vlm_reward_wrappers.models import (
     load_backbone,
 )
 from vlm_reward_wrappers.models.backbone import file_sha256
-from vlm_reward_wrappers.models.reward_model import CONFIG_NAME, WEIGHTS_NAME, write_checkpoint
+from vlm_reward_wrappers.models.checkpoint import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    is_checkpoint,
+    read_checkpoint_config,
+    recover_interrupted_save,
+    write_checkpoint,
+)
 from vlm_reward_wrappers.objectives import get_objective
 from vlm_reward_wrappers.training.batches import FrameStore, TrajectorySampler
 from vlm_reward_wrappers.training.trainer import TrainingStep
@@ -184,7 +193,7 @@ def test_checkpoint_round_trip_gives_identical_rewards(mode, tiny_backbone, batc
     path = model.save_pretrained(tmp_path / "ckpt")
     loaded = RewardModel.from_pretrained(path)
     assert np.array_equal(loaded.reward(frames, GOAL), before)
-    assert loaded.config.to_dict() == model.config.to_dict() and not loaded.training
+    assert to_dict(loaded.config) == to_dict(model.config) and not loaded.training
 
     saved = load_file(str(path / WEIGHTS_NAME))
     if mode == "full":
@@ -195,7 +204,7 @@ def test_checkpoint_round_trip_gives_identical_rewards(mode, tiny_backbone, batc
         assert torch.equal(tensor, model.state_dict()[name]), name
     payload = json.loads((path / CONFIG_NAME).read_text())
     assert payload["weights"]["sha256"] == file_sha256(path / WEIGHTS_NAME)
-    assert payload["backbone"] == tiny_backbone.to_dict() and payload["finetune"]["mode"] == mode
+    assert payload["backbone"] == to_dict(tiny_backbone) and payload["finetune"]["mode"] == mode
 
 
 def test_reward_normalisation_uses_the_stored_statistics(tiny_checkpoint, frames):
@@ -262,16 +271,48 @@ def test_missing_checkpoint_folder(tmp_path):
     assert str(tmp_path / "nowhere") in str(error.value)
 
 
-def test_a_save_killed_between_its_renames_is_recovered(ckpt_copy):
-    """Killed after moving the old folder aside: loading renames it back and clears staging leftovers."""
+def test_a_save_killed_between_its_renames_reads_the_previous_checkpoint_and_the_writer_recovers(ckpt_copy):
+    """Killed after moving the old folder aside: readers load it where it is; the next writer renames it back."""
     expected = RewardModel.from_pretrained(ckpt_copy).state_dict()
     leftover = ckpt_copy.parent / f".{ckpt_copy.name}.old-1a2b3c4d"
     staging = ckpt_copy.parent / f".{ckpt_copy.name}.staging-99aa88bb"
     ckpt_copy.rename(leftover)
     staging.mkdir()
-    recovered = RewardModel.from_pretrained(ckpt_copy)
+    loaded = RewardModel.from_pretrained(ckpt_copy)
+    assert all(torch.equal(expected[name], tensor) for name, tensor in loaded.state_dict().items())
+    assert leftover.is_dir() and staging.is_dir() and not ckpt_copy.exists()  # a reader never writes
+    recover_interrupted_save(ckpt_copy)
     assert ckpt_copy.is_dir() and not leftover.exists() and not staging.exists()
+    recovered = RewardModel.from_pretrained(ckpt_copy)
     assert all(torch.equal(expected[name], tensor) for name, tensor in recovered.state_dict().items())
+
+
+def test_readers_in_a_loop_never_break_a_save_in_progress(ckpt_copy):
+    """Evaluating or watching a checkpoint while it is being saved: no save fails, no read fails."""
+    model = RewardModel.from_pretrained(ckpt_copy)
+    stop, failures, reads = threading.Event(), [], [0]
+
+    def read_in_a_loop() -> None:
+        while not stop.is_set():
+            try:
+                read_checkpoint_config(ckpt_copy)
+                RewardModel.from_pretrained(ckpt_copy)
+                reads[0] += 1
+            except Exception as error:  # recorded, then asserted on
+                failures.append(repr(error))
+
+    reader = threading.Thread(target=read_in_a_loop)
+    reader.start()
+    try:
+        for saves in range(1, 300):  # at least 15 saves, and until the reader has read 5 times meanwhile
+            model.save_pretrained(ckpt_copy)
+            if saves >= 15 and reads[0] >= 5:
+                break
+    finally:
+        stop.set()
+        reader.join()
+    assert not failures, failures[:3]
+    assert reads[0] >= 5 and is_checkpoint(ckpt_copy)
 
 
 def test_folder_without_config(ckpt_copy):

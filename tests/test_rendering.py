@@ -125,7 +125,8 @@ def test_torch_side_imports_after_rendering_do_not_crash(order):
     )
     gl_first = (  # software GL loaded by gymnasium's own viewer before the package is imported
         "import gymnasium as gym, metaworld\n"
-        "env = gym.make('Meta-World/MT1', env_name='reach-v3', render_mode='rgb_array', width=16, height=16); env.reset()\n"
+        "env = gym.make('Meta-World/MT1', env_name='reach-v3', render_mode='rgb_array', width=16, height=16)\n"
+        "env.reset()\n"
         "env.render()\n"
         "import vlm_reward_wrappers\n"
     )

@@ -25,10 +25,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from vlm_reward_wrappers.configs import to_dict
 from vlm_reward_wrappers.data import CollectionConfig, collect
 from vlm_reward_wrappers.models import BackboneSpec, RewardModel, load_backbone
 from vlm_reward_wrappers.models.backbone import file_sha256
-from vlm_reward_wrappers.models.reward_model import CONFIG_NAME, WEIGHTS_NAME
+from vlm_reward_wrappers.models.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from vlm_reward_wrappers.objectives import get_objective
 from vlm_reward_wrappers.tasks import DEFAULT_BASELINE_TEXT, ML45_TEST, goal_text
 from vlm_reward_wrappers.training.batches import FrameStore, TrajectorySampler
@@ -115,7 +116,7 @@ def test_train_writes_a_checkpoint_with_its_training_summary(tiny_checkpoint, ti
     assert training["train_episodes"] + training["val_episodes"] == len(tiny_dataset)
     stats = payload["reward_stats"]
     assert stats["std"] > 1e-5 and math.isfinite(stats["mean"]) and -1.0 <= stats["mean"] <= 1.0
-    assert payload["backbone"] == tiny_backbone.to_dict() and payload["objective"]["name"] == "triplet"
+    assert payload["backbone"] == to_dict(tiny_backbone) and payload["objective"]["name"] == "triplet"
     assert payload["goal_texts"] == {task: goal_text(task) for task in tiny_dataset.tasks}
     assert payload["image_size"] == 32 and payload["camera"] == "corner"
 
@@ -172,9 +173,9 @@ def test_rerunning_a_finished_run_changes_nothing(tiny_checkpoint, tiny_dataset,
 
 def _cli_train(out: Path, data: Path, backbone: BackboneSpec, max_steps: int) -> list[str]:
     return [
-        sys.executable, "-m", "vlm_reward_wrappers", "train", "--objective", "triplet", "--data", str(data), "--out", str(out),
-        "--backbone", backbone.model, "--backbone-weights", backbone.pretrained, "--max-steps", str(max_steps), "--eval-every", "2",
-        "--batch-size", "8", "--lora-rank", "2", "--device", "cpu",
+        sys.executable, "-m", "vlm_reward_wrappers", "train", "--objective", "triplet",
+        "--data", str(data), "--out", str(out), "--backbone", backbone.model, "--backbone-weights", backbone.pretrained,
+        "--max-steps", str(max_steps), "--eval-every", "2", "--batch-size", "8", "--lora-rank", "2", "--device", "cpu",
     ]  # fmt: skip
 
 
@@ -186,7 +187,7 @@ def test_cli_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(tiny_da
     max_steps = 16
     out = tmp_path / "killed"
     command = _cli_train(out, tiny_dataset.root, tiny_backbone, max_steps)
-    log = open(tmp_path / "killed.log", "wb")
+    log = open(tmp_path / "killed.log", "wb")  # noqa: SIM115 (closed in the finally below)
     process = subprocess.Popen(
         command, cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
@@ -225,7 +226,8 @@ def test_cli_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(tiny_da
         progress=False,
     )
     assert_same_training(reference, out)
-    # model.safetensors (the "best" weights) is not compared here: see test_resumed_run_writes_the_same_checkpoint_weights.
+    # model.safetensors (the "best" weights) is not compared here:
+    # see test_resumed_run_writes_the_same_checkpoint_weights.
 
 
 def test_resume_key_lets_only_max_steps_grow():
@@ -245,7 +247,7 @@ def test_resume_key_lets_only_max_steps_grow():
 @pytest.mark.parametrize(
     "change,message",
     [
-        ({"finetune": "prefix"}, "finetuning mode"),
+        ({"finetune": "prefix"}, "finetune must be one of"),
         ({"lora_rank": 0}, "rank"),
         ({"trajectories": "experts"}, "trajectories"),
         ({"select_by": "loss"}, "select_by"),

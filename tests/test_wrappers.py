@@ -38,10 +38,11 @@ from vlm_reward_wrappers import (
     VLMRewardWrapper,
     make_metaworld_env,
 )
-from vlm_reward_wrappers.models.reward_model import CheckpointError, RewardModel
+from vlm_reward_wrappers.info_keys import FRAME as FRAME_KEY
+from vlm_reward_wrappers.models import CheckpointError, RewardModel
 from vlm_reward_wrappers.rendering import RenderingUnavailableError
 from vlm_reward_wrappers.tasks import TASKS
-from vlm_reward_wrappers.wrappers import FRAME_KEY, NonFiniteRewardError, load_reward_model
+from vlm_reward_wrappers.wrappers import NonFiniteRewardError, load_reward_model
 
 TASK = "reach-v3"
 GOAL = TASKS[TASK].goal
@@ -229,7 +230,7 @@ def test_camera_or_size_unlike_the_checkpoint_warns(tiny_checkpoint: Path) -> No
     env = metaworld()
     with pytest.warns(UserWarning, match="camera 'corner2'.*trained on 'corner'"):
         VLMRewardWrapper(env, tiny_checkpoint, camera="corner2").close()
-    with pytest.warns(UserWarning, match="48 px.*trained on 32 px"):
+    with pytest.warns(UserWarning, match="48-px.*trained on 32-px"):
         VLMRewardWrapper(env, tiny_checkpoint, image_size=48).close()
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*trained on")
@@ -317,7 +318,7 @@ STEPS = 6
 def run_vector(
     kind: str, checkpoint: str, actions: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[int]]]:
-    """Shaped rewards, scores and score masks of every step of a vector env of ``kind``, and its forward passes' batch sizes."""
+    """Shaped rewards, scores and score masks of every step of a vector env of ``kind``, and its passes' batch sizes."""
     fns = [partial(_frame_env, checkpoint, seed, limit) for seed, limit in enumerate(LIMITS)]
     if kind in ("next_step", "same_step"):
         mode = AutoresetMode.NEXT_STEP if kind == "next_step" else AutoresetMode.SAME_STEP
@@ -397,13 +398,15 @@ sys.path.insert(0, sys.argv[2])
 from test_wrappers import STEPS, _wrapped_metaworld, random_actions, run_vector
 
 checkpoint = sys.argv[1]
-envs = gym.vector.AsyncVectorEnv([partial(_wrapped_metaworld, checkpoint, seed) for seed in (0, 1)])  # default start method
+# the default start method:
+envs = gym.vector.AsyncVectorEnv([partial(_wrapped_metaworld, checkpoint, seed) for seed in (0, 1)])
 envs.reset(seed=0)
 _, async_rewards, _, _, infos = envs.step(random_actions(1, num_envs=2)[0])
 envs.close()
 assert (async_rewards == infos["vlm_score"]).all(), (async_rewards, infos["vlm_score"])
 rewards, scores, masks, passes = run_vector("sb3_subproc", checkpoint, random_actions(STEPS, num_envs=2, seed=7))
-print(json.dumps({"async": async_rewards.tolist(), "rewards": rewards.tolist(), "scores": scores.tolist(), "passes": passes}))
+result = {"async": async_rewards.tolist(), "rewards": rewards.tolist(), "scores": scores.tolist(), "passes": passes}
+print(json.dumps(result))
 """
 
 
@@ -468,15 +471,32 @@ def test_disabled_autoreset_partial_reset_restarts_the_potential(tiny_checkpoint
 # ------------------------------------------------------------ stable-baselines3
 
 
-def test_sb3_learns_on_a_wrapped_env(tiny_checkpoint: Path) -> None:
+def test_sb3_trains_on_the_learned_reward_not_metaworlds(tiny_checkpoint: Path) -> None:
     from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Rewards(BaseCallback):
+        """Collects the rewards SB3 stores in its rollout and the wrapper's info of each step."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[tuple[float, float, float]] = []
+
+        def _on_step(self) -> bool:
+            info = self.locals["infos"][0]
+            self.seen.append((float(self.locals["rewards"][0]), info["vlm_reward"], info["gt_reward"]))
+            return True
 
     env = VLMRewardWrapper(metaworld(seed=0, max_episode_steps=40), tiny_checkpoint, reward_mode="normalized")
     agent = PPO("MlpPolicy", env, n_steps=64, batch_size=32, n_epochs=1, seed=0, device="cpu")
-    agent.learn(total_timesteps=192)
-    assert agent.num_timesteps >= 192
-    assert agent.ep_info_buffer is not None
-    assert len(agent.ep_info_buffer) >= 4 and all(np.isfinite(episode["r"]) for episode in agent.ep_info_buffer)
+    callback = Rewards()
+    agent.learn(total_timesteps=128, callback=callback)
+    rewards, learned, ground_truth = np.array(callback.seen).T
+    assert len(rewards) == 128
+    np.testing.assert_allclose(rewards, learned, rtol=1e-6)  # what PPO optimises is the learned reward
+    assert not np.allclose(rewards, ground_truth)  # and not Meta-World's own
+    episode_returns = [episode["r"] for episode in agent.ep_info_buffer]  # Monitor sums the same rewards
+    assert episode_returns[0] == pytest.approx(learned[:40].sum(), rel=1e-4)
     env.close()
 
 
@@ -507,7 +527,8 @@ def test_wrap_env_example(tiny_checkpoint: Path, capsys: pytest.CaptureFixture[s
 @pytest.mark.parametrize("algo, num_envs", [("ppo", 2), ("sac", 1)])
 def test_train_sb3_example(tiny_checkpoint: Path, tmp_path: Path, algo: str, num_envs: int) -> None:
     example = _load_example("train_sb3")
-    args = example.parse_args(
+    args = example.parse_config(
+        example.Args,
         [
             "--checkpoint",
             str(tiny_checkpoint),
@@ -527,7 +548,7 @@ def test_train_sb3_example(tiny_checkpoint: Path, tmp_path: Path, algo: str, num
             "20",
             "--out",
             str(tmp_path),
-        ]
+        ],
     )
     assert example.main(args) == tmp_path / "agent.zip" and (tmp_path / "agent.zip").is_file()
     with open(tmp_path / "monitor.csv") as handle:

@@ -11,8 +11,7 @@ import importlib
 from typing import Any
 
 from vlm_reward_wrappers.rendering import ensure_gl_backend, guard_triton
-
-__version__ = "0.1.0"
+from vlm_reward_wrappers.version import __version__
 
 # MuJoCo reads MUJOCO_GL once, when it is first imported: choose before that.
 ensure_gl_backend()
@@ -32,9 +31,12 @@ _EXPORTS = {
     "FrameToInfo": "vlm_reward_wrappers.wrappers",
     "VectorVLMReward": "vlm_reward_wrappers.wrappers",
     "VLMRewardVecEnv": "vlm_reward_wrappers.wrappers",
+    "RewardSpec": "vlm_reward_wrappers.wrappers",
+    "RewardModel": "vlm_reward_wrappers.models",
+    "evaluate": "vlm_reward_wrappers.evaluation",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = ["__version__", *sorted(_EXPORTS)]
 
 
 def __getattr__(name: str) -> Any:

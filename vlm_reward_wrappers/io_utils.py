@@ -69,6 +69,43 @@ def read_json(path: str | os.PathLike) -> Any:
         ) from error
 
 
+def read_versioned_json(
+    path: str | os.PathLike,
+    *,
+    file_format: str,
+    version: int,
+    what: str,
+    version_key: str = "format_version",
+    error: type[Exception] = CorruptFileError,
+) -> dict[str, Any]:
+    """Read a JSON file this package wrote and check its ``format`` and version.
+
+    Raises ``error`` (default :class:`CorruptFileError`) naming the file when
+    it does not parse, is not a ``file_format`` file, or has another version.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "m.json"
+        >>> write_json_atomic(path, {"format": "demo", "format_version": 2})
+        >>> read_versioned_json(path, file_format="demo", version=1, what="a demo file")
+        Traceback (most recent call last):
+        ...
+        vlm_reward_wrappers.io_utils.CorruptFileError: ... has format version 2; this package reads version 1 ...
+    """
+    try:
+        payload = read_json(path)
+    except CorruptFileError as corrupt:
+        raise error(str(corrupt)) from corrupt
+    if not isinstance(payload, dict) or payload.get("format") != file_format:
+        raise error(f"{path} is not {what} (its 'format' is not {file_format!r}).")
+    if payload.get(version_key) != version:
+        raise error(
+            f"{path} has format version {payload.get(version_key)}; this package reads version {version} of {what}. "
+            "Upgrade vlm_reward_wrappers, or make the file again with this version."
+        )
+    return payload
+
+
 def remove_stale_temporaries(folder: str | os.PathLike) -> int:
     """Delete ``*.tmp`` files that an interrupted writer left under ``folder``; return how many."""
     removed = 0

@@ -39,7 +39,6 @@ from typing import Any
 import numpy as np
 
 DEFAULT_CAMERA = "corner"
-METAWORLD_CAMERAS = ("topview", "corner", "corner2", "corner3", "corner4", "behindGripper", "gripperPOV")
 
 
 GL_HELP = (
@@ -73,6 +72,17 @@ def is_metaworld_env(env: Any) -> bool:
     except ImportError:  # pragma: no cover - metaworld is a dependency
         return False
     return isinstance(unwrapped, SawyerXYZEnv)
+
+
+def check_camera(model: Any, camera: str) -> int:
+    """The id of ``camera`` in a MuJoCo model; a ``ValueError`` listing the model's cameras if it has none such."""
+    import mujoco
+
+    camera_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
+    if camera_id < 0:
+        names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_CAMERA, index) for index in range(model.ncam)]
+        raise ValueError(f"camera {camera!r} is not in this model; pass camera= one of {names}")
+    return int(camera_id)
 
 
 def _rotate_needed(model: Any, data: Any, camera_id: int) -> bool:
@@ -130,7 +140,8 @@ class FrameRenderer:
             raise RenderingUnavailableError(
                 f"this process was forked from process {_gl_process} after it had opened an OpenGL context, which "
                 "cannot be used after a fork (EGL hangs). Start worker processes with 'spawn' or 'forkserver': "
-                "gym.vector.AsyncVectorEnv(env_fns, context='spawn'), SubprocVecEnv(env_fns, start_method='forkserver')."
+                "gym.vector.AsyncVectorEnv(env_fns, context='spawn'), "
+                "SubprocVecEnv(env_fns, start_method='forkserver')."
             )
         ensure_gl_backend()
         guard_triton()
@@ -138,10 +149,7 @@ class FrameRenderer:
 
         unwrapped = self.env.unwrapped
         model, data = unwrapped.model, unwrapped.data
-        self._camera_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, self.camera)
-        if self._camera_id < 0:
-            names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_CAMERA, i) for i in range(model.ncam)]
-            raise ValueError(f"camera {self.camera!r} is not in this model; its cameras are {names}")
+        self._camera_id = check_camera(model, self.camera)
         quality, visual = model.vis.quality, model.vis.global_
         saved = (quality.offsamples, quality.shadowsize, visual.offwidth, visual.offheight)
         quality.offsamples = 0

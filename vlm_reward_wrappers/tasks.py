@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -254,9 +255,17 @@ def goal_text(name: str) -> str:
     return TASKS[resolve_task(name)].goal
 
 
-def task_for_text(text: str) -> str | None:
-    """The task whose goal sentence or paraphrase is ``text``, if any."""
-    for task in TASKS.values():
-        if text in task.sentences:
-            return task.name
-    return None
+SPLITS: dict[str, tuple[str, ...]] = {"MT10": MT10, "ML45-train": ML45_TRAIN, "ML45-test": ML45_TEST}
+"""Split names accepted wherever a list of tasks is: each stands for its tasks."""
+
+
+def expand_tasks(names: Iterable[str]) -> tuple[str, ...]:
+    """Canonical task names, with split names (:data:`SPLITS`) expanded and duplicates dropped.
+
+    >>> expand_tasks(["reach", "ML45-test", "reach-v3"])[:3]
+    ('reach-v3', 'bin-picking-v3', 'box-close-v3')
+    """
+    expanded: list[str] = []
+    for name in names:
+        expanded.extend(SPLITS.get(name, (name,)))
+    return tuple(dict.fromkeys(resolve_task(name) for name in expanded))

@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -35,12 +36,13 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import h5py
 import numpy as np
 
-from vlm_reward_wrappers.io_utils import CorruptFileError, atomic_path, read_json, write_json_atomic
+from vlm_reward_wrappers.io_utils import CorruptFileError, atomic_path, read_versioned_json, write_json_atomic
+from vlm_reward_wrappers.version import __version__
 
 DATASET_FORMAT = "vlm-reward-wrappers/demonstrations"
 FORMAT_VERSION = 1
@@ -48,6 +50,9 @@ MANIFEST_NAME = "dataset.json"
 EPISODES_DIR = "episodes"
 _FRAME_CHUNK = 8
 _MAX_OPEN_FILES = 32
+
+OutputMode = Literal["resume", "append", "overwrite"]
+"""What a collection does with a dataset folder that holds another config: see :func:`prepare_output`."""
 
 
 class DatasetConfigMismatchError(ValueError):
@@ -74,7 +79,7 @@ class EpisodeRecord:
     camera: str
     image_size: int
     noise_std: float
-    kind: str  # "expert" or "random"
+    kind: str  # "expert" or "random" (data.config.EpisodeKind)
     frames: np.ndarray  # (T, H, W, 3) uint8
     actions: np.ndarray  # (T, action_dim) float32
     gt_reward: np.ndarray  # (T,) float32
@@ -190,18 +195,16 @@ def read_manifest(root: str | os.PathLike) -> dict[str, Any]:
             f"{root} is not a dataset folder (no {MANIFEST_NAME}). Make one with "
             "`vlm-rewards collect --tasks reach-v3 --episodes 4 --out DIR`."
         )
-    manifest = read_json(manifest_path)
-    if manifest.get("format") != DATASET_FORMAT:
-        raise CorruptFileError(f"{manifest_path} is not a vlm_reward_wrappers dataset manifest.")
-    if manifest.get("version") != FORMAT_VERSION:
-        raise CorruptFileError(
-            f"{manifest_path} has format version {manifest.get('version')}; this package reads version "
-            f"{FORMAT_VERSION}. Collect the data again with this version."
-        )
-    return manifest
+    return read_versioned_json(
+        manifest_path,
+        file_format=DATASET_FORMAT,
+        version=FORMAT_VERSION,
+        what="a vlm_reward_wrappers dataset manifest",
+        version_key="version",
+    )
 
 
-def prepare_output(root: str | os.PathLike, config: dict[str, Any], *, mode: str = "resume") -> dict[str, Any]:
+def prepare_output(root: str | os.PathLike, config: dict[str, Any], *, mode: OutputMode = "resume") -> dict[str, Any]:
     """Make ``root`` ready to receive episodes of ``config`` and return its manifest.
 
     Args:
@@ -212,8 +215,8 @@ def prepare_output(root: str | os.PathLike, config: dict[str, Any], *, mode: str
             config), ``"append"`` (add this config to a dataset of the same camera
             and image size), or ``"overwrite"`` (delete the dataset there first).
     """
-    if mode not in ("resume", "append", "overwrite"):
-        raise ValueError(f"mode must be 'resume', 'append' or 'overwrite', got {mode!r}")
+    if mode not in get_args(OutputMode):
+        raise ValueError(f"mode must be one of {', '.join(get_args(OutputMode))}; got {mode!r}")
     root = Path(root)
     manifest_path = root / MANIFEST_NAME
     if root.exists() and not manifest_path.exists() and any(root.iterdir()):
@@ -241,11 +244,9 @@ def prepare_output(root: str | os.PathLike, config: dict[str, Any], *, mode: str
             changed = sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
             raise DatasetConfigMismatchError(
                 f"{root} already holds a dataset collected with another config (differs in: "
-                f"{', '.join(changed)}). Re-run with the same arguments to resume it, pass --append to add "
-                "this collection to it, --overwrite to replace it, or choose another --out."
+                f"{', '.join(changed)}). Re-run with the same arguments to resume it, pass --mode append "
+                "(mode='append') to add this collection to it, --mode overwrite to replace it, or choose another --out."
             )
-    from vlm_reward_wrappers import __version__
-
     manifest = {
         "format": DATASET_FORMAT,
         "version": FORMAT_VERSION,
@@ -381,10 +382,8 @@ class DemoDataset:
             handle.close()
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass
 
 
 def _assemble(parts: list[tuple[np.ndarray, int, EpisodeInfo, int]]) -> FrameBatch:

@@ -1,8 +1,8 @@
 """Collection worker processes.
 
-Each worker is a fresh ``python -m vlm_reward_wrappers.data.workers`` process
-that reads episode jobs (JSON lines) on stdin and answers with the number of
-steps it recorded. Fresh processes, rather than ``multiprocessing``, because a
+Each worker is a fresh Python process running :func:`serve`, which reads
+episode jobs (JSON lines) on stdin and answers with the number of steps it
+recorded. Fresh processes, rather than ``multiprocessing``, because a
 fork after OpenGL or thread start-up can deadlock, and ``spawn`` re-imports the
 caller's script (every user script would need an ``if __name__ ==
 "__main__"`` guard). A worker whose parent dies sees its stdin close and exits
@@ -11,6 +11,7 @@ after the episode in hand, which it writes whole or not at all.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import subprocess
@@ -18,12 +19,12 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
-if TYPE_CHECKING:
-    from vlm_reward_wrappers.data.collect import CollectionConfig, EpisodeJob
+from vlm_reward_wrappers.configs import from_dict, to_dict
+from vlm_reward_wrappers.data.config import CollectionConfig, EpisodeJob
+from vlm_reward_wrappers.data.recorder import EpisodeCollector
 
 
 class WorkerError(RuntimeError):
@@ -40,26 +41,27 @@ def run_in_workers(
     results: queue.Queue = queue.Queue()
     command = [
         sys.executable,
-        "-m",
-        "vlm_reward_wrappers.data.workers",
-        json.dumps(config.to_dict()),
+        "-c",
+        "import sys; from vlm_reward_wrappers.data.workers import serve; serve(*sys.argv[1:])",
+        json.dumps(to_dict(config)),
         str(root),
         collection,
     ]
     # stderr goes to files: a pipe that nobody drains would block a chatty worker.
-    logs = [tempfile.TemporaryFile(mode="w+") for _ in range(workers)]
+    logs = [tempfile.TemporaryFile(mode="w+") for _ in range(workers)]  # noqa: SIM115 (closed in the finally)
     processes = [
         subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True) for log in logs
     ]
 
     def feed(process: subprocess.Popen, log: IO[str]) -> None:
+        assert process.stdin is not None and process.stdout is not None  # both are pipes
         try:
             while True:
                 try:
                     job = pending.get_nowait()
                 except queue.Empty:
                     break
-                process.stdin.write(json.dumps(asdict(job)) + "\n")
+                process.stdin.write(json.dumps(to_dict(job)) + "\n")
                 process.stdin.flush()
                 answer = process.stdout.readline()
                 if not answer:
@@ -88,10 +90,8 @@ def run_in_workers(
     finally:
         for process in processes:
             if process.stdin and not process.stdin.closed:
-                try:
+                with contextlib.suppress(BrokenPipeError):
                     process.stdin.close()
-                except BrokenPipeError:
-                    pass
         for process in processes:
             try:
                 process.wait(timeout=30)
@@ -101,16 +101,11 @@ def run_in_workers(
             log.close()
 
 
-def _serve(config_json: str, root: str, collection: str) -> None:
-    from vlm_reward_wrappers.data.collect import CollectionConfig, EpisodeCollector, EpisodeJob
-
-    worker = EpisodeCollector(CollectionConfig.from_dict(json.loads(config_json)), Path(root), collection)
+def serve(config_json: str, root: str, collection: str) -> None:
+    """A worker's loop: record the episode of each job read from stdin, print its step count."""
+    worker = EpisodeCollector(from_dict(CollectionConfig, json.loads(config_json)), Path(root), collection)
     for line in sys.stdin:
         steps = worker(EpisodeJob(**json.loads(line)))
         sys.stdout.write(f"{steps}\n")
         sys.stdout.flush()
     worker.close()
-
-
-if __name__ == "__main__":
-    _serve(*sys.argv[1:4])

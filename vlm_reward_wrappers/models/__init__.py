@@ -1,6 +1,6 @@
-"""Backbones (open_clip), finetuning adapters, and the RewardModel checkpoint."""
+"""Backbones (open_clip), finetuning adapters, the reward-model config, its checkpoint folder, and RewardModel."""
 
-from vlm_reward_wrappers.models.adapters import FINETUNE_MODES, FinetuneConfig
+from vlm_reward_wrappers.models.adapters import FinetuneConfig, FinetuneMode, TrainableMode
 from vlm_reward_wrappers.models.backbone import (
     DEFAULT_BACKBONE_MODEL,
     Backbone,
@@ -8,17 +8,22 @@ from vlm_reward_wrappers.models.backbone import (
     BackboneSpec,
     load_backbone,
 )
-from vlm_reward_wrappers.models.reward_model import CheckpointError, RewardModel, RewardModelConfig
+from vlm_reward_wrappers.models.checkpoint import CheckpointError, is_checkpoint, read_checkpoint_config
+from vlm_reward_wrappers.models.config import RewardModelConfig
+from vlm_reward_wrappers.models.reward_model import RewardModel
 
 __all__ = [
     "DEFAULT_BACKBONE_MODEL",
-    "FINETUNE_MODES",
     "Backbone",
     "BackboneLoadError",
     "BackboneSpec",
     "CheckpointError",
     "FinetuneConfig",
+    "FinetuneMode",
     "RewardModel",
     "RewardModelConfig",
+    "TrainableMode",
+    "is_checkpoint",
     "load_backbone",
+    "read_checkpoint_config",
 ]

@@ -26,14 +26,21 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-FINETUNE_MODES = ("lora", "heads", "full", "frozen")
+from vlm_reward_wrappers.configs import check_choices
+from vlm_reward_wrappers.models.backbone import Backbone
+
+FinetuneMode = Literal["lora", "heads", "full", "frozen"]
+"""How the backbone is adapted; ``frozen`` trains nothing (zero-shot)."""
+
+TrainableMode = Literal["lora", "heads", "full"]
+"""The finetuning modes a training run can choose."""
 
 
 @dataclass(frozen=True)
@@ -46,22 +53,14 @@ class FinetuneConfig:
         alpha: LoRA scale numerator (update scaled by ``alpha / rank``).
     """
 
-    mode: str = "lora"
+    mode: FinetuneMode = "lora"
     rank: int = 8
     alpha: float = 16.0
 
     def __post_init__(self) -> None:
-        if self.mode not in FINETUNE_MODES:
-            raise ValueError(f"unknown finetuning mode {self.mode!r}; choose one of {', '.join(FINETUNE_MODES)}")
+        check_choices(self)
         if self.rank < 1:
             raise ValueError(f"LoRA rank must be at least 1, got {self.rank}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FinetuneConfig:
-        return cls(**data)
 
 
 class LoRA(nn.Module):
@@ -93,7 +92,7 @@ class ResidualHead(nn.Module):
         return x + self.down(nn.functional.gelu(self.up(x)))
 
 
-def _tower_modules(backbone: nn.Module) -> list[nn.Module]:
+def _tower_modules(backbone: Backbone) -> list[nn.Module]:
     clip = backbone.clip
     towers = [clip.visual]
     text_tower = getattr(clip, "text", None)  # CustomTextCLIP (SigLIP)
@@ -104,7 +103,7 @@ def _tower_modules(backbone: nn.Module) -> list[nn.Module]:
     return towers
 
 
-def add_lora(backbone: nn.Module, rank: int, alpha: float) -> int:
+def add_lora(backbone: Backbone, rank: int, alpha: float) -> int:
     """Parametrize every linear weight of both towers with LoRA; return how many."""
     count = 0
     for tower in _tower_modules(backbone):
@@ -123,7 +122,7 @@ def add_lora(backbone: nn.Module, rank: int, alpha: float) -> int:
     return count
 
 
-def apply_finetuning(backbone: nn.Module, config: FinetuneConfig) -> nn.ModuleDict:
+def apply_finetuning(backbone: Backbone, config: FinetuneConfig) -> nn.ModuleDict:
     """Set which parameters train, add LoRA if asked, and return the (maybe empty) heads.
 
     Returns a ``ModuleDict`` with ``image`` and ``text`` heads in ``heads``

@@ -20,10 +20,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PACKAGE_MODELS = ("vlmrw-tiny", "vlmrw-nano")
 DEFAULT_BACKBONE_MODEL = "vlmrw-tiny"
 
 
@@ -60,13 +61,6 @@ class BackboneSpec:
     @property
     def is_local_file(self) -> bool:
         return self.pretrained is not None and (os.sep in self.pretrained or Path(self.pretrained).suffix != "")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BackboneSpec:
-        return cls(**data)
 
     @classmethod
     def from_file(cls, model: str, path: str | os.PathLike) -> BackboneSpec:
@@ -110,6 +104,10 @@ class Backbone(nn.Module):
         image_size: the input size of the image tower.
     """
 
+    clip: Any  # an open_clip CLIP, CustomTextCLIP or SigLIP model
+    pixel_mean: torch.Tensor
+    pixel_std: torch.Tensor
+
     def __init__(self, clip: nn.Module, tokenizer: Any, spec: BackboneSpec) -> None:
         super().__init__()
         self.clip = clip
@@ -117,7 +115,7 @@ class Backbone(nn.Module):
         self.spec = spec
         config = getattr(clip.visual, "preprocess_cfg", {}) or {}
         size = config.get("size", getattr(clip.visual, "image_size", 224))
-        self.image_size: tuple[int, int] = (size, size) if isinstance(size, int) else tuple(size)  # type: ignore[assignment]
+        self.image_size: tuple[int, int] = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
         mean = config.get("mean", (0.48145466, 0.4578275, 0.40821073))
         std = config.get("std", (0.26862954, 0.26130258, 0.27577711))
         self.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
@@ -157,6 +155,24 @@ class Backbone(nn.Module):
         return self.clip.encode_text(self.tokenize(texts))
 
 
+class _DropRandomInitWarning(logging.Filter):
+    """Drops open_clip's "No pretrained weights loaded" record, and only it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No pretrained weights loaded")
+
+
+@contextlib.contextmanager
+def _quiet_random_init_warning() -> Iterator[None]:
+    """open_clip warns on the root logger when it builds a model without weights: silence that one message."""
+    root, only_that = logging.getLogger(), _DropRandomInitWarning()
+    root.addFilter(only_that)
+    try:
+        yield
+    finally:
+        root.removeFilter(only_that)
+
+
 def load_backbone(spec: BackboneSpec, device: str | torch.device = "cpu") -> Backbone:
     """Build the open_clip model of ``spec`` and load its weights.
 
@@ -184,17 +200,12 @@ def load_backbone(spec: BackboneSpec, device: str | torch.device = "cpu") -> Bac
             raise BackboneLoadError(
                 f"backbone weights {path} do not match the checksum recorded for them (changed or corrupt)."
             )
-    logger = logging.getLogger()
-    level = logger.level
-    if spec.pretrained is None:
-        logger.setLevel(logging.ERROR)  # open_clip warns about the random init we asked for
     try:
-        clip = open_clip.create_model(spec.model, pretrained=spec.pretrained, device=device)
+        with _quiet_random_init_warning():
+            clip = open_clip.create_model(spec.model, pretrained=spec.pretrained, device=device)
     except Exception as error:
         raise BackboneLoadError(
             f"cannot load backbone {spec.model} with weights {spec.pretrained!r}: {error}"
         ) from error
-    finally:
-        logger.setLevel(level)
     tokenizer = open_clip.get_tokenizer(spec.model)
     return Backbone(clip, tokenizer, spec).to(device)

@@ -1,15 +1,9 @@
 """RewardModel: a backbone, its adapter and an objective's reward, saved as a checkpoint folder.
 
-A checkpoint is a folder in the Hugging Face convention::
-
-    CKPT/config.json          backbone spec, finetuning mode, objective, goal texts,
-                              camera and image size of the training frames,
-                              reward statistics, package and format version
-    CKPT/model.safetensors    only the tensors not in the named backbone
-                              (LoRA factors, heads, temperature; everything for
-                              full finetuning or a backbone without named weights)
-
-Writes are atomic: the folder is written beside its final name and swapped in.
+The folder format is :mod:`.checkpoint`'s; the config is :class:`~.config.RewardModelConfig`.
+``model.safetensors`` holds only the tensors not in the named backbone (LoRA
+factors, heads, temperature; everything for full finetuning or a backbone
+without named weights).
 
 Example:
     >>> model = RewardModel.from_pretrained("runs/quick/checkpoints/triplet")      # doctest: +SKIP
@@ -20,61 +14,28 @@ Example:
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
-from vlm_reward_wrappers.io_utils import CorruptFileError, read_json, write_json_atomic
-from vlm_reward_wrappers.models.adapters import FinetuneConfig, apply_finetuning
-from vlm_reward_wrappers.models.backbone import Backbone, BackboneSpec, file_sha256, load_backbone
+from vlm_reward_wrappers.models.adapters import apply_finetuning
+from vlm_reward_wrappers.models.backbone import Backbone, file_sha256, load_backbone
+from vlm_reward_wrappers.models.checkpoint import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    CheckpointError,
+    read_config_file,
+    read_while_saving,
+    write_checkpoint,
+)
+from vlm_reward_wrappers.models.config import RewardModelConfig
 from vlm_reward_wrappers.objectives import Objective, objective_from_config
-from vlm_reward_wrappers.tasks import DEFAULT_BASELINE_TEXT
-
-CHECKPOINT_FORMAT = "vlm-reward-wrappers/reward-model"
-CHECKPOINT_VERSION = 1
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint folder that cannot be loaded; the message names the file and the problem."""
-
-
-@dataclass
-class RewardModelConfig:
-    """Everything needed to rebuild a reward model (stored as ``config.json``)."""
-
-    backbone: BackboneSpec = field(default_factory=BackboneSpec)
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
-    objective: dict[str, Any] = field(default_factory=lambda: {"name": "triplet"})
-    goal_texts: dict[str, str] = field(default_factory=dict)
-    baseline_text: str = DEFAULT_BASELINE_TEXT
-    camera: str = "corner"
-    image_size: int = 64
-    reward_stats: dict[str, float] = field(default_factory=lambda: {"mean": 0.0, "std": 1.0})
-    training: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["backbone"] = self.backbone.to_dict()
-        data["finetune"] = self.finetune.to_dict()
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RewardModelConfig:
-        values = dict(data)
-        values["backbone"] = BackboneSpec.from_dict(values["backbone"])
-        values["finetune"] = FinetuneConfig.from_dict(values["finetune"])
-        return cls(**values)
 
 
 class RewardModel(nn.Module):
@@ -135,7 +96,7 @@ class RewardModel(nn.Module):
 
     def reward_from_features(self, image_features: torch.Tensor, goal: str) -> torch.Tensor:
         """Rewards of image embeddings (from :meth:`encode_images`) for one goal."""
-        baseline = self.goal_embedding(self.config.baseline_text) if self.objective.name == "zero-shot" else None
+        baseline = self.goal_embedding(self.config.baseline_text) if self.objective.uses_baseline else None
         return self.objective.reward(image_features, self.goal_embedding(goal), baseline)
 
     def rewards_for_goals(self, image_features: torch.Tensor, goals: Sequence[str] | np.ndarray) -> np.ndarray:
@@ -203,9 +164,12 @@ class RewardModel(nn.Module):
         missing, truncated, of an unknown format version, or its backbone
         cannot be loaded. Never returns a silently random model.
         """
-        folder = Path(path)
+        return read_while_saving(path, lambda folder: cls._load(folder, device))
+
+    @classmethod
+    def _load(cls, folder: Path, device: str | torch.device) -> RewardModel:
         config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-        config, weights_sha256 = read_checkpoint_config(folder)
+        config, weights_sha256 = read_config_file(folder)
         if not weights_path.is_file():
             raise CheckpointError(f"checkpoint weights {weights_path} are missing.")
         if file_sha256(weights_path) != weights_sha256:
@@ -242,102 +206,3 @@ def in_batches(
 ) -> torch.Tensor:
     """``encode`` applied to ``frames`` ``batch_size`` at a time, results concatenated."""
     return torch.cat([encode(frames[start : start + batch_size]) for start in range(0, len(frames), batch_size)])
-
-
-def read_checkpoint_config(path: str | os.PathLike) -> tuple[RewardModelConfig, str]:
-    """A checkpoint's config and the checksum of its weights, read without loading the weights.
-
-    Raises :class:`CheckpointError` naming the folder or file when the folder
-    is missing, has no readable ``config.json``, or is of another format or version.
-    """
-    folder = Path(path)
-    config_path = folder / CONFIG_NAME
-    recover_interrupted_save(folder)
-    if not folder.is_dir():
-        raise CheckpointError(f"checkpoint {folder} does not exist. Train one with `vlm-rewards train`.")
-    if not config_path.is_file():
-        raise CheckpointError(f"checkpoint {folder} has no {CONFIG_NAME}; it is not a reward-model checkpoint.")
-    try:
-        payload = read_json(config_path)
-    except CorruptFileError as error:
-        raise CheckpointError(str(error)) from error
-    if payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{config_path} is not a vlm_reward_wrappers reward-model config.")
-    if payload.get("format_version") != CHECKPOINT_VERSION:
-        raise CheckpointError(
-            f"{config_path} has format version {payload.get('format_version')}, this package reads version "
-            f"{CHECKPOINT_VERSION}: upgrade vlm_reward_wrappers or retrain the checkpoint."
-        )
-    fields = {k: v for k, v in payload.items() if k not in ("format", "format_version", "package_version", "weights")}
-    return RewardModelConfig.from_dict(fields), payload["weights"]["sha256"]
-
-
-def write_checkpoint(
-    path: str | os.PathLike,
-    config: RewardModelConfig,
-    weights: dict[str, torch.Tensor],
-    extra_files: Mapping[str, Callable[[Path], None]] | None = None,
-) -> Path:
-    """Write a checkpoint folder atomically: staged beside ``path``, then swapped in.
-
-    ``extra_files`` maps file names to functions that write them (e.g. the
-    trainer's resumable state), so they change together with the weights.
-    """
-    from vlm_reward_wrappers import __version__
-
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    recover_interrupted_save(final)
-    staging = final.parent / f".{final.name}.staging-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
-    try:
-        weights_path = staging / WEIGHTS_NAME
-        save_file(weights, str(weights_path))
-        for name, writer in (extra_files or {}).items():
-            writer(staging / name)
-        for written in staging.iterdir():
-            with open(written, "rb") as handle:
-                os.fsync(handle.fileno())
-        payload = {
-            "format": CHECKPOINT_FORMAT,
-            "format_version": CHECKPOINT_VERSION,
-            "package_version": __version__,
-            **config.to_dict(),
-            "weights": {"file": WEIGHTS_NAME, "sha256": file_sha256(weights_path)},
-        }
-        write_json_atomic(staging / CONFIG_NAME, payload)
-        _swap_in(staging, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return final
-
-
-def recover_interrupted_save(final: str | os.PathLike) -> None:
-    """Undo what a save killed mid-way left beside ``final``.
-
-    A save stages a new folder, renames the current one to ``.NAME.old-*`` and
-    the staged one into place. Killed between the renames, the previous
-    checkpoint is the ``.old`` folder: it is renamed back. Staging folders of
-    killed saves are removed.
-    """
-    final = Path(final)
-    if not final.parent.is_dir():
-        return
-    for staging in final.parent.glob(f".{final.name}.staging-*"):
-        shutil.rmtree(staging, ignore_errors=True)
-    previous = sorted(final.parent.glob(f".{final.name}.old-*"), key=lambda p: p.stat().st_mtime)
-    if previous and not final.exists():
-        os.rename(previous.pop(), final)
-    for leftover in previous:
-        shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _swap_in(staging: Path, final: Path) -> None:
-    """Replace ``final`` by ``staging`` with two renames; the old folder is removed last."""
-    if final.exists():
-        old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
-        os.rename(final, old)
-        os.rename(staging, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(staging, final)

@@ -1,5 +1,9 @@
 """Learning objectives, one module each, behind one registry.
 
+Every module of this package is imported here, and every :class:`Objective`
+subclass that sets ``name`` registers itself: a new objective is one new
+module (see :mod:`.triplet` for a short one) plus its tests.
+
 Example:
     >>> from vlm_reward_wrappers.objectives import available_objectives, get_objective
     >>> available_objectives()
@@ -11,21 +15,14 @@ Example:
 from __future__ import annotations
 
 import difflib
+import importlib
+import pkgutil
 from typing import Any
 
-from vlm_reward_wrappers.objectives.base import SLOTS, EncodedBatch, Objective
-from vlm_reward_wrappers.objectives.clip import CLIPContrastive
-from vlm_reward_wrappers.objectives.liv import LIV
-from vlm_reward_wrappers.objectives.r3m import R3M
-from vlm_reward_wrappers.objectives.tcn import TCN
-from vlm_reward_wrappers.objectives.triplet import Triplet
-from vlm_reward_wrappers.objectives.vip import VIP
-from vlm_reward_wrappers.objectives.zero_shot import ZeroShot
+from vlm_reward_wrappers.objectives.base import REGISTRY, EncodedBatch, GoalKind, Objective, Slot
 
-COMPARED = (ZeroShot, Triplet, TCN, VIP, R3M, LIV)
-"""The objectives the study compares, in its order."""
-
-OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (*COMPARED, CLIPContrastive)}
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 
 class UnknownObjectiveError(ValueError):
@@ -33,20 +30,22 @@ class UnknownObjectiveError(ValueError):
 
 
 def available_objectives() -> list[str]:
-    """Names of the compared objectives (``clip`` pretrains the backbone and is also accepted)."""
-    return [cls.name for cls in COMPARED]
+    """Names of the compared objectives, in the study's order (``clip`` pretrains the backbone and is also accepted)."""
+    compared = [cls for cls in REGISTRY.values() if cls.compared]
+    return [cls.name for cls in sorted(compared, key=lambda cls: (cls.order, cls.name))]
 
 
 def get_objective(name: str, **options: Any) -> Objective:
     """An objective by name, with hyper-parameters overriding its defaults."""
-    if name not in OBJECTIVES:
-        close = difflib.get_close_matches(name, list(OBJECTIVES), n=1)
+    if name not in REGISTRY:
+        close = difflib.get_close_matches(name, list(REGISTRY), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise UnknownObjectiveError(
-            f"unknown objective {name!r}.{hint} Available: {', '.join(available_objectives())} (and 'clip' for backbone pretraining)."
+            f"unknown objective {name!r}.{hint} Available: {', '.join(available_objectives())} "
+            "(and 'clip' for backbone pretraining)."
         )
     try:
-        return OBJECTIVES[name](**options)
+        return REGISTRY[name](**options)
     except TypeError as error:
         raise ValueError(f"bad options for objective {name!r}: {error}") from error
 
@@ -58,10 +57,11 @@ def objective_from_config(config: dict[str, Any]) -> Objective:
 
 
 __all__ = [
-    "OBJECTIVES",
-    "SLOTS",
+    "REGISTRY",
     "EncodedBatch",
+    "GoalKind",
     "Objective",
+    "Slot",
     "UnknownObjectiveError",
     "available_objectives",
     "get_objective",

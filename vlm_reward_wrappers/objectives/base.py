@@ -20,12 +20,20 @@ Frame slots of each sampled trajectory (length ``T``, steps ``0 .. T-1``):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 
-SLOTS = ("first", "t", "next", "later", "far", "last")
+Slot = Literal["first", "t", "next", "later", "far", "last"]
+"""A frame of a sampled trajectory that an objective's loss can ask for (see the table above)."""
+
+GoalKind = Literal["sentence", "image"]
+"""What a reward is computed against: a goal sentence, or a goal image (frame embedding)."""
+
+
+REGISTRY: dict[str, type[Objective]] = {}
+"""Every objective class by name: a subclass of :class:`Objective` that sets ``name`` registers itself."""
 
 
 @dataclass
@@ -33,7 +41,7 @@ class EncodedBatch:
     """Embeddings of one batch of ``B`` trajectories.
 
     Attributes:
-        images: slot name -> unnormalised image embeddings ``(B, D)``.
+        images: slot -> unnormalised image embeddings ``(B, D)``.
         texts: unnormalised embeddings of the distinct sentences ``(U, D)``.
         text_index: ``(B,)`` which sentence belongs to each trajectory.
         text_task: ``(U,)`` task id of each sentence.
@@ -44,17 +52,17 @@ class EncodedBatch:
         logit_scale: the model's (exponentiated) contrastive temperature.
     """
 
-    images: dict[str, torch.Tensor]
+    images: dict[Slot, torch.Tensor]
     texts: torch.Tensor
     text_index: torch.Tensor
     text_task: torch.Tensor
     task: torch.Tensor
-    steps: dict[str, torch.Tensor]
+    steps: dict[Slot, torch.Tensor]
     length: torch.Tensor
     first_success: torch.Tensor
     logit_scale: torch.Tensor
 
-    def image(self, slot: str) -> torch.Tensor:
+    def image(self, slot: Slot) -> torch.Tensor:
         """L2-normalised image embeddings of a slot."""
         return F.normalize(self.images[slot], dim=-1)
 
@@ -68,8 +76,31 @@ class Objective:
     """Base class: a learning objective with its hyper-parameters as dataclass fields."""
 
     name: ClassVar[str]
-    slots: ClassVar[tuple[str, ...]] = ()
+    slots: ClassVar[tuple[Slot, ...]] = ()
     trains: ClassVar[bool] = True
+    """False for an objective that has no loss (zero-shot): nothing is finetuned."""
+    uses_baseline: ClassVar[bool] = False
+    """True when :meth:`reward` needs the embedding of the baseline sentence (VLM-RM's projection)."""
+    native_goal: ClassVar[GoalKind] = "sentence"
+    """The goal the loss trains the reward for; TCN trains only image embeddings."""
+    compared: ClassVar[bool] = True
+    """Whether the study compares it (the benchmark trains every compared objective)."""
+    order: ClassVar[int] = 100
+    """Position in listings and tables (the study's order for its six objectives)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            if cls.name in REGISTRY:
+                raise ValueError(
+                    f"two objectives are named {cls.name!r}: {REGISTRY[cls.name].__name__} and {cls.__name__}"
+                )
+            REGISTRY[cls.name] = cls
+
+    @property
+    def goal_kind(self) -> GoalKind:
+        """The goal this objective's loss trains its reward for (a hyper-parameter may choose it)."""
+        return self.native_goal
 
     def loss(self, batch: EncodedBatch) -> tuple[torch.Tensor, dict[str, float]]:
         """The scalar loss and named parts of it for logging."""

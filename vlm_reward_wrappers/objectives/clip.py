@@ -15,7 +15,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from vlm_reward_wrappers.objectives.base import EncodedBatch, Objective, multi_positive_infonce
+from vlm_reward_wrappers.objectives.base import EncodedBatch, Objective, Slot, multi_positive_infonce
 
 
 @dataclass
@@ -23,7 +23,8 @@ class CLIPContrastive(Objective):
     """Multi-positive symmetric InfoNCE between frames and task sentences."""
 
     name: ClassVar[str] = "clip"
-    slots: ClassVar[tuple[str, ...]] = ("t",)
+    compared: ClassVar[bool] = False
+    slots: ClassVar[tuple[Slot, ...]] = ("t",)
 
     def loss(self, batch: EncodedBatch) -> tuple[torch.Tensor, dict[str, float]]:
         loss = multi_positive_infonce(

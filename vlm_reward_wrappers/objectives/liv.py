@@ -14,7 +14,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from vlm_reward_wrappers.objectives.base import EncodedBatch, Objective, multi_positive_infonce
+from vlm_reward_wrappers.objectives.base import EncodedBatch, Objective, Slot, multi_positive_infonce
 from vlm_reward_wrappers.objectives.vip import vip_terms
 
 
@@ -23,7 +23,8 @@ class LIV(Objective):
     """Goal-frame/text InfoNCE + image-goal VIP + language-goal VIP."""
 
     name: ClassVar[str] = "liv"
-    slots: ClassVar[tuple[str, ...]] = ("first", "t", "next", "last")
+    order: ClassVar[int] = 5
+    slots: ClassVar[tuple[Slot, ...]] = ("first", "t", "next", "last")
     gamma: float = 0.98
     clip_weight: float = 1.0
 

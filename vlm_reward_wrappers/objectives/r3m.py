@@ -22,7 +22,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from vlm_reward_wrappers.objectives.base import EncodedBatch, Objective, cosine
+from vlm_reward_wrappers.objectives.base import EncodedBatch, Objective, Slot, cosine
 
 
 @dataclass
@@ -30,7 +30,8 @@ class R3M(Objective):
     """Time-contrastive + language-ranking + embedding penalties."""
 
     name: ClassVar[str] = "r3m"
-    slots: ClassVar[tuple[str, ...]] = ("t", "next", "later", "far")
+    order: ClassVar[int] = 4
+    slots: ClassVar[tuple[Slot, ...]] = ("t", "next", "later", "far")
     tau: float = 0.1
     tcn_weight: float = 1.0
     language_weight: float = 1.0

@@ -18,7 +18,7 @@ from typing import ClassVar
 
 import torch
 
-from vlm_reward_wrappers.objectives.base import EncodedBatch, Objective, cosine
+from vlm_reward_wrappers.objectives.base import EncodedBatch, Objective, Slot, cosine
 
 
 @dataclass
@@ -26,7 +26,8 @@ class Triplet(Objective):
     """``max(0, m - s(later, text) + s(earlier, text))``."""
 
     name: ClassVar[str] = "triplet"
-    slots: ClassVar[tuple[str, ...]] = ("t", "later")
+    order: ClassVar[int] = 1
+    slots: ClassVar[tuple[Slot, ...]] = ("t", "later")
     margin: float = 0.1
     cross_task_negatives: bool = False
 

@@ -9,20 +9,24 @@ the goal (for the language goal: until the first success), ``gamma = 0.98``:
 
 ``L = (1 - gamma) E[-V(o_0; g)] + log E[exp(-(r + gamma V(o_{t+1}; g) - V(o_t; g)))]``
 
-Reward at RL time: ``s(o, l)``, the only goal a reward wrapper has.
+Its native goal is an image for ``goal="image"`` and the sentence for
+``goal="language"`` (:attr:`VIP.goal_kind`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 
-from vlm_reward_wrappers.objectives.base import EncodedBatch, Objective, cosine, vip_loss
+from vlm_reward_wrappers.configs import check_choices
+from vlm_reward_wrappers.objectives.base import EncodedBatch, GoalKind, Objective, Slot, cosine, vip_loss
+
+VIPGoal = Literal["image", "language"]
 
 
-def vip_terms(batch: EncodedBatch, goal_kind: str, gamma: float) -> torch.Tensor:
+def vip_terms(batch: EncodedBatch, goal_kind: VIPGoal, gamma: float) -> torch.Tensor:
     """The VIP loss of a batch with an image or a language goal."""
     if goal_kind == "image":
         goal = batch.image("last")
@@ -47,13 +51,17 @@ class VIP(Objective):
     """VIP with an image (default) or language goal."""
 
     name: ClassVar[str] = "vip"
-    slots: ClassVar[tuple[str, ...]] = ("first", "t", "next", "last")
-    goal: str = "image"
+    order: ClassVar[int] = 3
+    slots: ClassVar[tuple[Slot, ...]] = ("first", "t", "next", "last")
+    goal: VIPGoal = "image"
     gamma: float = 0.98
 
     def __post_init__(self) -> None:
-        if self.goal not in ("image", "language"):
-            raise ValueError(f"VIP goal must be 'image' or 'language', got {self.goal!r}")
+        check_choices(self)
+
+    @property
+    def goal_kind(self) -> GoalKind:
+        return "image" if self.goal == "image" else "sentence"
 
     def loss(self, batch: EncodedBatch) -> tuple[torch.Tensor, dict[str, float]]:
         loss = vip_terms(batch, self.goal, self.gamma)

@@ -31,7 +31,9 @@ class ZeroShot(Objective):
     """VLM-RM goal-baseline projection reward; nothing is trained."""
 
     name: ClassVar[str] = "zero-shot"
+    order: ClassVar[int] = 0
     trains: ClassVar[bool] = False
+    uses_baseline: ClassVar[bool] = True
     alpha: float = 0.5
 
     def loss(self, batch: EncodedBatch) -> tuple[torch.Tensor, dict[str, float]]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vlm_reward_wrappers.data.storage import DemoDataset
+from vlm_reward_wrappers.objectives import Slot
 from vlm_reward_wrappers.tasks import TASKS
 
 
@@ -27,7 +28,7 @@ class TrajectoryBatch:
 
     episode: np.ndarray  # (B,) dataset episode indices
     task: np.ndarray  # (B,) task ids
-    steps: dict[str, np.ndarray]  # slot -> (B,) steps
+    steps: dict[Slot, np.ndarray]  # slot -> (B,) steps
     length: np.ndarray  # (B,)
     first_success: np.ndarray  # (B,)
     texts: list[str]  # distinct sentences
@@ -100,14 +101,14 @@ class TrajectorySampler:
         t = (rng.random(self.batch_size) * (length - 1)).astype(int)  # [0, T-2]
         later = t + 1 + (rng.random(self.batch_size) * (length - 1 - t)).astype(int)  # [t+1, T-1]
         far = np.array([_far_step(rng, int(step_t), int(n)) for step_t, n in zip(t, length, strict=False)])
-        steps = {
+        steps: dict[Slot, np.ndarray] = {
             "first": np.zeros_like(t),
             "t": t,
             "next": t + 1,
             "later": later,
             "far": far,
             "last": length - 1,
-        }  # objectives.base.SLOTS
+        }
         first_success = np.array(
             [info.first_success_step if info.first_success_step >= 0 else info.num_steps - 1 for info in infos]
         )

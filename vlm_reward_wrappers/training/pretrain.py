@@ -21,14 +21,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from safetensors.torch import save_file
 
+from vlm_reward_wrappers.configs import from_dict, to_dict
 from vlm_reward_wrappers.data.storage import DemoDataset
 from vlm_reward_wrappers.io_utils import atomic_path, read_json, write_json_atomic
 from vlm_reward_wrappers.models.backbone import DEFAULT_BACKBONE_MODEL, BackboneSpec
+from vlm_reward_wrappers.training.trainer import TrainConfig, choose_tasks, train
 
 BACKBONE_WEIGHTS = "open_clip_model.safetensors"
 BACKBONE_INFO = "backbone.json"
@@ -36,7 +38,15 @@ BACKBONE_INFO = "backbone.json"
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """Budget and settings of backbone pretraining."""
+    """Budget and settings of backbone pretraining.
+
+    Args:
+        model: the open_clip config to train from random weights (vlmrw-tiny; vlmrw-nano for tests).
+        max_steps: optimisation steps.
+        batch_size: (frame, sentence) pairs per step.
+        learning_rate: AdamW learning rate.
+        seed: seeds the batches and the initialisation.
+    """
 
     model: str = DEFAULT_BACKBONE_MODEL
     max_steps: int = 300
@@ -52,7 +62,7 @@ def cache_dir() -> Path:
 
 def _backbone_key(dataset: DemoDataset, tasks: tuple[str, ...], config: PretrainConfig) -> str:
     payload = json.dumps(
-        {"collections": dataset.collections, "tasks": sorted(tasks), "config": asdict(config)}, sort_keys=True
+        {"collections": dataset.collections, "tasks": sorted(tasks), "config": to_dict(config)}, sort_keys=True
     )
     return hashlib.sha1(payload.encode()).hexdigest()[:12]
 
@@ -75,8 +85,6 @@ def pretrain_backbone(
         config: pretraining budget.
         progress: show progress bars.
     """
-    from vlm_reward_wrappers.training.trainer import TrainConfig, choose_tasks, train
-
     dataset = DemoDataset(data)
     chosen = tuple(choose_tasks(dataset, tasks))
     key = _backbone_key(dataset, chosen, config)
@@ -89,7 +97,7 @@ def pretrain_backbone(
                 f"{folder} holds a backbone pretrained on other data or with another config; "
                 "choose another --out or delete that folder."
             )
-        return BackboneSpec.from_dict(info["spec"])
+        return from_dict(BackboneSpec, info["spec"])
     run = folder / "run"
     train_config = TrainConfig(
         objective="clip",
@@ -115,8 +123,8 @@ def pretrain_backbone(
     spec = BackboneSpec.from_file(config.model, weights)
     info = {
         "key": key,
-        "spec": spec.to_dict(),
-        "pretrain": asdict(config),
+        "spec": to_dict(spec),
+        "pretrain": to_dict(config),
         "data": str(Path(data).resolve()),
         "tasks": list(chosen),
         "validation": model.config.training.get("best_validation"),

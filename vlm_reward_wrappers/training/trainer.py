@@ -21,33 +21,37 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
+from vlm_reward_wrappers.configs import check_choices, to_dict
 from vlm_reward_wrappers.data.storage import DemoDataset
-from vlm_reward_wrappers.evaluation.metrics import ranking_accuracy
-from vlm_reward_wrappers.models.adapters import FinetuneConfig
+from vlm_reward_wrappers.metrics import ranking_accuracy
+from vlm_reward_wrappers.models.adapters import FinetuneConfig, TrainableMode
 from vlm_reward_wrappers.models.backbone import BackboneSpec, load_backbone
-from vlm_reward_wrappers.models.reward_model import (
-    WEIGHTS_NAME,
-    RewardModel,
-    RewardModelConfig,
-    in_batches,
-    recover_interrupted_save,
-    write_checkpoint,
-)
+from vlm_reward_wrappers.models.checkpoint import WEIGHTS_NAME, recover_interrupted_save, write_checkpoint
+from vlm_reward_wrappers.models.config import RewardModelConfig
+from vlm_reward_wrappers.models.reward_model import RewardModel, in_batches
 from vlm_reward_wrappers.objectives import EncodedBatch, get_objective
-from vlm_reward_wrappers.tasks import ML45_TEST, goal_text
+from vlm_reward_wrappers.tasks import ML45_TEST, expand_tasks, goal_text
 from vlm_reward_wrappers.training import distributed
 from vlm_reward_wrappers.training.batches import FrameStore, TrajectoryBatch, TrajectorySampler
 
 STATE_NAME = "training_state.pt"
 DEFAULT_LEARNING_RATES = {"lora": 5e-4, "heads": 1e-3, "full": 1e-4, "frozen": 0.0}
+
+
+Trajectories = Literal["successful-experts", "all"]
+"""Which training episodes are trajectories: successful expert episodes, or every episode."""
+
+SelectBy = Literal["ranking_accuracy", "task_accuracy"]
+"""The validation number that chooses the kept checkpoint."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -64,7 +68,7 @@ class TrainConfig:
 
     Args:
         objective: objective name (``vlm_reward_wrappers.objectives.available_objectives()``).
-        objective_options: its hyper-parameters (e.g. ``{"margin": 0.2}``).
+        objective_options: its hyper-parameters (``--objective-options margin=0.2 goal=language``).
         finetune: ``lora``, ``heads`` (frozen backbone, cached embeddings) or ``full``.
         lora_rank: LoRA rank.
         batch_size: trajectories per step (frames per step: batch size x the objective's slots).
@@ -83,7 +87,7 @@ class TrainConfig:
 
     objective: str = "triplet"
     objective_options: dict[str, Any] = field(default_factory=dict)
-    finetune: str = "lora"
+    finetune: TrainableMode = "lora"
     lora_rank: int = 8
     batch_size: int = 32
     max_steps: int = 300
@@ -93,22 +97,19 @@ class TrainConfig:
     val_fraction: float = 0.15
     seed: int = 0
     tasks: tuple[str, ...] | None = None
-    trajectories: str = "successful-experts"
+    trajectories: Trajectories = "successful-experts"
     text_augmentation: bool = True
-    select_by: str = "ranking_accuracy"
+    select_by: SelectBy = "ranking_accuracy"
     val_frames_per_task: int = 400
 
     def __post_init__(self) -> None:
+        check_choices(self)
         get_objective(self.objective, **self.objective_options)  # fails early with the list of objectives
         FinetuneConfig(mode=self.finetune, rank=self.lora_rank)
-        if self.trajectories not in ("successful-experts", "all"):
-            raise ValueError(f"trajectories must be 'successful-experts' or 'all', got {self.trajectories!r}")
-        if self.select_by not in ("ranking_accuracy", "task_accuracy"):
-            raise ValueError(f"select_by must be 'ranking_accuracy' or 'task_accuracy', got {self.select_by!r}")
         if self.max_steps < 0 or self.batch_size < 1 or self.eval_every < 1:
             raise ValueError("max_steps must be >= 0, batch_size and eval_every >= 1")
         if self.tasks is not None:
-            self.tasks = tuple(self.tasks)
+            self.tasks = expand_tasks(self.tasks)
 
     @property
     def lr(self) -> float:
@@ -116,15 +117,13 @@ class TrainConfig:
 
     def resume_key(self) -> dict[str, Any]:
         """Fields a resumed run must share with the run it continues (``max_steps`` may grow)."""
-        data = asdict(self)
+        data = to_dict(self)
         data.pop("max_steps")
-        data["tasks"] = list(self.tasks) if self.tasks else None
         return data
 
 
 @dataclass
 class _Split:
-    tasks: list[str]
     train: list[int]
     val: list[int]
 
@@ -139,7 +138,7 @@ def split_episodes(dataset: DemoDataset, tasks: list[str], val_fraction: float, 
         count = math.ceil(val_fraction * len(indices)) if len(indices) > 1 and val_fraction > 0 else 0
         val.extend(indices[:count])
         train.extend(indices[count:])
-    return _Split(tasks, sorted(train), sorted(val))
+    return _Split(sorted(train), sorted(val))
 
 
 def choose_tasks(dataset: DemoDataset, requested: tuple[str, ...] | None) -> list[str]:
@@ -162,7 +161,10 @@ def choose_tasks(dataset: DemoDataset, requested: tuple[str, ...] | None) -> lis
 class TrainingStep(nn.Module):
     """Encodes a batch and returns the objective's loss: the module DDP wraps."""
 
-    def __init__(self, model: RewardModel, frames: FrameStore, feature_cache: dict[int, torch.Tensor] | None) -> None:
+    def __init__(
+        self, model: RewardModel, frames: FrameStore | None, feature_cache: dict[int, torch.Tensor] | None
+    ) -> None:
+        """``frames`` when images are encoded from frames, ``feature_cache`` when a frozen backbone's are cached."""
         super().__init__()
         self.model = model
         self.frames = frames
@@ -177,6 +179,7 @@ class TrainingStep(nn.Module):
             features = torch.stack([self.feature_cache[int(e)][int(s)] for e, s in zip(episodes, steps, strict=False)])
             images = model.image_head(features)
         else:
+            assert self.frames is not None  # frames are given whenever no features are cached
             images = model.encode_images(self.frames.gather(episodes, steps))
         per_slot = dict(zip(slots, images.split(len(batch.episode)), strict=False))
         device = images.device
@@ -227,7 +230,7 @@ def _validation_frames(dataset: DemoDataset, episodes: list[int], per_task: int,
 @torch.no_grad()
 def _rewards_by_task(model: RewardModel, frames: np.ndarray, tasks: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
     features = in_batches(model.encode_images, frames)
-    return model.rewards_for_goals(features, [goal_text(str(task)) for task in tasks]), features
+    return model.rewards_for_goals(features, [model.config.goal_for(str(task)) for task in tasks]), features
 
 
 @torch.no_grad()
@@ -239,7 +242,7 @@ def validate(model: RewardModel, validation: _Validation, train_tasks: list[str]
     try:
         rewards, features = _rewards_by_task(model, validation.frames, validation.task)
         accuracy = ranking_accuracy(rewards, validation.gt_reward, validation.task, validation.episode)
-        goals = torch.stack([model.goal_embedding(goal_text(t)) for t in train_tasks])
+        goals = torch.stack([model.goal_embedding(model.config.goal_for(t)) for t in train_tasks])
         similarities = nn.functional.normalize(features, dim=-1) @ nn.functional.normalize(goals, dim=-1).T
         predicted = np.array(train_tasks)[similarities.argmax(dim=1).cpu().numpy()]
         task_accuracy = float(np.mean(predicted == validation.task))
@@ -283,25 +286,24 @@ def train(
     data: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    backbone: BackboneSpec | None = None,
+    backbone: BackboneSpec,
     device: str | None = None,
     progress: bool = True,
     overwrite: bool = False,
 ) -> RewardModel:
-    """Train a reward model and write its checkpoint folder ``out``; return the best model.
+    """Train a reward model on ``backbone`` and write its checkpoint folder ``out``; return the best model.
 
     Re-running the same call after an interruption resumes from the last
-    checkpoint and ends where an uninterrupted run would. ``backbone`` defaults
-    to the package's own pretrained backbone for ``data`` (made and cached on
-    first use, see :func:`~vlm_reward_wrappers.training.pretrain.default_backbone`).
+    checkpoint and ends where an uninterrupted run would. For the package's
+    own backbone, get its spec from
+    :func:`~vlm_reward_wrappers.training.pretrain.default_backbone` first.
     """
-    from tqdm.auto import tqdm
-
     out = Path(out)
     rank, world_size = distributed.setup()
     if config.batch_size < world_size:
         raise ValueError(
-            f"batch_size {config.batch_size} is smaller than the {world_size} processes: each process needs at least one trajectory"
+            f"batch_size {config.batch_size} is smaller than the {world_size} processes: each process needs at "
+            "least one trajectory"
         )
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and world_size > 1:
@@ -309,10 +311,6 @@ def train(
     dataset = DemoDataset(data)
     tasks = choose_tasks(dataset, config.tasks)
     split = split_episodes(dataset, tasks, config.val_fraction, config.seed)
-    if backbone is None:
-        from vlm_reward_wrappers.training.pretrain import default_backbone
-
-        backbone = default_backbone(data, tasks=tuple(tasks), progress=progress and rank == 0)
     objective = get_objective(config.objective, **config.objective_options)
     finetune = FinetuneConfig(mode=config.finetune if objective.trains else "frozen", rank=config.lora_rank)
     model_config = RewardModelConfig(
@@ -330,7 +328,8 @@ def train(
     trajectories = [i for i in split.train if config.trajectories == "all" or dataset.episodes[i].is_successful_expert]
     if objective.trains and not trajectories:
         raise ValueError(
-            f"no successful expert episodes among the training episodes of {', '.join(tasks)}; collect more expert episodes."
+            f"no successful expert episodes among the training episodes of {', '.join(tasks)}; collect more "
+            "expert episodes."
         )
     validation = _validation_frames(dataset, split.val, config.val_frames_per_task, config.seed)
 
@@ -340,8 +339,8 @@ def train(
         state = _load_state(out, config, overwrite=False)
     history: list[dict[str, Any]] = state["history"] if state else []
     start_step = state["step"] if state else 0
-    best = state["best"] if state else {"metric": -math.inf, "step": 0, "validation": {}}
-    best_weights = _read_best_weights(out) if state else None
+    best: dict[str, Any] = state["best"] if state else {"metric": -math.inf, "step": 0, "validation": {}}
+    best_weights: dict[str, torch.Tensor] = _read_best_weights(out) if state else {}
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay) if parameters else None
     if state:
@@ -350,7 +349,7 @@ def train(
             optimizer.load_state_dict(state["optimizer"])
 
     summary_base = {
-        "config": asdict(config),
+        "config": to_dict(config),
         "data": str(Path(data).resolve()),
         "tasks": tasks,
         "train_episodes": len(split.train),
@@ -365,7 +364,7 @@ def train(
             metrics = validate(model, validation, tasks)
             history.append({"step": step, **metrics})
             score = metrics[config.select_by]
-            if best_weights is None or (score is not None and score > best["metric"]):
+            if not best_weights or (score is not None and score > best["metric"]):
                 best.update(metric=score if score is not None else -math.inf, step=step, validation=metrics)
                 best_weights = model.weights_to_save()
         last = {
@@ -395,6 +394,7 @@ def train(
         distributed.teardown()
         return RewardModel.from_pretrained(out, device=device)
 
+    assert optimizer is not None  # an objective that trains has parameters to train
     sampler = TrajectorySampler(
         dataset, trajectories, config.batch_size, config.seed, text_augmentation=config.text_augmentation
     )
@@ -416,8 +416,9 @@ def train(
             loss, parts = step_module(batch)
             if not distributed.all_finite(loss):
                 raise NonFiniteLossError(
-                    f"the {objective.name} loss became {float(loss.detach())} at step {step} ({json.dumps(parts)}); training stopped "
-                    f"and the last good checkpoint in {out} was kept. Lower the learning rate (now {config.lr}) or check the data."
+                    f"the {objective.name} loss became {float(loss.detach())} at step {step} ({json.dumps(parts)}); "
+                    f"training stopped and the last good checkpoint in {out} was kept. Lower the learning rate "
+                    f"(now {config.lr}) or check the data."
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -469,7 +470,7 @@ def _load_state(out: Path, config: TrainConfig, overwrite: bool) -> dict[str, An
             )
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise RunMismatchError(
             f"the training state {path} cannot be read ({error}); pass --overwrite to start again."
@@ -477,7 +478,8 @@ def _load_state(out: Path, config: TrainConfig, overwrite: bool) -> dict[str, An
     if state["config"] != config.resume_key():
         changed = sorted(k for k in state["config"] if state["config"][k] != config.resume_key().get(k))
         raise RunMismatchError(
-            f"{out} holds a run with another configuration (differs in: {', '.join(changed)}); pass --overwrite or choose another --out."
+            f"{out} holds a run with another configuration (differs in: {', '.join(changed)}); pass "
+            "--overwrite or choose another --out."
         )
     return state
 

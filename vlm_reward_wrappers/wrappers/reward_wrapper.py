@@ -7,18 +7,12 @@ from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
-import torch
 from gymnasium.core import ActType, ObsType
 
-from vlm_reward_wrappers.wrappers.scoring import (
-    GoalScorer,
-    PicklableRenderer,
-    RewardTransform,
-    load_reward_model,
-    metaworld_task,
-    resolve_goal,
-    warn_if_unlike_training,
-)
+from vlm_reward_wrappers import info_keys
+from vlm_reward_wrappers.wrappers.frames import PicklableRenderer
+from vlm_reward_wrappers.wrappers.scoring import load_reward_model, make_reward, metaworld_task
+from vlm_reward_wrappers.wrappers.spec import FrameSettings, RewardSpec
 
 
 class VLMRewardWrapper(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.RecordConstructorArgs):
@@ -32,17 +26,11 @@ class VLMRewardWrapper(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.util
     Args:
         env: the env; Meta-World envs render fast, any other env must have
             ``render_mode="rgb_array"``.
-        checkpoint: path of a checkpoint folder (``RewardModel.save_pretrained``).
-            The model is loaded once per process and shared by all wrappers.
-        goal: the goal sentence; default: the Meta-World task's goal.
-        reward_mode: ``"raw"`` (the model score), ``"normalized"``
-            (``(score - mean) / std`` with the checkpoint's reward statistics) or
-            ``"shaped"`` (``gamma * phi(o') - phi(o)``, ``phi`` the normalized
-            score, ``phi(o_0)`` from the reset frame).
-        gamma: discount of the shaped reward (use the agent's).
-        success_bonus: added to the reward on steps where ``info["success"]`` is true.
+        checkpoint: path of a checkpoint folder, or a :class:`~.spec.RewardSpec`.
         camera, image_size: override the checkpoint's camera and frame size (warns).
-        device: where the model runs (``"cpu"``, ``"cuda"``).
+        **options: the reward options of :class:`~.spec.RewardSpec`: ``goal``,
+            ``reward_mode`` (``raw``, ``normalized``, ``shaped``), ``gamma``,
+            ``success_bonus``, ``device``.
 
     Pickling (``AsyncVectorEnv``, ``SubprocVecEnv``) carries the checkpoint
     path, not the model: each process loads it once. The GL context is opened
@@ -50,7 +38,7 @@ class VLMRewardWrapper(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.util
     from a process that had opened GL are refused (EGL hangs there): start
     them with ``spawn`` or ``forkserver``.
 
-    Info keys added on every step:
+    Info keys added on every step (:mod:`vlm_reward_wrappers.info_keys`):
         ``gt_reward``: the env's own reward. ``vlm_reward``: the reward returned.
         ``vlm_score``: the raw model score of the frame. ``is_success``:
         ``bool(info["success"])``, when the env reports success (SB3 reads it).
@@ -58,6 +46,7 @@ class VLMRewardWrapper(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.util
     Raises:
         ValueError: empty goal, no goal for a non-Meta-World env, an env without
             ``rgb_array`` frames, an unknown reward mode.
+        TypeError: an unknown option.
         CheckpointError: the checkpoint is missing or cannot be loaded (names the path).
         NonFiniteRewardError: the model scored a frame NaN or infinite.
 
@@ -73,34 +62,20 @@ class VLMRewardWrapper(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.util
     def __init__(
         self,
         env: gym.Env[ObsType, ActType],
-        checkpoint: str | os.PathLike,
+        checkpoint: str | os.PathLike | RewardSpec,
         *,
-        goal: str | None = None,
-        reward_mode: str = "raw",
-        gamma: float = 0.99,
-        success_bonus: float = 0.0,
         camera: str | None = None,
         image_size: int | None = None,
-        device: str | torch.device = "cpu",
+        **options: Any,
     ) -> None:
-        gym.utils.RecordConstructorArgs.__init__(
-            self,
-            checkpoint=str(checkpoint),
-            goal=goal,
-            reward_mode=reward_mode,
-            gamma=gamma,
-            success_bonus=success_bonus,
-            camera=camera,
-            image_size=image_size,
-            device=str(device),
-        )
+        spec = RewardSpec.of(checkpoint, **options)
+        gym.utils.RecordConstructorArgs.__init__(self, **spec.to_record(), camera=camera, image_size=image_size)
         gym.Wrapper.__init__(self, env)
-        goal = resolve_goal(goal, None if goal is not None else metaworld_task(env))
-        config = load_reward_model(checkpoint, device).config
-        self.scorer = GoalScorer(checkpoint, goal, device)
-        self.transform = RewardTransform(reward_mode, config.reward_stats, gamma, success_bonus)
-        warn_if_unlike_training(config, str(checkpoint), camera or config.camera, image_size or config.image_size)
-        self.frames = PicklableRenderer(env, camera or config.camera, image_size or config.image_size)
+        config = load_reward_model(spec.checkpoint, spec.device).config
+        frames = FrameSettings(metaworld_task(env), camera or config.camera, image_size or config.image_size)
+        self.reward_spec = spec
+        self.scorer, self.transform = make_reward(spec, [frames])
+        self.frames = PicklableRenderer(env, frames.camera, frames.image_size)
 
     @property
     def goal(self) -> str:
@@ -118,13 +93,13 @@ class VLMRewardWrapper(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.util
     def step(self, action: ActType) -> tuple[ObsType, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, gt_reward, terminated, truncated, info = self.env.step(action)
         score = self.scorer(self.frames.render()[None])
-        success = info.get("success")
+        success = info.get(info_keys.SUCCESS)
         reward = float(self.transform(score, None if success is None else np.array([success]))[0])
-        info["gt_reward"] = float(gt_reward)
-        info["vlm_score"] = float(score[0])
-        info["vlm_reward"] = reward
+        info[info_keys.GT_REWARD] = float(gt_reward)
+        info[info_keys.VLM_SCORE] = float(score[0])
+        info[info_keys.VLM_REWARD] = reward
         if success is not None:
-            info["is_success"] = bool(success)
+            info[info_keys.IS_SUCCESS] = bool(success)
         return obs, reward, terminated, truncated, info
 
     def close(self) -> None:

@@ -5,20 +5,24 @@ Example:
     >>> from vlm_reward_wrappers import make_metaworld_env
     >>> from vlm_reward_wrappers.wrappers import FrameToInfo, VLMRewardVecEnv
     >>> ckpt = "runs/quick/checkpoints/triplet"
-    >>> venv = DummyVecEnv([lambda i=i: FrameToInfo(make_metaworld_env("reach-v3", seed=i), ckpt) for i in range(8)])  # doctest: +SKIP
-    >>> venv = VLMRewardVecEnv(venv, ckpt, reward_mode="normalized")                                              # doctest: +SKIP
+    >>> make = lambda i: lambda: FrameToInfo(make_metaworld_env("reach-v3", seed=i), ckpt)
+    >>> venv = DummyVecEnv([make(i) for i in range(8)])                           # doctest: +SKIP
+    >>> venv = VLMRewardVecEnv(venv, ckpt, reward_mode="normalized")              # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
-import torch
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
-from vlm_reward_wrappers.wrappers.vector import FRAME_KEY, batch_scoring, not_wrapped_error
+from vlm_reward_wrappers import info_keys
+from vlm_reward_wrappers.wrappers.scoring import make_reward
+from vlm_reward_wrappers.wrappers.spec import RewardSpec
+from vlm_reward_wrappers.wrappers.vector import not_wrapped_error
 
 
 class VLMRewardVecEnv(VecEnvWrapper):
@@ -26,8 +30,9 @@ class VLMRewardVecEnv(VecEnvWrapper):
 
     The sub-envs must be wrapped in :class:`~vlm_reward_wrappers.wrappers.FrameToInfo`;
     put this wrapper directly on the ``DummyVecEnv``/``SubprocVecEnv`` and
-    ``VecMonitor``/``VecNormalize`` above it. Arguments and reward modes are
-    those of :class:`~vlm_reward_wrappers.VLMRewardWrapper`.
+    ``VecMonitor``/``VecNormalize`` above it. ``checkpoint`` and the reward
+    options are those of :class:`~vlm_reward_wrappers.VLMRewardWrapper`
+    (:class:`~.spec.RewardSpec`).
 
     SB3 resets a sub-env inside the step that ends its episode and returns
     that step's info (with ``terminal_observation``): the reward of a
@@ -38,30 +43,13 @@ class VLMRewardVecEnv(VecEnvWrapper):
     ``vlm_score``, and ``is_success`` when the env reports ``success``.
     """
 
-    def __init__(
-        self,
-        venv: VecEnv,
-        checkpoint: str | os.PathLike,
-        *,
-        goal: str | None = None,
-        reward_mode: str = "raw",
-        gamma: float = 0.99,
-        success_bonus: float = 0.0,
-        device: str | torch.device = "cpu",
-    ) -> None:
+    def __init__(self, venv: VecEnv, checkpoint: str | os.PathLike | RewardSpec, **options: Any) -> None:
         if not venv.has_attr("frame_settings"):  # SubprocVecEnv workers die on a missing get_attr
             raise not_wrapped_error(type(self).__name__)
         settings = venv.get_attr("frame_settings")
         super().__init__(venv)
-        self.scorer, self.transform = batch_scoring(
-            settings,
-            checkpoint,
-            goal=goal,
-            reward_mode=reward_mode,
-            gamma=gamma,
-            success_bonus=success_bonus,
-            device=device,
-        )
+        self.reward_spec = RewardSpec.of(checkpoint, **options)
+        self.scorer, self.transform = make_reward(self.reward_spec, settings)
 
     @property
     def goal(self) -> str:
@@ -69,7 +57,7 @@ class VLMRewardVecEnv(VecEnvWrapper):
 
     def _reset_frames(self) -> np.ndarray:
         """The frames of the sub-envs' latest resets (SB3 keeps reset infos on the innermost vector env)."""
-        return np.stack([info[FRAME_KEY] for info in self.venv.unwrapped.reset_infos])
+        return np.stack([info[info_keys.FRAME] for info in self.venv.unwrapped.reset_infos])
 
     def reset(self) -> VecEnvObs:
         obs = self.venv.reset()
@@ -79,17 +67,17 @@ class VLMRewardVecEnv(VecEnvWrapper):
 
     def step_wait(self) -> VecEnvStepReturn:
         obs, gt_rewards, dones, infos = self.venv.step_wait()
-        step_frames = np.stack([info[FRAME_KEY] for info in infos])
+        step_frames = np.stack([info[info_keys.FRAME] for info in infos])
         starting = np.asarray(dones, dtype=bool) & self.transform.needs_first_frames
         batch = np.concatenate([step_frames, self._reset_frames()[starting]]) if starting.any() else step_frames
         scores = self.scorer(batch)
-        success = np.array([float(info.get("success", 0.0)) for info in infos])
+        success = np.array([float(info.get(info_keys.SUCCESS, 0.0)) for info in infos])
         rewards = self.transform(scores[: self.num_envs], success)
         self.transform.start(scores[self.num_envs :], starting)
         for index, info in enumerate(infos):
-            info["gt_reward"] = float(gt_rewards[index])
-            info["vlm_score"] = float(scores[index])
-            info["vlm_reward"] = float(rewards[index])
-            if "success" in info:
-                info["is_success"] = bool(info["success"])
+            info[info_keys.GT_REWARD] = float(gt_rewards[index])
+            info[info_keys.VLM_SCORE] = float(scores[index])
+            info[info_keys.VLM_REWARD] = float(rewards[index])
+            if info_keys.SUCCESS in info:
+                info[info_keys.IS_SUCCESS] = bool(info[info_keys.SUCCESS])
         return obs, rewards.astype(np.float32), dones, infos

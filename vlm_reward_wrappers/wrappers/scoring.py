@@ -1,37 +1,36 @@
-"""What the reward wrappers share: one model per process, goals, frames and reward modes.
+"""Scores and rewards, shared by the reward wrappers: one model per process, goals, reward modes.
 
 * :func:`load_reward_model` loads a checkpoint once per process and device, so
   eight wrapped envs share one :class:`RewardModel`.
+* :func:`resolve_goal` picks the goal sentence: the one given, else the
+  Meta-World task's sentence as the checkpoint stores it.
 * :class:`GoalScorer` scores a batch of frames against one goal sentence.
-* :class:`PicklableRenderer` renders an env's frames, opens GL late and again after pickling.
 * :class:`RewardTransform` turns scores into rewards (raw, normalized or shaped)
   with one potential per sub-env.
+* :func:`make_reward` builds the scorer and transform of a :class:`~.spec.RewardSpec`
+  for envs whose frames have given :class:`~.spec.FrameSettings`.
 
 Example:
-    >>> from vlm_reward_wrappers.wrappers.scoring import load_reward_model
-    >>> model = load_reward_model("runs/quick/checkpoints/triplet")          # doctest: +SKIP
-    >>> model is load_reward_model("runs/quick/checkpoints/triplet")         # doctest: +SKIP
-    True
+    >>> transform = RewardTransform("normalized", {"mean": 1.0, "std": 2.0}, success_bonus=10.0)
+    >>> transform(np.array([3.0, 1.0]), success=np.array([False, True]))
+    array([ 1., 10.])
 """
 
 from __future__ import annotations
 
 import os
-import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
 
-from vlm_reward_wrappers.models.reward_model import CONFIG_NAME, RewardModel, RewardModelConfig
-from vlm_reward_wrappers.rendering import FrameRenderer, is_metaworld_env
-from vlm_reward_wrappers.tasks import TASKS
-
-REWARD_MODES = ("raw", "normalized", "shaped")
-"""``raw``: the model score; ``normalized``: ``(score - mean) / std`` with the
-checkpoint's reward statistics; ``shaped``: ``gamma * phi(o') - phi(o)`` with
-``phi`` the normalized score."""
+from vlm_reward_wrappers.models import RewardModel, RewardModelConfig
+from vlm_reward_wrappers.models.checkpoint import save_stamp
+from vlm_reward_wrappers.models.config import warn_if_unlike_training
+from vlm_reward_wrappers.rendering import is_metaworld_env
+from vlm_reward_wrappers.wrappers.spec import FrameSettings, RewardMode, RewardSpec
 
 _MODELS: dict[tuple[str, str, int | None], RewardModel] = {}
 _forked = False
@@ -53,14 +52,13 @@ class NonFiniteRewardError(RuntimeError):
 def load_reward_model(checkpoint: str | os.PathLike, device: str | torch.device = "cpu") -> RewardModel:
     """The checkpoint's reward model, loaded once per process and device.
 
-    The cache key is the resolved path, the device and the modification time
-    of the checkpoint's ``config.json``, so a checkpoint saved again in place is
-    loaded again. Raises :class:`CheckpointError` naming the path and the cause.
+    The cache key is the resolved path, the device and the checkpoint's save
+    stamp, so a checkpoint saved again in place is loaded again.
+    Raises :class:`~vlm_reward_wrappers.models.CheckpointError` naming the path and the cause.
     """
     path = Path(checkpoint).expanduser().resolve()
     device_name = str(torch.device(device))
-    config_file = path / CONFIG_NAME
-    key = (str(path), device_name, config_file.stat().st_mtime_ns if config_file.is_file() else None)
+    key = (str(path), device_name, save_stamp(path))
     if key not in _MODELS:
         model = RewardModel.from_pretrained(path, device=device_name)
         for stale in [cached for cached in _MODELS if cached[:2] == key[:2]]:
@@ -79,38 +77,16 @@ def metaworld_task(env: Any) -> str | None:
     return next((names[base] for base in type(env.unwrapped).__mro__ if base in names), None)
 
 
-def resolve_goal(goal: str | None, task: str | None) -> str:
-    """``goal`` if given, else the goal sentence of the Meta-World ``task``."""
+def resolve_goal(goal: str | None, task: str | None, config: RewardModelConfig) -> str:
+    """``goal`` if given, else the goal sentence of the Meta-World ``task`` as the checkpoint stores it."""
     if goal is not None:
-        if not goal.strip():
-            raise ValueError(
-                "goal is empty: pass a sentence such as goal='open the door', or leave goal=None for a Meta-World task's own goal."
-            )
         return goal
-    if task is None or task not in TASKS:
+    if task is None:
         raise ValueError(
             "cannot tell the goal: the env is not a Meta-World v3 task. Pass the goal sentence, "
             "e.g. VLMRewardWrapper(env, checkpoint, goal='balance the pole')."
         )
-    return TASKS[task].goal
-
-
-def warn_if_unlike_training(config: RewardModelConfig, checkpoint: str, camera: str, image_size: int) -> None:
-    """Warn when frames are rendered unlike the frames the checkpoint was trained on."""
-    if camera != config.camera:
-        warnings.warn(
-            f"frames are rendered with camera {camera!r}, but checkpoint {checkpoint} was trained on {config.camera!r} "
-            "frames; its rewards may not mean much. Leave camera=None to use the checkpoint's camera.",
-            UserWarning,
-            stacklevel=3,
-        )
-    if image_size != config.image_size:
-        warnings.warn(
-            f"frames are rendered at {image_size} px, but checkpoint {checkpoint} was trained on {config.image_size} px "
-            "frames. Leave image_size=None to use the checkpoint's size.",
-            UserWarning,
-            stacklevel=3,
-        )
+    return config.goal_for(task)
 
 
 class GoalScorer:
@@ -129,7 +105,9 @@ class GoalScorer:
 
     def __init__(self, checkpoint: str | os.PathLike, goal: str, device: str | torch.device = "cpu") -> None:
         self.checkpoint = str(checkpoint)
-        self.goal = resolve_goal(goal, None)
+        if not goal.strip():
+            raise ValueError("the goal sentence is empty; pass one such as 'open the door'")
+        self.goal = goal
         self.device = str(device)
         self._model: RewardModel | None = None
 
@@ -151,56 +129,14 @@ class GoalScorer:
         values = scores.float().cpu().numpy().astype(np.float64)
         if not np.isfinite(values).all():
             raise NonFiniteRewardError(
-                f"the reward model {self.checkpoint} scored a frame {values[~np.isfinite(values)][0]} for goal {self.goal!r}. "
+                f"the reward model {self.checkpoint} scored a frame {values[~np.isfinite(values)][0]} for goal "
+                f"{self.goal!r}. "
                 "Its weights are probably corrupt (NaN); retrain it or use another checkpoint."
             )
         return values
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_model": None}
-
-
-class PicklableRenderer:
-    """A :class:`FrameRenderer` of an env, opened at the first frame and dropped when pickled.
-
-    Meta-World frames need a GL context, which is opened late so that the
-    process can still be forked (``AsyncVectorEnv`` makes one env in the
-    parent before it forks its workers); it is made again after unpickling.
-    (:class:`FrameRenderer` refuses GL in a process forked after its parent
-    opened GL, saying how to start the workers instead.)
-    """
-
-    def __init__(self, env: Any, camera: str, image_size: int) -> None:
-        self.env = env
-        self.camera = camera
-        self.image_size = image_size
-        self._renderer: FrameRenderer | None = None
-        if is_metaworld_env(env):
-            _check_camera(env.unwrapped.model, camera)
-        else:  # frames come from env.render(); this checks its render mode and opens nothing
-            self._renderer = FrameRenderer(env, camera, image_size, image_size)
-
-    def render(self) -> np.ndarray:
-        """The env's current frame, upright, ``(image_size, image_size, 3)`` uint8 (Meta-World)."""
-        if self._renderer is None:
-            self._renderer = FrameRenderer(self.env, self.camera, self.image_size, self.image_size)
-        return self._renderer.render()
-
-    def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_renderer": None}
-
-
-def _check_camera(model: Any, camera: str) -> None:
-    import mujoco
-
-    if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera) < 0:
-        names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_CAMERA, index) for index in range(model.ncam)]
-        raise ValueError(f"camera {camera!r} is not in this model; pass camera= one of {names}")
 
 
 class RewardTransform:
@@ -219,18 +155,16 @@ class RewardTransform:
 
     def __init__(
         self,
-        mode: str,
+        mode: RewardMode,
         reward_stats: dict[str, float],
         gamma: float = 0.99,
         success_bonus: float = 0.0,
         num_envs: int = 1,
     ) -> None:
-        if mode not in REWARD_MODES:
-            raise ValueError(f"reward_mode must be one of {', '.join(REWARD_MODES)}; got {mode!r}.")
+        if mode not in get_args(RewardMode):
+            raise ValueError(f"reward_mode must be one of {', '.join(get_args(RewardMode))}; got {mode!r}.")
         if not 0.0 < gamma <= 1.0:
             raise ValueError(f"gamma must be in (0, 1] (the agent's discount factor); got {gamma}.")
-        if not np.isfinite(success_bonus):
-            raise ValueError(f"success_bonus must be a finite number; got {success_bonus}.")
         self.mode = mode
         self.mean = float(reward_stats["mean"])
         self.std = max(float(reward_stats["std"]), 1e-8)
@@ -268,3 +202,24 @@ class RewardTransform:
         if success is not None and self.success_bonus:
             rewards = rewards + self.success_bonus * (np.asarray(success) > 0)
         return rewards
+
+
+def make_reward(spec: RewardSpec, frames: Sequence[FrameSettings]) -> tuple[GoalScorer, RewardTransform]:
+    """The scorer and reward transform of ``spec`` for envs whose frames have ``frames`` settings (one per env).
+
+    Warns when frames are rendered unlike the checkpoint's training frames;
+    refuses envs of several tasks without an explicit goal.
+    """
+    tasks = {setting.task for setting in frames}
+    if spec.goal is None and len(tasks) > 1:
+        raise ValueError(
+            f"the sub-envs run different tasks ({sorted(map(str, tasks))}): pass goal='...' or make one vector env "
+            "per task."
+        )
+    config = load_reward_model(spec.checkpoint, spec.device).config
+    goal = resolve_goal(spec.goal, next(iter(tasks)), config)
+    for camera, image_size in sorted({(setting.camera, setting.image_size) for setting in frames}):
+        warn_if_unlike_training(config, camera, image_size, where=f"checkpoint {spec.checkpoint}", stacklevel=4)
+    scorer = GoalScorer(spec.checkpoint, goal, spec.device)
+    transform = RewardTransform(spec.reward_mode, config.reward_stats, spec.gamma, spec.success_bonus, len(frames))
+    return scorer, transform

@@ -1,0 +1,87 @@
+"""Percentile bootstrap intervals that resample whole episodes.
+
+Example:
+    >>> values = np.repeat([0.0, 1.0, 2.0, 3.0], 5)
+    >>> episode = np.repeat([0, 1, 2, 3], 5)
+    >>> low, high = bootstrap_interval(lambda idx, ids: float(values[idx].mean()), episode)
+    >>> bool(low < 1.5 < high)
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from vlm_reward_wrappers.metrics.table import check_arrays
+
+_MIN_BOOTSTRAP_VALUES = 10
+
+
+def bootstrap_interval(
+    metric: Callable[[np.ndarray, np.ndarray], float | None],
+    episode: np.ndarray,
+    *,
+    num_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of ``metric``, resampling whole episodes.
+
+    Each resample draws as many episodes as there are, with replacement, and
+    calls ``metric(indices, episode_ids)``: ``indices`` is an integer index
+    array into the per-frame arrays holding the frames of every drawn episode
+    (an episode drawn twice contributes its frames twice), and ``episode_ids``
+    (same length) gives each frame a fresh episode id, the draw number, so two
+    copies of one episode stay separate trajectories. The metric should group
+    frames by ``episode_ids``, not by the original ids. Resamples where it
+    returns ``None`` are ignored; the result is ``None`` when fewer than 10
+    resamples gave a value.
+
+    Example:
+        >>> values = np.repeat([0.0, 1.0, 2.0, 3.0], 5)
+        >>> episode = np.repeat([0, 1, 2, 3], 5)
+        >>> low, high = bootstrap_interval(lambda idx, ids: float(values[idx].mean()), episode)
+        >>> bool(low < 1.5 < high)
+        True
+    """
+    episode = check_arrays(episode=episode)["episode"]
+    if num_resamples < 1:
+        raise ValueError(f"num_resamples must be >= 1, got {num_resamples}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    order = np.argsort(episode, kind="stable")
+    _, first, lengths = np.unique(episode[order], return_index=True, return_counts=True)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(num_resamples):
+        drawn = rng.integers(0, len(first), size=len(first))
+        sizes = lengths[drawn]
+        episode_ids = np.repeat(np.arange(len(drawn)), sizes)
+        offsets = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        value = metric(order[np.repeat(first[drawn], sizes) + offsets], episode_ids)
+        if value is not None:
+            values.append(value)
+    if len(values) < _MIN_BOOTSTRAP_VALUES:
+        return None
+    tail = 50 * (1 - confidence)
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def interval_given_copies(
+    given_copies: Callable[[np.ndarray], float | None], episode_codes: np.ndarray, *, num_resamples: int, seed: int
+) -> list[float] | None:
+    """:func:`bootstrap_interval` of a metric written as a function of episode copy counts.
+
+    ``episode_codes`` numbers each frame's episode 0..E-1; a resample draws E
+    episodes with replacement, and the metric sees how often each was drawn.
+    """
+    sizes = np.bincount(episode_codes)
+
+    def metric(indices: np.ndarray, _episode_ids: np.ndarray) -> float | None:
+        return given_copies(np.bincount(episode_codes[indices], minlength=len(sizes)) / sizes)
+
+    interval = bootstrap_interval(metric, episode_codes, num_resamples=num_resamples, seed=seed)
+    return list(interval) if interval else None

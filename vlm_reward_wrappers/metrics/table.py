@@ -1,0 +1,96 @@
+"""The frame table every metric reads: one row per frame, with its ground truth and the learned reward.
+
+Example:
+    >>> table = FrameTable(predicted=[0.1, 0.5], ground_truth=[0.0, 9.0], success=[False, True], task=["reach-v3"] * 2,
+    ...                    episode=[7, 7], step=[0, 1], first_success_step=[1, 1], is_expert=[True, True])
+    >>> len(table), table.episode_codes.tolist()
+    (2, [0, 0])
+    >>> FrameTable(predicted=[0.1], ground_truth=[0.0, 1.0], success=[False], task=["reach-v3"], episode=[0],
+    ...            step=[0], first_success_step=[-1], is_expert=[True])
+    Traceback (most recent call last):
+    ...
+    ValueError: ground_truth has length 2 but predicted has length 1
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+
+def check_arrays(**arrays: Any) -> dict[str, np.ndarray]:
+    """Turn each argument into a 1-D array; all must be non-empty and of one length.
+
+    ``predicted`` and ``ground_truth``, when given, must be finite.
+    """
+    checked = {name: np.asarray(value) for name, value in arrays.items()}
+    first_name, first = next(iter(checked.items()))
+    for name, array in checked.items():
+        if array.ndim != 1:
+            raise ValueError(f"{name} must be 1-D, got shape {array.shape}")
+        if len(array) == 0:
+            raise ValueError(f"{name} is empty")
+        if len(array) != len(first):
+            raise ValueError(f"{name} has length {len(array)} but {first_name} has length {len(first)}")
+    for name in ("predicted", "ground_truth"):
+        if name in checked and not np.all(np.isfinite(checked[name].astype(float))):
+            raise ValueError(f"{name} contains NaN or infinite values")
+    return checked
+
+
+def mean_or_none(values: np.ndarray) -> float | None:
+    """The mean, or None for no values (a metric that cannot be computed is never a made-up 0)."""
+    return float(values.mean()) if len(values) else None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FrameTable:
+    """Per-frame arrays of equal length, checked on construction.
+
+    Args:
+        predicted: the learned reward r̂.
+        ground_truth: Meta-World's dense reward R (0-10).
+        success: Meta-World's success flag.
+        task: the task name.
+        episode: the episode id (unique across tasks).
+        step: the step within the episode.
+        first_success_step: the episode's first successful step (-1: never).
+        is_expert: whether the episode is an expert one.
+    """
+
+    predicted: np.ndarray
+    ground_truth: np.ndarray
+    success: np.ndarray
+    task: np.ndarray
+    episode: np.ndarray
+    step: np.ndarray
+    first_success_step: np.ndarray
+    is_expert: np.ndarray
+
+    def __post_init__(self) -> None:
+        checked = check_arrays(**{field.name: getattr(self, field.name) for field in dataclasses.fields(self)})
+        checked["predicted"] = checked["predicted"].astype(float)
+        checked["ground_truth"] = checked["ground_truth"].astype(float)
+        checked["success"] = checked["success"].astype(bool)
+        checked["is_expert"] = checked["is_expert"].astype(bool)
+        for name, array in checked.items():
+            object.__setattr__(self, name, array)
+
+    def __len__(self) -> int:
+        return len(self.predicted)
+
+    def select(self, mask: np.ndarray) -> FrameTable:
+        """The rows where ``mask`` is true (or at the indices ``mask`` lists)."""
+        return FrameTable(**{field.name: getattr(self, field.name)[mask] for field in dataclasses.fields(self)})
+
+    @cached_property
+    def episode_codes(self) -> np.ndarray:
+        """Episode ids renumbered 0..E-1 (the index the bootstrap's copy counts use)."""
+        return np.unique(self.episode, return_inverse=True)[1].reshape(-1)
+
+    @cached_property
+    def num_episodes(self) -> int:
+        return len(np.unique(self.episode))

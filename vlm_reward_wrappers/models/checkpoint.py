@@ -1,0 +1,200 @@
+"""The checkpoint folder format, known here and nowhere else.
+
+A checkpoint is a folder in the Hugging Face convention::
+
+    CKPT/config.json          format and version, the RewardModelConfig, and the
+                              checksum of the weights file
+    CKPT/model.safetensors    the model's tensors (see RewardModel.names_to_save)
+    CKPT/...                  files a writer adds (the trainer's resumable state)
+
+Writes are atomic: the folder is staged beside its final name and swapped in
+with two renames. Only a writer ever cleans up after a killed save
+(:func:`recover_interrupted_save`); readers never write, and a reader that
+meets a save in progress reads the previous checkpoint or retries.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp()) / "ckpt"
+    >>> _ = write_checkpoint(folder, RewardModelConfig(), {"w": torch.zeros(2)})
+    >>> is_checkpoint(folder), is_checkpoint(folder.parent)
+    (True, False)
+    >>> config, weights_sha256 = read_checkpoint_config(folder)
+    >>> config.camera
+    'corner'
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+from safetensors.torch import save_file
+
+from vlm_reward_wrappers.configs import from_dict, to_dict
+from vlm_reward_wrappers.io_utils import read_versioned_json, write_json_atomic
+from vlm_reward_wrappers.models.backbone import file_sha256
+from vlm_reward_wrappers.models.config import RewardModelConfig
+from vlm_reward_wrappers.version import __version__
+
+CHECKPOINT_FORMAT = "vlm-reward-wrappers/reward-model"
+CHECKPOINT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+_METADATA_KEYS = ("format", "format_version", "package_version", "weights")
+_READ_ATTEMPTS = 20
+
+T = TypeVar("T")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint folder that cannot be loaded; the message names the file and the problem."""
+
+
+def is_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a reward-model checkpoint folder (it holds a ``config.json``)."""
+    return (Path(path) / CONFIG_NAME).is_file()
+
+
+def save_stamp(path: str | os.PathLike) -> int | None:
+    """A number that changes whenever the checkpoint at ``path`` is saved again (None: no checkpoint there)."""
+    config = Path(path) / CONFIG_NAME
+    return config.stat().st_mtime_ns if config.is_file() else None
+
+
+def _save_in_progress(folder: Path) -> bool:
+    return any(folder.parent.glob(f".{folder.name}.staging-*")) or any(folder.parent.glob(f".{folder.name}.old-*"))
+
+
+def _previous(folder: Path) -> Path | None:
+    """The checkpoint a save in progress has moved aside (between its two renames), if any."""
+    moved = sorted(folder.parent.glob(f".{folder.name}.old-*"), key=lambda path: path.stat().st_mtime)
+    return moved[-1] if moved else None
+
+
+def read_while_saving(folder: str | os.PathLike, read: Callable[[Path], T]) -> T:
+    """``read(folder)``, retried while a save of that folder is in progress.
+
+    A save swaps folders with two renames; a reader that lands between them, or
+    reads files that the swap replaces, gets a :class:`CheckpointError` and
+    tries again (the previous checkpoint serves while the new one is missing).
+    """
+    folder = Path(folder)
+    for attempt in range(_READ_ATTEMPTS):
+        target = folder if folder.exists() else (_previous(folder) or folder)
+        try:
+            return read(target)
+        except (CheckpointError, FileNotFoundError):
+            # A swap may have completed while we read: try the new folder twice before calling it broken.
+            swapped_meanwhile = attempt < 2 and folder.exists()
+            if attempt == _READ_ATTEMPTS - 1 or not (_save_in_progress(folder) or swapped_meanwhile):
+                raise
+            time.sleep(0.05)
+    raise AssertionError("unreachable")
+
+
+def read_checkpoint_config(path: str | os.PathLike) -> tuple[RewardModelConfig, str]:
+    """A checkpoint's config and the checksum of its weights, read without loading the weights.
+
+    Raises :class:`CheckpointError` naming the folder or file when the folder
+    is missing, has no readable ``config.json``, or is of another format or version.
+    Never writes.
+    """
+    return read_while_saving(path, read_config_file)
+
+
+def read_config_file(folder: Path) -> tuple[RewardModelConfig, str]:
+    """:func:`read_checkpoint_config` without the retries: for code that already retries."""
+    config_path = folder / CONFIG_NAME
+    if not folder.is_dir():
+        raise CheckpointError(f"checkpoint {folder} does not exist. Train one with `vlm-rewards train`.")
+    if not config_path.is_file():
+        raise CheckpointError(f"checkpoint {folder} has no {CONFIG_NAME}; it is not a reward-model checkpoint.")
+    payload = read_versioned_json(
+        config_path,
+        file_format=CHECKPOINT_FORMAT,
+        version=CHECKPOINT_VERSION,
+        what="a vlm_reward_wrappers reward-model config",
+        error=CheckpointError,
+    )
+    fields = {key: value for key, value in payload.items() if key not in _METADATA_KEYS}
+    try:
+        config = from_dict(RewardModelConfig, fields)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{config_path} does not describe a reward model: {error}") from error
+    return config, payload["weights"]["sha256"]
+
+
+def write_checkpoint(
+    path: str | os.PathLike,
+    config: RewardModelConfig,
+    weights: dict[str, torch.Tensor],
+    extra_files: Mapping[str, Callable[[Path], None]] | None = None,
+) -> Path:
+    """Write a checkpoint folder atomically: staged beside ``path``, then swapped in.
+
+    ``extra_files`` maps file names to functions that write them (e.g. the
+    trainer's resumable state), so they change together with the weights.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    recover_interrupted_save(final)
+    staging = final.parent / f".{final.name}.staging-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        weights_path = staging / WEIGHTS_NAME
+        save_file(weights, str(weights_path))
+        for name, writer in (extra_files or {}).items():
+            writer(staging / name)
+        for written in staging.iterdir():
+            with open(written, "rb") as handle:
+                os.fsync(handle.fileno())
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "format_version": CHECKPOINT_VERSION,
+            "package_version": __version__,
+            **to_dict(config),
+            "weights": {"file": WEIGHTS_NAME, "sha256": file_sha256(weights_path)},
+        }
+        write_json_atomic(staging / CONFIG_NAME, payload)
+        _swap_in(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def recover_interrupted_save(final: str | os.PathLike) -> None:
+    """Undo what a save killed mid-way left beside ``final`` (for writers only).
+
+    A save stages a new folder, renames the current one to ``.NAME.old-*`` and
+    the staged one into place. Killed between the renames, the previous
+    checkpoint is the ``.old`` folder: it is renamed back. Staging folders of
+    killed saves are removed. Only the process that writes ``final`` may call
+    this: a staging folder of a save in progress looks like a killed one.
+    """
+    final = Path(final)
+    if not final.parent.is_dir():
+        return
+    for staging in final.parent.glob(f".{final.name}.staging-*"):
+        shutil.rmtree(staging, ignore_errors=True)
+    previous = sorted(final.parent.glob(f".{final.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if previous and not final.exists():
+        os.rename(previous.pop(), final)
+    for leftover in previous:
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _swap_in(staging: Path, final: Path) -> None:
+    """Replace ``final`` by ``staging`` with two renames; the old folder is removed last."""
+    if final.exists():
+        old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(final, old)
+        os.rename(staging, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(staging, final)

@@ -1,0 +1,80 @@
+"""What a reward model is: backbone, adapter, objective and the frames it was trained on (its ``config.json``).
+
+Example:
+    >>> config = RewardModelConfig(goal_texts={"reach-v3": "reach the goal"}, camera="corner", image_size=64)
+    >>> config.goal_for("reach-v3"), config.goal_for("door-open-v3")
+    ('reach the goal', 'open the door')
+    >>> config.frame_mismatches("corner", 32)
+    ['frames are 32-px, the model was trained on 64-px frames']
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from vlm_reward_wrappers.models.adapters import FinetuneConfig
+from vlm_reward_wrappers.models.backbone import BackboneSpec
+from vlm_reward_wrappers.rendering import DEFAULT_CAMERA
+from vlm_reward_wrappers.tasks import DEFAULT_BASELINE_TEXT, goal_text, resolve_task
+
+
+@dataclass
+class RewardModelConfig:
+    """Everything needed to rebuild a reward model (stored as ``config.json``).
+
+    Args:
+        backbone: the open_clip model and its weights.
+        finetune: how the backbone is adapted.
+        objective: the objective's name and hyper-parameters (``Objective.config()``).
+        goal_texts: the goal sentence of each training task; scoring a task uses
+            this sentence, so a checkpoint keeps rewarding what it was trained on.
+        baseline_text: the baseline sentence of objectives that use one (VLM-RM).
+        camera: camera of the training frames.
+        image_size: size of the training frames in pixels.
+        reward_stats: mean and std of the model's rewards on its training frames.
+        training: what the trainer records about the run (config, history, best step).
+    """
+
+    backbone: BackboneSpec = field(default_factory=BackboneSpec)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    objective: dict[str, Any] = field(default_factory=lambda: {"name": "triplet"})
+    goal_texts: dict[str, str] = field(default_factory=dict)
+    baseline_text: str = DEFAULT_BASELINE_TEXT
+    camera: str = DEFAULT_CAMERA
+    image_size: int = 64
+    reward_stats: dict[str, float] = field(default_factory=lambda: {"mean": 0.0, "std": 1.0})
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def goal_for(self, task: str) -> str:
+        """The goal sentence of a Meta-World task: the one this model trained with, else the package's."""
+        name = resolve_task(task)
+        return self.goal_texts.get(name) or goal_text(name)
+
+    def frame_mismatches(self, camera: str, image_size: int) -> list[str]:
+        """How frames of ``camera`` and ``image_size`` differ from the training frames (empty: they do not)."""
+        problems = []
+        if camera != self.camera:
+            problems.append(f"frames are from camera {camera!r}, the model was trained on {self.camera!r} frames")
+        if image_size != self.image_size:
+            problems.append(f"frames are {image_size}-px, the model was trained on {self.image_size}-px frames")
+        return problems
+
+
+def warn_if_unlike_training(
+    config: RewardModelConfig, camera: str, image_size: int, *, where: str, stacklevel: int = 3
+) -> list[str]:
+    """Warn once per difference between these frames and the training frames; return the differences.
+
+    ``where`` names the frames' source (a dataset, an env) and the model in the message.
+    """
+    problems = config.frame_mismatches(camera, image_size)
+    for problem in problems:
+        warnings.warn(
+            f"{where}: {problem}; its rewards may not mean what they mean on its training frames. "
+            "Render with the checkpoint's camera and size (the wrappers do unless camera= or image_size= is given).",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+    return problems

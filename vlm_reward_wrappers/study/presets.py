@@ -1,0 +1,163 @@
+"""Benchmark presets: everything a run of the study holds fixed, by name.
+
+Example:
+    >>> sorted(PRESETS)
+    ['full', 'paper', 'quick', 'tiny']
+    >>> PRESETS["quick"].train_collection().tasks[:2]
+    ('reach-v3', 'push-v3')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vlm_reward_wrappers.configs import check_choices
+from vlm_reward_wrappers.data import CollectionConfig
+from vlm_reward_wrappers.models import BackboneSpec, TrainableMode
+from vlm_reward_wrappers.objectives import available_objectives
+from vlm_reward_wrappers.tasks import ML45_TEST, ML45_TRAIN
+from vlm_reward_wrappers.training.pretrain import PretrainConfig
+
+SPLITS = ("train-tasks", "held-out-tasks")
+QUICK_TRAIN_TASKS = (
+    "reach-v3",
+    "push-v3",
+    "button-press-v3",
+    "drawer-open-v3",
+    "drawer-close-v3",
+    "door-open-v3",
+    "window-open-v3",
+    "plate-slide-v3",
+)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything a benchmark run holds fixed.
+
+    Args:
+        name: the preset's name.
+        description: one line on what it runs and how long it takes.
+        train_tasks: tasks of every training stage.
+        held_out_tasks: tasks no training stage sees (evaluated only).
+        train_episodes: training episodes per task.
+        eval_episodes: evaluation episodes per task (another collection seed).
+        image_size: frame size in pixels.
+        episode_steps: step limit of a collected episode.
+        noise_levels: expert action-noise levels, cycled over episodes.
+        train_random_share: share of random-action training episodes.
+        eval_random_share: share of random-action evaluation episodes.
+        backbone: the backbone (None: the package's own, pretrained on the training data).
+        pretrain: pretraining budget of the package's own backbone.
+        finetune: finetuning mode of every objective.
+        lora_rank: LoRA rank.
+        train_steps: training steps of every objective.
+        batch_size: trajectories per training step.
+        eval_every: steps between validations.
+        seeds: training seeds.
+        objectives: the objectives compared.
+    """
+
+    name: str
+    description: str
+    train_tasks: tuple[str, ...]
+    held_out_tasks: tuple[str, ...]
+    train_episodes: int
+    eval_episodes: int
+    image_size: int = 64
+    episode_steps: int = 200
+    noise_levels: tuple[float, ...] = (0.0, 0.1, 0.3, 0.5)
+    train_random_share: float = 0.1
+    eval_random_share: float = 0.25
+    backbone: BackboneSpec | None = None  # None: the package's own, pretrained with `pretrain`
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    finetune: TrainableMode = "lora"
+    lora_rank: int = 8
+    train_steps: int = 150
+    batch_size: int = 32
+    eval_every: int = 50
+    seeds: tuple[int, ...] = (0,)
+    objectives: tuple[str, ...] = tuple(available_objectives())
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+
+    def train_collection(self) -> CollectionConfig:
+        return CollectionConfig(
+            tasks=self.train_tasks,
+            episodes_per_task=self.train_episodes,
+            noise_levels=self.noise_levels,
+            random_share=self.train_random_share,
+            image_size=self.image_size,
+            max_steps=self.episode_steps,
+            seed=0,
+        )
+
+    def eval_collection(self) -> CollectionConfig:
+        return CollectionConfig(
+            tasks=self.train_tasks + self.held_out_tasks,
+            episodes_per_task=self.eval_episodes,
+            noise_levels=self.noise_levels,
+            random_share=self.eval_random_share,
+            image_size=self.image_size,
+            max_steps=self.episode_steps,
+            seed=1000,
+        )
+
+
+PRESETS: dict[str, Preset] = {
+    "quick": Preset(
+        name="quick",
+        description="8 training tasks, the 5 ML45 test tasks held out; 64-px frames; about 15 minutes on a 2-core CPU",
+        train_tasks=QUICK_TRAIN_TASKS,
+        held_out_tasks=ML45_TEST,
+        train_episodes=10,
+        eval_episodes=4,
+        pretrain=PretrainConfig(max_steps=200),
+    ),
+    "full": Preset(
+        name="full",
+        description="all 45 ML45 training tasks, the 5 ML45 test tasks held out, 3 seeds; an evening on a CPU",
+        train_tasks=ML45_TRAIN,
+        held_out_tasks=ML45_TEST,
+        train_episodes=16,
+        eval_episodes=4,
+        episode_steps=300,
+        pretrain=PretrainConfig(max_steps=3000),
+        train_steps=1500,
+        eval_every=250,
+        seeds=(0, 1, 2),
+    ),
+    "paper": Preset(
+        name="paper",
+        description="SigLIP2 ViT-B-16 with LoRA at 224 px, all ML45 tasks, 3 seeds; for a GPU and the SigLIP2 weights",
+        train_tasks=ML45_TRAIN,
+        held_out_tasks=ML45_TEST,
+        train_episodes=16,
+        eval_episodes=4,
+        image_size=224,
+        episode_steps=300,
+        backbone=BackboneSpec("ViT-B-16-SigLIP2", pretrained="webli"),
+        lora_rank=16,
+        train_steps=2000,
+        eval_every=250,
+        seeds=(0, 1, 2),
+    ),
+    "tiny": Preset(
+        name="tiny",
+        description="a smoke test: 2 tasks, 1 held out, a 32-px nano backbone, a few steps",
+        train_tasks=("reach-v3", "button-press-v3"),
+        held_out_tasks=("door-lock-v3",),
+        train_episodes=3,
+        eval_episodes=2,
+        image_size=32,
+        episode_steps=60,
+        train_random_share=0.34,
+        eval_random_share=0.5,
+        pretrain=PretrainConfig(model="vlmrw-nano", max_steps=4, batch_size=16),
+        lora_rank=2,
+        train_steps=4,
+        batch_size=8,
+        eval_every=2,
+    ),
+}

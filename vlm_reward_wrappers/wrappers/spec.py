@@ -1,0 +1,102 @@
+"""What every reward wrapper takes, declared once: :class:`RewardSpec` (reward) and :class:`FrameSettings` (frames).
+
+The three reward wrappers (:class:`~vlm_reward_wrappers.VLMRewardWrapper`,
+:class:`~vlm_reward_wrappers.VectorVLMReward`, :class:`~vlm_reward_wrappers.VLMRewardVecEnv`)
+take a checkpoint and the options below as keywords, or a ready ``RewardSpec``;
+a new option is one new field here.
+
+Example:
+    >>> spec = RewardSpec.of("runs/quick/checkpoints/triplet", reward_mode="shaped", gamma=0.98)
+    >>> spec.reward_mode, spec.goal
+    ('shaped', None)
+    >>> RewardSpec.of("ckpt", reward_mod="shaped")
+    Traceback (most recent call last):
+    ...
+    TypeError: unknown reward option 'reward_mod' (did you mean 'reward_mode'?); the options are goal, ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from vlm_reward_wrappers.configs import check_choices
+
+RewardMode = Literal["raw", "normalized", "shaped"]
+"""``raw``: the model score; ``normalized``: ``(score - mean) / std`` with the checkpoint's reward statistics;
+``shaped``: ``gamma * phi(o') - phi(o)`` with ``phi`` the normalized score."""
+
+
+@dataclass(frozen=True)
+class RewardSpec:
+    """The learned reward a wrapper gives.
+
+    Args:
+        checkpoint: path of a checkpoint folder (``RewardModel.save_pretrained``);
+            the model is loaded once per process and device and shared by all wrappers.
+        goal: the goal sentence; default: the Meta-World task's goal sentence as the checkpoint stores it.
+        reward_mode: ``raw`` (the model score), ``normalized`` (``(score - mean) / std``
+            with the checkpoint's reward statistics) or ``shaped`` (``gamma * phi(o') - phi(o)``,
+            ``phi`` the normalized score, ``phi(o_0)`` from the reset frame).
+        gamma: discount of the shaped reward (use the agent's).
+        success_bonus: added to the reward on steps where ``info["success"]`` is true.
+        device: where the model runs (``cpu``, ``cuda``).
+    """
+
+    checkpoint: str
+    goal: str | None = None
+    reward_mode: RewardMode = "raw"
+    gamma: float = 0.99
+    success_bonus: float = 0.0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        object.__setattr__(self, "checkpoint", os.fspath(self.checkpoint))
+        object.__setattr__(self, "device", str(self.device))
+        if self.goal is not None and not self.goal.strip():
+            raise ValueError(
+                "goal is empty: pass a sentence such as goal='open the door', or leave goal=None for a "
+                "Meta-World task's own goal."
+            )
+        if not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"gamma must be in (0, 1] (the agent's discount factor); got {self.gamma}.")
+        if not np.isfinite(self.success_bonus):
+            raise ValueError(f"success_bonus must be a finite number; got {self.success_bonus}.")
+
+    @classmethod
+    def of(cls, checkpoint: str | os.PathLike | RewardSpec, **options: Any) -> RewardSpec:
+        """A spec from a checkpoint path and keyword options, or a given spec with options replaced."""
+        names = [field.name for field in dataclasses.fields(cls) if field.name != "checkpoint"]
+        for option in options:
+            if option not in names:
+                close = difflib.get_close_matches(option, names, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise TypeError(f"unknown reward option {option!r}{hint}; the options are {', '.join(names)}")
+        if isinstance(checkpoint, RewardSpec):
+            return dataclasses.replace(checkpoint, **options)
+        return cls(checkpoint=os.fspath(checkpoint), **options)
+
+    def to_record(self) -> dict[str, Any]:
+        """The spec as plain keyword values (what gymnasium's ``RecordConstructorArgs`` stores)."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class FrameSettings:
+    """What a wrapped env's frames show: which Meta-World task (if any), from which camera, at what size.
+
+    Args:
+        task: the Meta-World task of the env (None for other envs).
+        camera: the camera frames are rendered from.
+        image_size: frame width and height in pixels.
+    """
+
+    task: str | None
+    camera: str
+    image_size: int
