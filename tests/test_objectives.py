@@ -208,7 +208,7 @@ def test_liv_loss_is_the_sum_of_its_hand_computed_parts():
 
 
 def test_vip_rejects_an_unknown_goal():
-    with pytest.raises(ValueError, match="VIP.goal must be one of 'image', 'language'"):
+    with pytest.raises(ValueError, match=r"VIP\.goal must be one of 'image', 'language'"):
         get_objective("vip", goal="video")
 
 
