@@ -5,6 +5,7 @@
     vlm-rewards pretrain-backbone --data data/demo     train and cache the offline default backbone
     vlm-rewards train --objective triplet --data data/demo --out runs/triplet
     vlm-rewards evaluate --ckpt runs/triplet --data data/eval --out runs/eval/triplet
+    vlm-rewards pack runs/triplet                      make an old checkpoint folder complete (portable)
     vlm-rewards benchmark                               the whole study, offline (preset quick: ~15 min on 2 CPUs)
 
 Each subcommand is a thin layer over the Python API of the same name. Its
@@ -30,6 +31,7 @@ from vlm_reward_wrappers.evaluation.report import markdown_table
 from vlm_reward_wrappers.io_utils import CorruptFileError
 from vlm_reward_wrappers.metrics import DEFAULT_DELTA
 from vlm_reward_wrappers.models import BackboneLoadError, BackboneSpec, CheckpointError
+from vlm_reward_wrappers.models.checkpoint import pack_checkpoint
 from vlm_reward_wrappers.rendering import RenderingUnavailableError
 from vlm_reward_wrappers.study import PRESETS, Preset, run_benchmark
 from vlm_reward_wrappers.tasks import ML45_TEST, MT10, TASKS, expand_tasks
@@ -160,6 +162,21 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     print(f"written to {args.out}")
 
 
+def _add_pack(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "pack", help="make a checkpoint folder complete (its backbone weights inside), to copy or publish it"
+    )
+    parser.add_argument("ckpt", help="checkpoint folder")
+    parser.add_argument("--out", default=None, help="write the complete folder here (default: in place)")
+    parser.set_defaults(handler=_run_pack)
+
+
+def _run_pack(args: argparse.Namespace) -> None:
+    folder = pack_checkpoint(args.ckpt, args.out)
+    size = sum(item.stat().st_size for item in folder.iterdir() if item.is_file())
+    print(f"{folder}: complete checkpoint, {size / 1e6:.1f} MB")
+
+
 def _add_benchmark(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "benchmark", help="collect, pretrain, train every objective, evaluate: the study in one command"
@@ -191,6 +208,7 @@ _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_pretrain,
     _add_train,
     _add_evaluate,
+    _add_pack,
     _add_benchmark,
 )
 

@@ -23,6 +23,11 @@ from pathlib import Path
 from typing import Any
 
 
+def cache_dir() -> Path:
+    """The package cache: ``$VLM_REWARDS_CACHE``, default ``~/.cache/vlm_reward_wrappers``."""
+    return Path(os.environ.get("VLM_REWARDS_CACHE", Path.home() / ".cache" / "vlm_reward_wrappers"))
+
+
 class CorruptFileError(RuntimeError):
     """A file this package wrote earlier cannot be read back; the message names it."""
 
@@ -75,13 +80,15 @@ def read_versioned_json(
     file_format: str,
     version: int,
     what: str,
+    also_reads: tuple[int, ...] = (),
     version_key: str = "format_version",
     error: type[Exception] = CorruptFileError,
 ) -> dict[str, Any]:
     """Read a JSON file this package wrote and check its ``format`` and version.
 
     Raises ``error`` (default :class:`CorruptFileError`) naming the file when
-    it does not parse, is not a ``file_format`` file, or has another version.
+    it does not parse, is not a ``file_format`` file, or has a version other
+    than ``version`` (the one written now) and ``also_reads`` (older ones still read).
 
     Example:
         >>> import tempfile, pathlib
@@ -98,7 +105,7 @@ def read_versioned_json(
         raise error(str(corrupt)) from corrupt
     if not isinstance(payload, dict) or payload.get("format") != file_format:
         raise error(f"{path} is not {what} (its 'format' is not {file_format!r}).")
-    if payload.get(version_key) != version:
+    if payload.get(version_key) not in (version, *also_reads):
         raise error(
             f"{path} has format version {payload.get(version_key)}; this package reads version {version} of {what}. "
             "Upgrade vlm_reward_wrappers, or make the file again with this version."

@@ -155,6 +155,47 @@ class Backbone(nn.Module):
         return self.clip.encode_text(self.tokenize(texts))
 
 
+def cached_pretrained_file(spec: BackboneSpec) -> Path | None:
+    """Where open_clip's Hugging Face cache holds the weights of a pretrained tag; found without the network.
+
+    None when the tag is not a Hub tag of open_clip or its weights are not in the local cache.
+    """
+    import open_clip
+    from huggingface_hub import try_to_load_from_cache
+
+    if spec.pretrained is None or spec.is_local_file:
+        return None
+    hub = (open_clip.get_pretrained_cfg(spec.model, spec.pretrained) or {}).get("hf_hub", "")
+    if not hub:
+        return None
+    repo_id, filename = os.path.split(hub)
+    stem = Path(filename or "open_clip_pytorch_model.bin").stem
+    for name in (f"{stem}.safetensors", "open_clip_model.safetensors", filename or "open_clip_pytorch_model.bin"):
+        found = try_to_load_from_cache(repo_id, name)
+        if isinstance(found, str):
+            return Path(found)
+    return None
+
+
+def with_checksum(spec: BackboneSpec) -> BackboneSpec:
+    """``spec`` with the checksum of its weights recorded when they can be found locally (a file, or a cached tag)."""
+    if spec.sha256 is not None or spec.pretrained is None:
+        return spec
+    path = Path(spec.pretrained) if spec.is_local_file else cached_pretrained_file(spec)
+    return BackboneSpec(spec.model, spec.pretrained, file_sha256(path)) if path and path.is_file() else spec
+
+
+def check_cached_pretrained(spec: BackboneSpec) -> None:
+    """Raise :class:`BackboneLoadError` when open_clip's cached weights of a tag differ from the recorded checksum."""
+    cached = cached_pretrained_file(spec)
+    if cached is not None and file_sha256(cached) != spec.sha256:
+        raise BackboneLoadError(
+            f"open_clip's cached weights {cached} for {spec.model} ({spec.pretrained}) are not the weights this "
+            "checkpoint was trained on (their checksum differs): the tag's weights changed upstream. Delete that "
+            "file to download them again, or use the original file with --backbone-weights PATH."
+        )
+
+
 class _DropRandomInitWarning(logging.Filter):
     """Drops open_clip's "No pretrained weights loaded" record, and only it."""
 
@@ -200,6 +241,8 @@ def load_backbone(spec: BackboneSpec, device: str | torch.device = "cpu") -> Bac
             raise BackboneLoadError(
                 f"backbone weights {path} do not match the checksum recorded for them (changed or corrupt)."
             )
+    elif spec.pretrained is not None and spec.sha256 is not None:
+        check_cached_pretrained(spec)
     try:
         with _quiet_random_init_warning():
             clip = open_clip.create_model(spec.model, pretrained=spec.pretrained, device=device)

@@ -1,11 +1,26 @@
 """The checkpoint folder format, known here and nowhere else.
 
-A checkpoint is a folder in the Hugging Face convention::
+A checkpoint is a complete folder in the Hugging Face convention: everything
+needed to score with it, and no absolute path::
 
-    CKPT/config.json          format and version, the RewardModelConfig, and the
-                              checksum of the weights file
-    CKPT/model.safetensors    the model's tensors (see RewardModel.names_to_save)
-    CKPT/...                  files a writer adds (the trainer's resumable state)
+    CKPT/config.json            format and version, the RewardModelConfig, and the
+                                checksum of the weights file
+    CKPT/model.safetensors      the model's tensors (see RewardModel.names_to_save)
+    CKPT/backbone.safetensors   the backbone's weights, when no public name and tag
+                                reach them (the package's own backbone, a local file)
+    CKPT/...                    files a writer adds (the trainer's resumable state)
+
+A backbone given by an open_clip name and pretrained tag is recorded as such,
+with the checksum of open_clip's cached file, and loads through open_clip's
+cache. The backbone file is hard-linked when it lies on the same file system
+(no extra disk), else copied. A folder copied anywhere, renamed, or used with
+an empty cache loads the same. Version 1 folders (which pointed at a backbone
+file by absolute path) still load while that file exists; :func:`pack_checkpoint`
+(``vlm-rewards pack``) makes them complete.
+
+A checkpoint path may also be a Hugging Face Hub repo id (``user/name``): it
+resolves through ``huggingface_hub``'s local cache (``HF_HUB_OFFLINE=1`` never
+touches the network).
 
 Writes are atomic: the folder is staged beside its final name and swapped in
 with two renames. Only a writer ever cleans up after a killed save
@@ -25,27 +40,33 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import shutil
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from vlm_reward_wrappers.configs import from_dict, to_dict
 from vlm_reward_wrappers.io_utils import read_versioned_json, write_json_atomic
-from vlm_reward_wrappers.models.backbone import file_sha256
+from vlm_reward_wrappers.models.backbone import BackboneSpec, file_sha256, with_checksum
 from vlm_reward_wrappers.models.config import RewardModelConfig
 from vlm_reward_wrappers.version import __version__
 
 CHECKPOINT_FORMAT = "vlm-reward-wrappers/reward-model"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+OLDER_VERSIONS = (1,)
+"""Version 1: the backbone file was referenced by an absolute path instead of lying in the folder."""
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+BACKBONE_NAME = "backbone.safetensors"
 _METADATA_KEYS = ("format", "format_version", "package_version", "weights")
 _READ_ATTEMPTS = 20
 
@@ -59,6 +80,31 @@ class CheckpointError(RuntimeError):
 def is_checkpoint(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a reward-model checkpoint folder (it holds a ``config.json``)."""
     return (Path(path) / CONFIG_NAME).is_file()
+
+
+def _looks_like_repo_id(text: str) -> bool:
+    return re.fullmatch(r"[\w.-]+/[\w.-]+", text) is not None
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """The local folder of a checkpoint: ``path`` itself, or a Hub repo id's snapshot in the local Hub cache.
+
+    A repo id resolves through ``huggingface_hub.snapshot_download``; with
+    ``HF_HUB_OFFLINE=1`` only the local cache is read, and a repo that is not
+    there is a one-line :class:`CheckpointError`.
+    """
+    folder = Path(path).expanduser()
+    if folder.exists() or _previous(folder) is not None or not _looks_like_repo_id(str(path)):
+        return folder
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(path)))
+    except Exception as error:  # offline cache misses, unknown repos, network errors
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(
+            f"{path} is not a checkpoint folder, and as a Hugging Face Hub repo id it cannot be had here ({reason})."
+        ) from error
 
 
 def save_stamp(path: str | os.PathLike) -> int | None:
@@ -84,7 +130,7 @@ def read_while_saving(folder: str | os.PathLike, read: Callable[[Path], T]) -> T
     reads files that the swap replaces, gets a :class:`CheckpointError` and
     tries again (the previous checkpoint serves while the new one is missing).
     """
-    folder = Path(folder)
+    folder = resolve_checkpoint(folder)
     for attempt in range(_READ_ATTEMPTS):
         target = folder if folder.exists() else (_previous(folder) or folder)
         try:
@@ -120,6 +166,7 @@ def read_config_file(folder: Path) -> tuple[RewardModelConfig, str]:
         file_format=CHECKPOINT_FORMAT,
         version=CHECKPOINT_VERSION,
         what="a vlm_reward_wrappers reward-model config",
+        also_reads=OLDER_VERSIONS,
         error=CheckpointError,
     )
     fields = {key: value for key, value in payload.items() if key not in _METADATA_KEYS}
@@ -127,6 +174,20 @@ def read_config_file(folder: Path) -> tuple[RewardModelConfig, str]:
         config = from_dict(RewardModelConfig, fields)
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{config_path} does not describe a reward model: {error}") from error
+    backbone = config.backbone
+    if backbone.is_local_file and not Path(str(backbone.pretrained)).is_absolute():
+        config.backbone = replace(backbone, pretrained=str(folder / str(backbone.pretrained)))
+        if not Path(config.backbone.pretrained or "").is_file():
+            raise CheckpointError(
+                f"checkpoint {folder} is incomplete: its backbone weights {config.backbone.pretrained} are missing. "
+                "Copy the whole checkpoint folder."
+            )
+    elif backbone.is_local_file and not Path(str(backbone.pretrained)).is_file():
+        raise CheckpointError(
+            f"checkpoint {folder} (format version {payload['format_version']}) points at backbone weights "
+            f"{backbone.pretrained}, which do not exist here. On the machine that has that file, run "
+            f"`vlm-rewards pack {folder}` to put the weights into the folder, then copy the folder."
+        )
     return config, payload["weights"]["sha256"]
 
 
@@ -147,6 +208,7 @@ def write_checkpoint(
     staging = final.parent / f".{final.name}.staging-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
+        recorded = replace(config, backbone=_backbone_into(config.backbone, staging))
         weights_path = staging / WEIGHTS_NAME
         save_file(weights, str(weights_path))
         for name, writer in (extra_files or {}).items():
@@ -158,7 +220,7 @@ def write_checkpoint(
             "format": CHECKPOINT_FORMAT,
             "format_version": CHECKPOINT_VERSION,
             "package_version": __version__,
-            **to_dict(config),
+            **to_dict(recorded),
             "weights": {"file": WEIGHTS_NAME, "sha256": file_sha256(weights_path)},
         }
         write_json_atomic(staging / CONFIG_NAME, payload)
@@ -166,6 +228,49 @@ def write_checkpoint(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return final
+
+
+def _backbone_into(spec: BackboneSpec, staging: Path) -> BackboneSpec:
+    """The backbone as the folder records it: a local weights file goes into the folder (a relative name);
+    a pretrained tag keeps its name, with the checksum of open_clip's cached file."""
+    if not spec.is_local_file:
+        return with_checksum(spec)
+    source = Path(str(spec.pretrained))
+    if not source.is_file():
+        raise CheckpointError(
+            f"the backbone weights {source} do not exist, so the checkpoint cannot be made complete; pack it on "
+            "the machine that has them (`vlm-rewards pack CKPT`)."
+        )
+    target = staging / BACKBONE_NAME
+    try:
+        os.link(source, target)  # no extra disk where both lie on one file system; the file stays whole
+    except OSError:
+        shutil.copyfile(source, target)
+    checksum = file_sha256(target)
+    if spec.sha256 is not None and checksum != spec.sha256:
+        raise CheckpointError(
+            f"the backbone weights {source} do not match their recorded checksum (changed or corrupt)"
+        )
+    return BackboneSpec(spec.model, BACKBONE_NAME, checksum)
+
+
+def pack_checkpoint(path: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Make a checkpoint complete (its backbone weights in the folder), in place or as a copy at ``out``.
+
+    Converts version-1 folders, which pointed at the backbone by an absolute
+    path; the weights and any extra files (the trainer's state) are kept.
+    """
+    folder = resolve_checkpoint(path)
+    config, weights_sha256 = read_checkpoint_config(folder)
+    weights_path = folder / WEIGHTS_NAME
+    if not weights_path.is_file() or file_sha256(weights_path) != weights_sha256:
+        raise CheckpointError(f"checkpoint weights {weights_path} are missing or do not match their checksum.")
+    extra = {
+        item.name: functools.partial(shutil.copyfile, item)
+        for item in folder.iterdir()
+        if item.is_file() and item.name not in (CONFIG_NAME, WEIGHTS_NAME, BACKBONE_NAME)
+    }
+    return write_checkpoint(out if out is not None else folder, config, load_file(str(weights_path)), extra)
 
 
 def recover_interrupted_save(final: str | os.PathLike) -> None:

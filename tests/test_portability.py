@@ -1,0 +1,188 @@
+"""Checkpoints that travel: complete folders, no absolute path, identical scores anywhere, old formats, the Hub."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import huggingface_hub
+import numpy as np
+import pytest
+
+from vlm_reward_wrappers.models import BackboneSpec, CheckpointError, FinetuneConfig, RewardModel, RewardModelConfig
+from vlm_reward_wrappers.models.backbone import (
+    BackboneLoadError,
+    cached_pretrained_file,
+    check_cached_pretrained,
+    file_sha256,
+    with_checksum,
+)
+from vlm_reward_wrappers.models.checkpoint import BACKBONE_NAME, CONFIG_NAME, WEIGHTS_NAME, pack_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+SCORE_SCRIPT = """
+import sys
+import numpy as np
+from vlm_reward_wrappers.models import RewardModel
+frames = np.load(sys.argv[2])
+print(RewardModel.from_pretrained(sys.argv[1]).reward(frames, "reach the goal position").tobytes().hex())
+"""
+
+
+@pytest.fixture(scope="module")
+def frames(tiny_dataset) -> np.ndarray:
+    return tiny_dataset.read_frames(0)[:24]
+
+
+def strings(value: object) -> list[str]:
+    """Every string in a JSON value."""
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in strings(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in strings(item)]
+    return [value] if isinstance(value, str) else []
+
+
+def score_in_a_fresh_process(checkpoint: Path, frames: np.ndarray, tmp_path: Path, cache: Path) -> np.ndarray:
+    """Scores of ``frames`` by ``checkpoint``, loaded by another process whose package cache is ``cache``."""
+    np.save(tmp_path / "frames.npy", frames)
+    env = {**os.environ, "VLM_REWARDS_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", SCORE_SCRIPT, str(checkpoint), str(tmp_path / "frames.npy")],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return np.frombuffer(bytes.fromhex(done.stdout.split()[-1]), dtype=np.float32)
+
+
+def test_a_checkpoint_folder_is_complete_and_holds_no_absolute_path(tiny_checkpoint, tiny_backbone):
+    payload = json.loads((tiny_checkpoint / CONFIG_NAME).read_text())
+    assert payload["backbone"]["pretrained"] == BACKBONE_NAME
+    assert payload["backbone"]["sha256"] == tiny_backbone.sha256 == file_sha256(tiny_checkpoint / BACKBONE_NAME)
+    absolute = [text for text in strings(payload) if os.path.isabs(text)]
+    assert not absolute, absolute
+
+
+def test_a_copied_renamed_checkpoint_scores_bit_identically_with_an_empty_cache(tiny_checkpoint, frames, tmp_path):
+    expected = RewardModel.from_pretrained(tiny_checkpoint).reward(frames, "reach the goal position")
+    copy = Path(shutil.copytree(tiny_checkpoint, tmp_path / "elsewhere" / "renamed"))
+    empty_cache = tmp_path / "empty-cache"
+    empty_cache.mkdir()
+    scores = score_in_a_fresh_process(copy, frames, tmp_path, empty_cache)
+    assert scores.dtype == expected.dtype and np.array_equal(scores, expected)
+    assert not any(empty_cache.iterdir())  # nothing was fetched or trained into the cache
+
+
+def test_the_folder_needs_no_file_outside_it(tiny_backbone, frames, tmp_path):
+    """The backbone file the model was trained on is deleted: the folder still loads and scores the same."""
+    weights = Path(shutil.copyfile(tiny_backbone.pretrained, tmp_path / "mine.safetensors"))
+    spec = BackboneSpec.from_file(tiny_backbone.model, weights)
+    model = RewardModel(RewardModelConfig(backbone=spec, finetune=FinetuneConfig("lora", rank=2), image_size=32))
+    expected = model.reward(frames, "press the button")
+    model.save_pretrained(tmp_path / "ckpt")
+    weights.unlink()
+    assert np.array_equal(RewardModel.from_pretrained(tmp_path / "ckpt").reward(frames, "press the button"), expected)
+
+
+def test_a_missing_or_altered_backbone_file_is_named(tiny_checkpoint, tmp_path):
+    missing = Path(shutil.copytree(tiny_checkpoint, tmp_path / "missing"))
+    (missing / BACKBONE_NAME).unlink()
+    with pytest.raises(CheckpointError, match=r"incomplete.*Copy the whole checkpoint folder") as error:
+        RewardModel.from_pretrained(missing)
+    assert str(missing / BACKBONE_NAME) in str(error.value)
+    altered = Path(shutil.copytree(tiny_checkpoint, tmp_path / "altered"))
+    with open(altered / BACKBONE_NAME, "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(CheckpointError, match="checksum") as error:
+        RewardModel.from_pretrained(altered)
+    assert str(altered / BACKBONE_NAME) in str(error.value)
+
+
+def make_version_1(checkpoint: Path, folder: Path, backbone_file: Path) -> Path:
+    """A checkpoint as version 0.1 of the package wrote it: the backbone referenced by an absolute path."""
+    shutil.copytree(checkpoint, folder)
+    (folder / BACKBONE_NAME).unlink()
+    payload = json.loads((folder / CONFIG_NAME).read_text())
+    payload.update(format_version=1, package_version="0.1.0")
+    payload["backbone"]["pretrained"] = str(backbone_file)
+    (folder / CONFIG_NAME).write_text(json.dumps(payload))
+    return folder
+
+
+def test_version_1_checkpoints_load_and_pack_into_complete_folders(tiny_checkpoint, tiny_backbone, frames, tmp_path):
+    expected = RewardModel.from_pretrained(tiny_checkpoint).reward(frames, "close the drawer")
+    backbone_file = Path(shutil.copyfile(tiny_backbone.pretrained, tmp_path / "cached.safetensors"))
+    old = make_version_1(tiny_checkpoint, tmp_path / "old", backbone_file)
+    assert np.array_equal(RewardModel.from_pretrained(old).reward(frames, "close the drawer"), expected)
+
+    packed = pack_checkpoint(old, tmp_path / "packed")
+    backbone_file.unlink()  # the colleague's machine: no such file
+    with pytest.raises(CheckpointError, match=f"vlm-rewards pack {old}"):
+        RewardModel.from_pretrained(old)
+    assert np.array_equal(RewardModel.from_pretrained(packed).reward(frames, "close the drawer"), expected)
+    assert json.loads((packed / CONFIG_NAME).read_text())["format_version"] == 2
+    assert {"training_state.pt", WEIGHTS_NAME, BACKBONE_NAME, CONFIG_NAME} <= {p.name for p in packed.iterdir()}
+
+
+def test_cli_pack_in_place(tiny_checkpoint, tiny_backbone, tmp_path):
+    backbone_file = Path(shutil.copyfile(tiny_backbone.pretrained, tmp_path / "cached.safetensors"))
+    old = make_version_1(tiny_checkpoint, tmp_path / "old", backbone_file)
+    done = subprocess.run(
+        [sys.executable, "-m", "vlm_reward_wrappers", "pack", str(old)], capture_output=True, text=True, cwd=REPO
+    )
+    assert done.returncode == 0, done.stderr
+    assert "complete checkpoint" in done.stdout and (old / BACKBONE_NAME).is_file()
+    assert json.loads((old / CONFIG_NAME).read_text())["backbone"]["pretrained"] == BACKBONE_NAME
+
+
+def fake_hub_snapshot(cache: Path, repo_id: str, files: dict[str, Path | bytes]) -> Path:
+    """A repo as huggingface_hub's cache lays it out after a download: refs/main names a snapshot folder."""
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(revision)
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    for name, content in files.items():
+        if isinstance(content, Path):
+            shutil.copyfile(content, snapshot / name)
+        else:
+            (snapshot / name).write_bytes(content)
+    return snapshot
+
+
+def test_a_hub_repo_id_loads_offline_from_the_hub_cache(tiny_checkpoint, frames, tmp_path, monkeypatch):
+    assert huggingface_hub.constants.HF_HUB_OFFLINE  # conftest sets HF_HUB_OFFLINE=1: the network is never tried
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    fake_hub_snapshot(tmp_path / "hub", "someone/triplet-metaworld", {p.name: p for p in tiny_checkpoint.iterdir()})
+    expected = RewardModel.from_pretrained(tiny_checkpoint).reward(frames, "reach the goal position")
+    loaded = RewardModel.from_pretrained("someone/triplet-metaworld")
+    assert np.array_equal(loaded.reward(frames, "reach the goal position"), expected)
+
+    started = time.perf_counter()
+    with pytest.raises(CheckpointError, match=r"not a checkpoint folder.*Hub repo id") as error:
+        RewardModel.from_pretrained("someone/not-downloaded")
+    assert time.perf_counter() - started < 10 and "\n" not in str(error.value)
+
+
+def test_a_pretrained_tag_records_the_checksum_of_open_clips_cached_file(tmp_path, monkeypatch):
+    """Tags load through open_clip's cache; the checksum catches weights that changed upstream.
+
+    Downloading real weights cannot be tested here (no network): the cache is laid out by hand.
+    """
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    tag = BackboneSpec("ViT-B-16-SigLIP2", pretrained="webli")
+    assert cached_pretrained_file(tag) is None and with_checksum(tag).sha256 is None
+    snapshot = fake_hub_snapshot(tmp_path / "hub", "timm/ViT-B-16-SigLIP2", {"open_clip_model.safetensors": b"w" * 64})
+    assert cached_pretrained_file(tag) == snapshot / "open_clip_model.safetensors"
+    recorded = with_checksum(tag)
+    assert recorded.sha256 == file_sha256(snapshot / "open_clip_model.safetensors")
+    check_cached_pretrained(recorded)  # the same file: no error
+    (snapshot / "open_clip_model.safetensors").write_bytes(b"v" * 64)
+    with pytest.raises(BackboneLoadError, match="changed upstream"):
+        check_cached_pretrained(recorded)
