@@ -11,7 +11,7 @@ two lines are
     wrapper overhead ratio: <x>       wrapped steps/s * (t_step + t_render + t_score1)
     vector batching speedup: <x>x     8 envs, one batched pass / 8 wrapped envs
 
-    python benchmarks/throughput.py --checkpoint runs/quick/checkpoints/triplet
+    python benchmarks/throughput.py --checkpoint runs/quick/checkpoints/triplet-seed0
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def untrained_checkpoint(folder: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default="runs/quick/checkpoints/triplet")
+    parser.add_argument("--checkpoint", default="runs/quick/checkpoints/triplet-seed0")
     parser.add_argument("--task", default="reach-v3")
     parser.add_argument("--steps", type=int, default=200, help="timed calls per run")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure (the fastest counts)")

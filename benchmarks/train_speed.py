@@ -20,9 +20,10 @@ import torch
 
 from vlm_reward_wrappers.data import CollectionConfig, DemoDataset, collect
 from vlm_reward_wrappers.models import BackboneSpec, FinetuneConfig, RewardModel, RewardModelConfig, load_backbone
+from vlm_reward_wrappers.models.features import backbone_features
 from vlm_reward_wrappers.objectives import get_objective
 from vlm_reward_wrappers.training.batches import FrameStore, TrajectorySampler
-from vlm_reward_wrappers.training.trainer import TrainingStep, cache_backbone_features
+from vlm_reward_wrappers.training.trainer import TrainingStep
 
 
 def measure(dataset: DemoDataset, mode: str, model_name: str, steps: int, batch_size: int) -> dict[str, float]:
@@ -39,7 +40,7 @@ def measure(dataset: DemoDataset, mode: str, model_name: str, steps: int, batch_
     episodes = [i for i, e in enumerate(dataset.episodes) if e.is_successful_expert]
     sampler = TrajectorySampler(dataset, episodes, batch_size, seed=0)
     started = time.perf_counter()
-    cache = cache_backbone_features(model, dataset, episodes) if mode == "heads" else None
+    cache = backbone_features(model, dataset, episodes) if mode == "heads" else None
     cache_seconds = time.perf_counter() - started
     step_module = TrainingStep(model, FrameStore(dataset, episodes), cache)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)

@@ -9,7 +9,7 @@ Logs (stdout and ``OUT/progress.csv``):
 ``episode/success_rate`` (success at any step), means over the last 20
 episodes; ``OUT/monitor.csv`` has every episode. The agent is saved to ``OUT/agent.zip``.
 
-    python examples/train_sb3.py --checkpoint runs/quick/checkpoints/triplet --task reach-v3 --algo sac \
+    python examples/train_sb3.py --checkpoint runs/quick/checkpoints/triplet-seed0 --task reach-v3 --algo sac \
         --total-timesteps 20000
     python examples/train_sb3.py --algo ppo --num-envs 8 --reward-mode shaped
 """
@@ -60,7 +60,7 @@ class Args:
         out: folder for logs and the agent.
     """
 
-    checkpoint: str = "runs/quick/checkpoints/triplet"
+    checkpoint: str = "runs/quick/checkpoints/triplet-seed0"
     task: str = "reach-v3"
     algo: Literal["sac", "ppo"] = "sac"
     total_timesteps: int = 20_000

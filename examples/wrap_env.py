@@ -1,6 +1,6 @@
 """A learned reward on a Meta-World env, in five lines (the README's example).
 
-python examples/wrap_env.py                                   # runs/quick/checkpoints/triplet
+python examples/wrap_env.py                                   # runs/quick/checkpoints/triplet-seed0
 python examples/wrap_env.py path/to/checkpoint door-open-v3
 """
 
@@ -11,7 +11,7 @@ import sys
 from vlm_reward_wrappers import VLMRewardWrapper, make_metaworld_env
 from vlm_reward_wrappers.models import is_checkpoint
 
-DEFAULT_CHECKPOINT = "runs/quick/checkpoints/triplet"
+DEFAULT_CHECKPOINT = "runs/quick/checkpoints/triplet-seed0"
 
 
 def main(checkpoint: str = DEFAULT_CHECKPOINT, task: str = "door-open-v3") -> float:

@@ -69,27 +69,50 @@ def test_other_camera_or_size_gives_a_warning(tiny_checkpoint, tmp_path):
     assert len(metrics["evaluated"]["warnings"]) == 2
 
 
-def test_tiny_benchmark_end_to_end_and_cached_rerun(tmp_path, monkeypatch):
+def _without_paths(value):
+    """A metrics.json payload without the absolute paths of its run folder (which differ between two runs)."""
+    if isinstance(value, dict):
+        return {key: _without_paths(item) for key, item in value.items() if key not in ("data", "checkpoint")}
+    if isinstance(value, list):
+        return [_without_paths(item) for item in value]
+    return value
+
+
+def test_tiny_benchmark_end_to_end_cached_rerun_and_identical_second_run(tmp_path, monkeypatch):
     monkeypatch.setenv("VLM_REWARDS_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "bench"
     lines: list[str] = []
     result = run_benchmark(PRESETS["tiny"], out, log=lines.append, progress=False)
-    assert set(result["table"]) == {"zero-shot", "triplet", "tcn", "vip", "r3m", "liv"}
-    for objective, splits in result["table"].items():
-        accuracy = splits["train-tasks"]["ranking_accuracy"]
-        assert accuracy is not None and 0.0 <= accuracy <= 1.0, objective
+    labels = [row["label"] for row in result["rows"]]
+    assert labels == ["zero-shot", "triplet", "tcn (image goal)", "tcn (sentence)"]
+    for split in ("train-tasks", "held-out-tasks"):
+        ranking = result["statistics"][split]["ranking_accuracy"]
+        assert ranking["num_seeds"] == 2 and ranking["num_resamples"] >= 2000
+        assert ranking["best"] in labels and set(ranking["paired"]) == set(ranking["objectives"]) - {ranking["best"]}
+    # TCN's native reward needs a goal image: held-out tasks have none, so that row is left out there.
+    assert "tcn (image goal)" in result["statistics"]["train-tasks"]["ranking_accuracy"]["objectives"]
+    assert "tcn (image goal)" not in result["statistics"]["held-out-tasks"]["ranking_accuracy"]["objectives"]
     report = (out / "report.md").read_text()
-    assert "not web-pretrained" in report and "| triplet |" in report and "wall time" in report
-    assert (out / "benchmark.png").stat().st_size > 0
+    assert "not web-pretrained" in report and "| tcn (image goal) | image |" in report and "vs best" in report
+    assert (out / "benchmark.png").stat().st_size > 0 and (out / "learning_curves.png").stat().st_size > 0
     assert any(line.startswith("[5/5]") for line in lines)
     # Nothing leaked from the held-out task into training.
-    trained_on = json.loads((out / "checkpoints" / "triplet" / "config.json").read_text())["training"]["tasks"]
+    trained_on = json.loads((out / "checkpoints" / "triplet-seed0" / "config.json").read_text())["training"]["tasks"]
     assert "door-lock-v3" not in trained_on
     # A re-run reuses every stage: checkpoints are not rewritten.
     stamps = {p: p.stat().st_mtime_ns for p in (out / "checkpoints").glob("*/model.safetensors")}
     rerun = run_benchmark(PRESETS["tiny"], out, log=lambda _: None, progress=False)
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
-    assert rerun["table"] == result["table"]
+    assert rerun["statistics"] == result["statistics"]
+    # The same command in a new folder on the same machine gives identical metrics, file by file.
+    again = tmp_path / "again"
+    run_benchmark(PRESETS["tiny"], again, log=lambda _: None, progress=False)
+    first = sorted((out / "eval").rglob("metrics.json"))
+    assert len(first) == 2 * 3 * 2  # seeds x objectives x splits
+    for path in first:
+        twin = again / path.relative_to(out)
+        assert _without_paths(json.loads(path.read_text())) == _without_paths(json.loads(twin.read_text())), path
+    assert json.loads((again / "benchmark.json").read_text())["statistics"] == result["statistics"]
 
 
 def test_cli_evaluate_and_bad_checkpoint(tiny_checkpoint, tiny_dataset, tmp_path):

@@ -31,6 +31,9 @@ BLOCK_KEYS = {
     "num_frames",
     "num_episodes",
     "num_pairs",
+    "goal_swap_accuracy",
+    "goal_swap_accuracy_ci",
+    "num_goal_swap_pairs",
 }
 
 

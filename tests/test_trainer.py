@@ -30,6 +30,7 @@ from vlm_reward_wrappers.data import CollectionConfig, collect
 from vlm_reward_wrappers.models import BackboneSpec, RewardModel, load_backbone
 from vlm_reward_wrappers.models.backbone import file_sha256
 from vlm_reward_wrappers.models.checkpoint import CONFIG_NAME, WEIGHTS_NAME
+from vlm_reward_wrappers.models.features import backbone_features
 from vlm_reward_wrappers.objectives import get_objective
 from vlm_reward_wrappers.tasks import DEFAULT_BASELINE_TEXT, ML45_TEST, goal_text
 from vlm_reward_wrappers.training.batches import FrameStore, TrajectorySampler
@@ -40,7 +41,6 @@ from vlm_reward_wrappers.training.trainer import (
     RunMismatchError,
     TrainConfig,
     TrainingStep,
-    cache_backbone_features,
     choose_tasks,
     train,
 )
@@ -106,8 +106,10 @@ def test_train_writes_a_checkpoint_with_its_training_summary(tiny_checkpoint, ti
     assert training["steps"] == 4
     assert [entry["step"] for entry in training["history"]] == [2, 4]  # one entry per evaluation
     for entry in training["history"]:
-        assert 0.0 <= entry["ranking_accuracy"] <= 1.0 and 0.0 <= entry["task_accuracy"] <= 1.0
-    best_entry = max(training["history"], key=lambda e: e["ranking_accuracy"])  # first of equal scores wins
+        assert set(entry) == {"step", "validation_loss", "ranking_accuracy", "task_accuracy"}
+        assert math.isfinite(entry["validation_loss"]) and entry["validation_loss"] > 0  # a triplet hinge loss
+    # The kept weights have the lowest validation loss of the objective itself, not the best ranking accuracy.
+    best_entry = min(training["history"], key=lambda e: e["validation_loss"])  # first of equal losses wins
     assert training["best_step"] == best_entry["step"]
     assert training["best_validation"] == {k: v for k, v in best_entry.items() if k != "step"}
     assert training["tasks"] == sorted(tiny_dataset.tasks) and training["config"]["max_steps"] == 4
@@ -116,14 +118,19 @@ def test_train_writes_a_checkpoint_with_its_training_summary(tiny_checkpoint, ti
     assert training["train_episodes"] + training["val_episodes"] == len(tiny_dataset)
     stats = payload["reward_stats"]
     assert stats["std"] > 1e-5 and math.isfinite(stats["mean"]) and -1.0 <= stats["mean"] <= 1.0
-    assert payload["backbone"] == to_dict(tiny_backbone) and payload["objective"]["name"] == "triplet"
+    recorded = {**to_dict(tiny_backbone), "pretrained": "backbone.safetensors"}  # the weights lie in the folder
+    assert payload["backbone"] == recorded and payload["objective"]["name"] == "triplet"
     assert payload["goal_texts"] == {task: goal_text(task) for task in tiny_dataset.tasks}
     assert payload["image_size"] == 32 and payload["camera"] == "corner"
+    with_goal_images = sorted({tiny_dataset.episodes[i].task for i in range(len(tiny_dataset))
+                               if tiny_dataset.episodes[i].is_successful_expert})  # fmt: skip
+    assert payload["goal_image_tasks"] == with_goal_images and payload["image_reward_stats"]["std"] > 1e-5
 
     state = state_of(tiny_checkpoint)
     assert state["step"] == 4 and state["history"] == training["history"]
     assert state["config"] == TrainConfig(**SMALL, max_steps=4).resume_key()
-    assert set(state["model"]) == set(load_file(str(tiny_checkpoint / WEIGHTS_NAME)))  # last vs best weights: see below
+    # last (trained) vs kept weights, with the goal images computed at the end: see below
+    assert set(state["model"]) | {"goal_images"} == set(load_file(str(tiny_checkpoint / WEIGHTS_NAME)))
 
 
 # ------------------------------------------------------------- (b) resume
@@ -421,7 +428,7 @@ def test_cached_features_give_the_same_loss_as_encoding_frames(tiny_dataset, tin
     model = RewardModel(config, load_backbone(tiny_backbone))
     with torch.no_grad():  # a non-zero head, so that the head is part of what is compared
         model.heads["image"].down.weight.normal_(0, 0.1)
-    cache = cache_backbone_features(model, tiny_dataset, episodes)
+    cache = backbone_features(model, tiny_dataset, episodes)
     assert set(cache) == set(episodes) and all(len(cache[i]) == tiny_dataset.episodes[i].num_steps for i in episodes)
     batch = TrajectorySampler(tiny_dataset, episodes, batch_size=8, seed=0).batch(3)
     cached, _ = TrainingStep(model, None, cache)(batch)
@@ -436,7 +443,8 @@ def test_heads_mode_trains_only_the_heads(tiny_dataset, tiny_backbone, frames, t
     model = train(config, tiny_dataset.root, tmp_path / "heads", backbone=tiny_backbone, progress=False)
     saved = load_file(str(tmp_path / "heads" / WEIGHTS_NAME))
     assert set(saved) == {n for n, _ in model.named_parameters() if n.startswith("heads.")} | {
-        "backbone.clip.logit_scale"
+        "backbone.clip.logit_scale",
+        "goal_images",
     }
     assert saved["heads.image.down.weight"].abs().sum() > 0 and saved["heads.text.down.weight"].abs().sum() > 0
     plain = load_backbone(tiny_backbone).eval()

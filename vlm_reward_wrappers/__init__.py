@@ -1,8 +1,9 @@
 """Vision-language models as reward functions for Meta-World, as drop-in gymnasium wrappers.
 
 Example:
-    >>> from vlm_reward_wrappers import make_metaworld_env, VLMRewardWrapper   # doctest: +SKIP
-    >>> env = VLMRewardWrapper(make_metaworld_env("door-open-v3"), "checkpoints/triplet")   # doctest: +SKIP
+    >>> from vlm_reward_wrappers import make_metaworld_env, VLMRewardWrapper
+    >>> checkpoint = "runs/quick/checkpoints/triplet-seed0"   # written by `vlm-rewards benchmark`
+    >>> env = VLMRewardWrapper(make_metaworld_env("door-open-v3"), checkpoint)   # doctest: +SKIP
 """
 
 from __future__ import annotations

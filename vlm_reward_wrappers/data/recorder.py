@@ -90,11 +90,9 @@ class EpisodeCollector:
 
     def __call__(self, job: EpisodeJob) -> int:
         if job.task not in self.envs:
-            # The construction seed fixes MT1's set of 50 goal variants: keep it
-            # the collection's, so an episode depends on its own seed only.
-            env = make_metaworld_env(
-                job.task, seed=self.config.seed, camera=self.config.camera, image_size=self.config.image_size
-            )
+            # run_episode resets with the episode's own seed, which fixes the whole episode
+            # (make_metaworld_env); the env is made once per task and reused.
+            env = make_metaworld_env(job.task, camera=self.config.camera, image_size=self.config.image_size)
             self.envs[job.task] = (
                 env,
                 FrameRenderer(env, self.config.camera, self.config.image_size, self.config.image_size),

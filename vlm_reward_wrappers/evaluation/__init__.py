@@ -2,7 +2,7 @@
 
 Example:
     >>> from vlm_reward_wrappers.evaluation import evaluate
-    >>> metrics = evaluate("runs/quick/checkpoints/triplet", "runs/quick/data/eval", "runs/eval")   # doctest: +SKIP
+    >>> metrics = evaluate("runs/quick/checkpoints/triplet-seed0", "runs/quick/data/eval", "runs/e")  # doctest: +SKIP
 """
 
 from vlm_reward_wrappers.evaluation.evaluate import evaluate

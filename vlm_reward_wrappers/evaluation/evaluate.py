@@ -1,17 +1,21 @@
 """``vlm-rewards evaluate``: score a dataset with a checkpoint and compare with the ground truth.
 
-Writes to the output folder:
+Every checkpoint is scored with its native reward (the goal its objective
+trains: a goal image for TCN and image-goal VIP, the sentence otherwise) and,
+where that differs, also with the sentence reward. Writes to the output folder:
 
-* ``metrics.json``: every metric overall and per task (:func:`~.metrics.summarize`),
-  with what was evaluated;
+* ``metrics.json``: every metric overall and per task (:func:`~vlm_reward_wrappers.metrics.summarize`)
+  for the native reward, ``sentence_reward`` likewise where it differs, and what was evaluated;
 * ``predictions.csv``: one row per frame (task, episode, step, gt_reward, success, predicted_reward);
+* ``predictions.npz`` (and ``predictions_sentence.npz``): the exact frame tables, for the benchmark's statistics;
 * ``report.md``: a markdown table per task;
 * ``reward_curves.png``: learned and ground-truth reward over time, a few episodes per task;
 * ``per_task.png``: ranking accuracy and VOC per task.
 
 Example:
-    >>> metrics = evaluate("runs/quick/checkpoints/triplet", "runs/quick/data/eval", "runs/eval")  # doctest: +SKIP
-    >>> metrics["overall"]["ranking_accuracy"]                                                     # doctest: +SKIP
+    >>> checkpoint = "runs/quick/checkpoints/triplet-seed0"
+    >>> metrics = evaluate(checkpoint, "runs/quick/data/eval", "runs/eval")  # doctest: +SKIP
+    >>> metrics["overall"]["ranking_accuracy"]                                # doctest: +SKIP
     0.87
 """
 
@@ -25,10 +29,27 @@ from typing import Any
 from vlm_reward_wrappers.data.storage import DemoDataset
 from vlm_reward_wrappers.evaluation.plots import plot_per_task, plot_reward_curves
 from vlm_reward_wrappers.evaluation.report import legend, markdown_table
-from vlm_reward_wrappers.evaluation.scoring import check_compatible, score_dataset, write_predictions_csv
+from vlm_reward_wrappers.evaluation.scoring import (
+    GoalChoice,
+    ScoredDataset,
+    check_compatible,
+    save_table,
+    score_dataset,
+    write_predictions_csv,
+)
 from vlm_reward_wrappers.io_utils import write_json_atomic, write_text_atomic
 from vlm_reward_wrappers.metrics import DEFAULT_DELTA, summarize
 from vlm_reward_wrappers.models import RewardModel, read_checkpoint_config
+
+TABLE_FILES: dict[GoalChoice, str] = {"native": "predictions.npz", "sentence": "predictions_sentence.npz"}
+"""Where an evaluation folder keeps the exact frame table of each reward."""
+
+
+def _summary(scored: ScoredDataset, delta: float, seed: int, num_resamples: int) -> dict[str, Any]:
+    if scored.table is None:
+        return {"overall": None, "per_task": {}, "skipped_tasks": scored.skipped_tasks}
+    summary = summarize(scored.table, delta=delta, seed=seed, num_resamples=num_resamples)
+    return {**summary, "skipped_tasks": scored.skipped_tasks}
 
 
 def evaluate(
@@ -39,48 +60,72 @@ def evaluate(
     tasks: Sequence[str] | None = None,
     delta: float = DEFAULT_DELTA,
     seed: int = 0,
+    num_resamples: int = 200,
     plots: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate a checkpoint on a dataset and write the report files to ``out``; return the metrics."""
+    """Evaluate a checkpoint on a dataset and write the report files to ``out``; return the metrics.
+
+    Tasks without a goal of the native kind (a held-out task of an image-goal
+    objective: the checkpoint stores goal images of its training tasks only)
+    are left out of the native report and listed under ``skipped_tasks``.
+    """
     model = checkpoint if isinstance(checkpoint, RewardModel) else RewardModel.from_pretrained(checkpoint)
     weights_sha256 = None if isinstance(checkpoint, RewardModel) else read_checkpoint_config(checkpoint)[1]
     dataset = DemoDataset(data, tasks=tasks)
     if len(dataset) == 0:
         raise ValueError(f"no episodes to evaluate in {data}" + (f" for tasks {', '.join(tasks)}" if tasks else ""))
     problems = check_compatible(model, dataset)
-    predictions = score_dataset(model, dataset)
-    metrics = summarize(predictions, delta=delta, seed=seed)
+    goal_kind = model.objective.goal_kind
+    choices: list[GoalChoice] = ["native"] if goal_kind == "sentence" else ["native", "sentence"]
+    scored = {choice: score_dataset(model, dataset, goal=choice) for choice in choices}
+    metrics = _summary(scored["native"], delta, seed, num_resamples)
+    if "sentence" in scored:
+        metrics["sentence_reward"] = _summary(scored["sentence"], delta, seed, num_resamples)
+    overall = metrics["overall"]
     metrics["evaluated"] = {
         "checkpoint": str(checkpoint) if not isinstance(checkpoint, RewardModel) else None,
         "weights_sha256": weights_sha256,
         "objective": model.config.objective,
-        "reward": "sentence",
-        "native_goal": model.objective.goal_kind,
+        "reward": goal_kind,
         "data": str(Path(data).resolve()),
         "tasks": dataset.tasks,
         "delta": delta,
         "seed": seed,
         "warnings": problems,
         "voc_note": None
-        if metrics["overall"]["voc"] is not None
+        if overall is None or overall["voc"] is not None
         else "no successful expert episode in the data: VOC unavailable",
     }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    for choice, result in scored.items():
+        if result.table is not None:
+            save_table(result.table, out / TABLE_FILES[choice])
     write_json_atomic(out / "metrics.json", metrics)
-    write_predictions_csv(predictions, out / "predictions.csv")
-    title = f"# Reward accuracy of `{model.config.objective['name']}` on `{data}`\n\n"
-    notes = "".join(f"> warning: {p}\n" for p in problems)
-    goal = model.objective.goal_kind
-    scored = (
-        "Scored with the goal-sentence reward s(o, l), the reward this objective trains.\n\n"
-        if goal == "sentence"
-        else f"> note: scored with the goal-sentence reward s(o, l); this objective trains a {goal}-goal reward, "
-        "so these numbers measure the backbone more than the objective.\n\n"
-    )
-    report = title + notes + scored + markdown_table(metrics) + "\n\n" + legend(delta) + "\n"
-    write_text_atomic(out / "report.md", report)
-    if plots:
-        plot_reward_curves(predictions, out / "reward_curves.png")
+    native = scored["native"].table
+    if native is not None:
+        write_predictions_csv(native, out / "predictions.csv")
+    write_text_atomic(out / "report.md", _report(model, data, metrics, problems, delta))
+    if plots and native is not None:
+        plot_reward_curves(native, out / "reward_curves.png")
         plot_per_task(metrics, out / "per_task.png")
     return metrics
+
+
+def _report(
+    model: RewardModel, data: str | os.PathLike, metrics: dict[str, Any], problems: list[str], delta: float
+) -> str:
+    goal = model.objective.goal_kind
+    lines = [f"# Reward accuracy of `{model.config.objective['name']}` on `{data}`", ""]
+    lines += [f"> warning: {problem}" for problem in problems]
+    lines += [f"## Native reward ({goal} goal)", ""]
+    lines.append(
+        markdown_table(metrics) if metrics["overall"] is not None else "n/a: no goal of this kind for these tasks"
+    )
+    if metrics["skipped_tasks"]:
+        lines += ["", f"Left out (no stored goal image; pass a demonstration): {', '.join(metrics['skipped_tasks'])}."]
+    if "sentence_reward" in metrics:
+        lines += ["", "## Sentence reward s(o, l), which this objective never trains", ""]
+        lines.append(markdown_table(metrics["sentence_reward"]))
+    lines += ["", legend(delta), ""]
+    return "\n".join(lines)

@@ -1,20 +1,27 @@
-"""Scoring every frame of a dataset with a reward model, in batches.
+"""Scoring every frame of a dataset with a reward model, in batches, against native or sentence goals.
 
-Each frame is scored against its task's goal as the checkpoint knows it
-(:meth:`~vlm_reward_wrappers.models.RewardModelConfig.goal_for`): the sentence
-the model trained with, or the package's for tasks it never saw.
+Each frame is scored against its task's goal as the checkpoint knows it:
+``goal="native"`` is the goal its objective trains (the stored goal image for
+TCN and image-goal VIP, the sentence otherwise), ``goal="sentence"`` the goal
+sentence the model trained with (or the package's, for tasks it never saw).
+Every frame is also scored against the goals of all training tasks, for the
+goal-swap accuracy. A frozen backbone's features are computed once per dataset
+and shared by every checkpoint on it (:mod:`vlm_reward_wrappers.models.features`).
 
 Example:
-    >>> model = RewardModel.from_pretrained("runs/quick/checkpoints/triplet")   # doctest: +SKIP
-    >>> predictions = score_dataset(model, DemoDataset("data/eval"))             # doctest: +SKIP
-    >>> predictions.predicted[:3]                                                # doctest: +SKIP
+    >>> model = RewardModel.from_pretrained("runs/quick/checkpoints/triplet-seed0")   # doctest: +SKIP
+    >>> scored = score_dataset(model, DemoDataset("data/eval"))                  # doctest: +SKIP
+    >>> scored.table.predicted[:3], scored.skipped_tasks                         # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -23,9 +30,21 @@ from vlm_reward_wrappers.data.storage import DemoDataset
 from vlm_reward_wrappers.io_utils import atomic_path
 from vlm_reward_wrappers.metrics import FrameTable
 from vlm_reward_wrappers.models.config import warn_if_unlike_training
-from vlm_reward_wrappers.models.reward_model import RewardModel
+from vlm_reward_wrappers.models.features import backbone_features
+from vlm_reward_wrappers.models.reward_model import Goal, GoalUnavailableError, RewardModel
+
+GoalChoice = Literal["native", "sentence"]
+"""``native``: the goal the objective trains (goal image or sentence); ``sentence``: the goal sentence."""
 
 PREDICTION_COLUMNS = ("task", "episode", "step", "gt_reward", "success", "predicted_reward")
+
+
+@dataclass
+class ScoredDataset:
+    """The frame table of the scored frames, and the tasks left out because no such goal exists for them."""
+
+    table: FrameTable | None
+    skipped_tasks: list[str]
 
 
 def write_predictions_csv(predictions: FrameTable, path: str | os.PathLike) -> None:
@@ -46,6 +65,19 @@ def write_predictions_csv(predictions: FrameTable, path: str | os.PathLike) -> N
             writer.writerow([task, int(episode), int(step), f"{truth:.6g}", int(success), f"{predicted:.6g}"])
 
 
+def save_table(table: FrameTable, path: str | os.PathLike) -> None:
+    """The whole frame table, exactly (``.npz``), for statistics recomputed later."""
+    arrays = {field.name: getattr(table, field.name) for field in dataclasses.fields(table)}
+    with atomic_path(path, suffix=".npz") as temporary, open(temporary, "wb") as handle:
+        np.savez_compressed(handle, **{name: value for name, value in arrays.items() if value is not None})
+
+
+def load_table(path: str | os.PathLike) -> FrameTable:
+    """A frame table written by :func:`save_table`."""
+    with np.load(path, allow_pickle=False) as stored:
+        return FrameTable(**{name: stored[name] for name in stored.files})
+
+
 def check_compatible(model: RewardModel, dataset: DemoDataset) -> list[str]:
     """Warn (and return the warnings) when the data was rendered unlike the model's training frames."""
     return warn_if_unlike_training(
@@ -53,27 +85,59 @@ def check_compatible(model: RewardModel, dataset: DemoDataset) -> list[str]:
     )
 
 
+def _goal(model: RewardModel, task: str, choice: GoalChoice) -> Goal:
+    return model.native_goal(task) if choice == "native" else model.config.goal_for(task)
+
+
 @torch.no_grad()
 def score_dataset(
-    model: RewardModel, dataset: DemoDataset, episodes: Sequence[int] | None = None, batch_size: int = 256
-) -> FrameTable:
-    """The model's reward of every frame of the chosen episodes, each scored against its task's goal."""
+    model: RewardModel,
+    dataset: DemoDataset,
+    episodes: Sequence[int] | None = None,
+    *,
+    goal: GoalChoice = "native",
+    batch_size: int = 256,
+) -> ScoredDataset:
+    """The model's reward of every frame of the chosen episodes for its task's goal, and for every training goal."""
     model.eval()
     selected = list(range(len(dataset))) if episodes is None else list(episodes)
-    goals = np.array([model.config.goal_for(info.task) for info in dataset.episodes])
-    predicted, parts = [], []
+    goals: dict[str, Goal] = {}
+    skipped = []
+    for task in dict.fromkeys(dataset.episodes[i].task for i in selected):
+        try:
+            goals[task] = _goal(model, task, goal)
+        except GoalUnavailableError:
+            skipped.append(task)
+    selected = [i for i in selected if dataset.episodes[i].task in goals]
+    if not selected:
+        return ScoredDataset(None, skipped)
+    training_tasks = sorted(model.config.goal_texts)
+    training_goals = [_goal(model, task, goal) for task in training_tasks]
+    frozen = model.config.finetune.mode in ("heads", "frozen")
+    cached = backbone_features(model, dataset, selected, batch_size) if frozen else {}
+    own, others, parts = [], [], []
     for batch in dataset.iter_frame_batches(batch_size, selected):
-        rewards = model.rewards_for_goals(model.encode_images(batch.frames), goals[batch.episode])
+        if frozen:
+            features = model.image_head(
+                torch.cat([cached[int(e)][int(s)][None] for e, s in zip(batch.episode, batch.step, strict=True)])
+            )
+        else:
+            features = model.encode_images(batch.frames)
+        tasks = np.array([dataset.episodes[int(e)].task for e in batch.episode])
+        rewards = np.zeros(len(tasks))
+        for task in np.unique(tasks):
+            where = np.flatnonzero(tasks == task)
+            rewards[where] = model.reward_from_features(features[where], goals[str(task)]).double().cpu().numpy()
+        swapped = [model.reward_from_features(features, other).double().cpu().numpy() for other in training_goals]
         if not np.all(np.isfinite(rewards)):
             raise FloatingPointError(f"the model gave non-finite rewards on {dataset.root}; the checkpoint is broken")
-        predicted.append(rewards)
+        own.append(rewards)
+        others.append(np.stack(swapped, axis=1) if swapped else np.zeros((len(rewards), 0)))
         parts.append(batch)
-    if not parts:
-        raise ValueError(f"no frames to score in {dataset.root}")
     episode = np.concatenate([p.episode for p in parts])
     infos = [dataset.episodes[i] for i in episode]
-    return FrameTable(
-        predicted=np.concatenate(predicted),
+    table = FrameTable(
+        predicted=np.concatenate(own),
         ground_truth=np.concatenate([p.gt_reward for p in parts]),
         success=np.concatenate([p.success for p in parts]),
         task=np.array([info.task for info in infos]),
@@ -81,4 +145,7 @@ def score_dataset(
         step=np.concatenate([p.step for p in parts]),
         first_success_step=np.array([info.first_success_step for info in infos]),
         is_expert=np.array([info.kind == "expert" for info in infos]),
+        goal_rewards=np.concatenate(others),
+        goal_tasks=np.array(training_tasks),
     )
+    return ScoredDataset(table, skipped)

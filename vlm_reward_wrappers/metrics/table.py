@@ -59,6 +59,9 @@ class FrameTable:
         step: the step within the episode.
         first_success_step: the episode's first successful step (-1: never).
         is_expert: whether the episode is an expert one.
+        goal_rewards: optional ``(N, G)`` learned reward of every frame for each of
+            ``G`` other goals (the training tasks' goals), for goal-sensitivity metrics.
+        goal_tasks: the ``G`` task names of those goals' columns.
     """
 
     predicted: np.ndarray
@@ -69,9 +72,22 @@ class FrameTable:
     step: np.ndarray
     first_success_step: np.ndarray
     is_expert: np.ndarray
+    goal_rewards: np.ndarray | None = None
+    goal_tasks: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        checked = check_arrays(**{field.name: getattr(self, field.name) for field in dataclasses.fields(self)})
+        columns = [field.name for field in dataclasses.fields(self) if field.name not in ("goal_rewards", "goal_tasks")]
+        checked = check_arrays(**{name: getattr(self, name) for name in columns})
+        if (self.goal_rewards is None) != (self.goal_tasks is None):
+            raise ValueError("give goal_rewards and goal_tasks together")
+        if self.goal_rewards is not None and self.goal_tasks is not None:
+            goal_rewards, goal_tasks = np.asarray(self.goal_rewards, dtype=float), np.asarray(self.goal_tasks)
+            if goal_rewards.shape != (len(checked["predicted"]), len(goal_tasks)):
+                raise ValueError(
+                    f"goal_rewards must be (frames, goals) = ({len(checked['predicted'])}, "
+                    f"{len(goal_tasks)}), got {goal_rewards.shape}"
+                )
+            checked["goal_rewards"], checked["goal_tasks"] = goal_rewards, goal_tasks
         checked["predicted"] = checked["predicted"].astype(float)
         checked["ground_truth"] = checked["ground_truth"].astype(float)
         checked["success"] = checked["success"].astype(bool)
@@ -84,7 +100,12 @@ class FrameTable:
 
     def select(self, mask: np.ndarray) -> FrameTable:
         """The rows where ``mask`` is true (or at the indices ``mask`` lists)."""
-        return FrameTable(**{field.name: getattr(self, field.name)[mask] for field in dataclasses.fields(self)})
+        rows = {
+            field.name: getattr(self, field.name)[mask]
+            for field in dataclasses.fields(self)
+            if field.name != "goal_tasks" and getattr(self, field.name) is not None
+        }
+        return FrameTable(**rows, goal_tasks=self.goal_tasks)
 
     @cached_property
     def episode_codes(self) -> np.ndarray:

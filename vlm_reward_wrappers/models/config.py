@@ -33,7 +33,11 @@ class RewardModelConfig:
         baseline_text: the baseline sentence of objectives that use one (VLM-RM).
         camera: camera of the training frames.
         image_size: size of the training frames in pixels.
-        reward_stats: mean and std of the model's rewards on its training frames.
+        reward_stats: mean and std of the model's sentence rewards on its training frames.
+        goal_image_tasks: the training tasks whose goal-image embedding the checkpoint stores
+            (the mean embedding of the frames from first success on of the task's successful
+            training trajectories), in the order of the stored tensor.
+        image_reward_stats: mean and std of the model's goal-image rewards on its training frames.
         training: what the trainer records about the run (config, history, best step).
     """
 
@@ -45,6 +49,8 @@ class RewardModelConfig:
     camera: str = DEFAULT_CAMERA
     image_size: int = 64
     reward_stats: dict[str, float] = field(default_factory=lambda: {"mean": 0.0, "std": 1.0})
+    goal_image_tasks: list[str] = field(default_factory=list)
+    image_reward_stats: dict[str, float] = field(default_factory=lambda: {"mean": 0.0, "std": 1.0})
     training: dict[str, Any] = field(default_factory=dict)
 
     def goal_for(self, task: str) -> str:

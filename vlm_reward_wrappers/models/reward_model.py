@@ -6,7 +6,7 @@ factors, heads, temperature; everything for full finetuning or a backbone
 without named weights).
 
 Example:
-    >>> model = RewardModel.from_pretrained("runs/quick/checkpoints/triplet")      # doctest: +SKIP
+    >>> model = RewardModel.from_pretrained("runs/quick/checkpoints/triplet-seed0")      # doctest: +SKIP
     >>> model.reward(frames, "open the door")                                         # doctest: +SKIP
     array([0.12, 0.31, ...], dtype=float32)
 """
@@ -37,14 +37,28 @@ from vlm_reward_wrappers.models.checkpoint import (
 from vlm_reward_wrappers.models.config import RewardModelConfig
 from vlm_reward_wrappers.objectives import Objective, objective_from_config
 
+Goal = str | torch.Tensor
+"""A goal sentence, or a goal-image embedding ``(D,)``."""
+
+
+class GoalUnavailableError(ValueError):
+    """A goal image was asked for a task the checkpoint holds none for."""
+
 
 class RewardModel(nn.Module):
-    """Scores frames against goal sentences with a (finetuned) vision-language backbone.
+    """Scores frames against a goal, a sentence or a goal image, with a (finetuned) vision-language backbone.
+
+    Each objective trains a reward for one kind of goal (``objective.goal_kind``):
+    the sentence reward is the cosine (or VLM-RM projection) of frame and sentence
+    embeddings; the goal-image reward is the cosine of frame and goal-image
+    embeddings. The checkpoint stores a goal-image embedding per training task.
 
     Args:
         config: backbone, adapter, objective and metadata.
         backbone: an already loaded backbone of ``config.backbone`` (loaded if omitted).
     """
+
+    goal_images: torch.Tensor | None
 
     def __init__(self, config: RewardModelConfig, backbone: Backbone | None = None) -> None:
         super().__init__()
@@ -53,6 +67,8 @@ class RewardModel(nn.Module):
         self.heads = apply_finetuning(self.backbone, config.finetune)
         self.objective: Objective = objective_from_config(config.objective)
         self._text_cache: dict[str, torch.Tensor] = {}
+        tasks = config.goal_image_tasks
+        self.register_buffer("goal_images", torch.zeros(len(tasks), self.backbone.embed_dim) if tasks else None)
 
     @property
     def device(self) -> torch.device:
@@ -94,10 +110,50 @@ class RewardModel(nn.Module):
         self._text_cache.clear()
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
-    def reward_from_features(self, image_features: torch.Tensor, goal: str) -> torch.Tensor:
-        """Rewards of image embeddings (from :meth:`encode_images`) for one goal."""
+    def reward_from_features(self, image_features: torch.Tensor, goal: Goal) -> torch.Tensor:
+        """Rewards of image embeddings (from :meth:`encode_images`) for one goal: a sentence or a goal image."""
+        if not isinstance(goal, str):
+            goal = torch.as_tensor(goal, dtype=image_features.dtype, device=image_features.device)
+            return nn.functional.normalize(image_features, dim=-1) @ nn.functional.normalize(goal, dim=-1)
         baseline = self.goal_embedding(self.config.baseline_text) if self.objective.uses_baseline else None
         return self.objective.reward(image_features, self.goal_embedding(goal), baseline)
+
+    @torch.no_grad()
+    def embed_goal_frames(self, frames: torch.Tensor | np.ndarray, batch_size: int = 256) -> torch.Tensor:
+        """A goal-image embedding ``(D,)`` from one or more goal frames: the mean of their normalised embeddings."""
+        was_training = self.training
+        self.eval()
+        try:
+            embeddings = nn.functional.normalize(in_batches(self.encode_images, frames, batch_size), dim=-1)
+        finally:
+            self.train(was_training)
+        return nn.functional.normalize(embeddings.mean(dim=0), dim=-1)
+
+    def set_goal_images(self, embeddings: Mapping[str, torch.Tensor]) -> None:
+        """Store a goal-image embedding per task (they are saved with the checkpoint)."""
+        tasks = sorted(embeddings)
+        self.config.goal_image_tasks = tasks
+        stacked = torch.stack([nn.functional.normalize(embeddings[task], dim=-1) for task in tasks]) if tasks else None
+        self.goal_images = stacked.to(self.device) if stacked is not None else None
+
+    def goal_image(self, task: str) -> torch.Tensor:
+        """The stored goal-image embedding of a training task."""
+        tasks = self.config.goal_image_tasks
+        if task not in tasks or self.goal_images is None:
+            stored = ", ".join(tasks) or "none"
+            raise GoalUnavailableError(
+                f"this checkpoint trains a goal-image reward but holds no goal image for {task} (it holds one for: "
+                f"{stored}). Pass goal_image= (a goal frame, several, or an image file of the task done)."
+            )
+        return self.goal_images[tasks.index(task)]
+
+    def native_goal(self, task: str) -> Goal:
+        """The goal of ``task`` the objective trains its reward for: the stored goal image or the sentence."""
+        return self.goal_image(task) if self.objective.goal_kind == "image" else self.config.goal_for(task)
+
+    def reward_stats_for(self, goal: Goal) -> dict[str, float]:
+        """Mean and std of the model's rewards on its training frames, for this kind of goal."""
+        return self.config.reward_stats if isinstance(goal, str) else self.config.image_reward_stats
 
     def rewards_for_goals(self, image_features: torch.Tensor, goals: Sequence[str] | np.ndarray) -> np.ndarray:
         """Rewards of image embeddings, each against its own goal sentence (one text embedding per distinct goal)."""
@@ -110,12 +166,12 @@ class RewardModel(nn.Module):
 
     @torch.no_grad()
     def reward(
-        self, frames: torch.Tensor | np.ndarray, goal: str, *, normalize: bool = False, batch_size: int = 256
+        self, frames: torch.Tensor | np.ndarray, goal: Goal, *, normalize: bool = False, batch_size: int = 256
     ) -> np.ndarray:
-        """Rewards ``(B,)`` of uint8 frames ``(B, H, W, 3)`` for a goal sentence.
+        """Rewards ``(B,)`` of uint8 frames ``(B, H, W, 3)`` for a goal sentence or goal-image embedding.
 
         ``normalize=True`` standardises with the mean and std of the rewards
-        the model gave on its training data.
+        the model gave on its training data for that kind of goal.
         """
         was_training = self.training
         self.eval()
@@ -129,18 +185,19 @@ class RewardModel(nn.Module):
             self.train(was_training)
         values = rewards.float().cpu().numpy()
         if normalize:
-            stats = self.config.reward_stats
+            stats = self.reward_stats_for(goal)
             values = (values - stats["mean"]) / max(stats["std"], 1e-8)
         return values
 
     # ----------------------------------------------------------- persistence
 
     def names_to_save(self) -> set[str]:
-        """Names of the tensors that are not in the named backbone's weights."""
+        """Names of the tensors that are not in the named backbone's weights (and the goal images)."""
         state_names = set(self.state_dict(keep_vars=True))
         if self.config.finetune.mode == "full" or self.config.backbone.pretrained is None:
             return state_names
-        return {name for name, parameter in self.named_parameters() if parameter.requires_grad} & state_names
+        trained = {name for name, parameter in self.named_parameters() if parameter.requires_grad}
+        return (trained | {"goal_images"}) & state_names
 
     def weights_to_save(self) -> dict[str, torch.Tensor]:
         """Copies, on the CPU, of the tensors :meth:`names_to_save` names."""
@@ -158,11 +215,17 @@ class RewardModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> RewardModel:
-        """Load a checkpoint folder written by :meth:`save_pretrained`.
+        """Load a checkpoint folder written by :meth:`save_pretrained`, or a Hub repo id from the local Hub cache.
 
-        Raises :class:`CheckpointError` naming the file when the folder is
-        missing, truncated, of an unknown format version, or its backbone
-        cannot be loaded. Never returns a silently random model.
+        The folder is complete: copied or renamed, on another machine or with an
+        empty cache, it loads the same model. Raises :class:`CheckpointError`
+        naming the file when the folder is missing, truncated, incomplete, of an
+        unknown format version, or its backbone cannot be loaded. Never returns
+        a silently random model.
+
+        Example:
+            >>> model = RewardModel.from_pretrained("runs/quick/checkpoints/triplet-seed0")  # doctest: +SKIP
+            >>> model = RewardModel.from_pretrained("user/triplet-metaworld")          # doctest: +SKIP
         """
         return read_while_saving(path, lambda folder: cls._load(folder, device))
 

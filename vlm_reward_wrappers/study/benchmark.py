@@ -28,19 +28,24 @@ from typing import Any
 from vlm_reward_wrappers.configs import to_dict
 from vlm_reward_wrappers.data import collect
 from vlm_reward_wrappers.evaluation import evaluate
+from vlm_reward_wrappers.evaluation.scoring import load_table
 from vlm_reward_wrappers.io_utils import read_json, write_json_atomic, write_text_atomic
-from vlm_reward_wrappers.metrics import DEFAULT_DELTA
+from vlm_reward_wrappers.metrics import DEFAULT_DELTA, FrameTable
 from vlm_reward_wrappers.models import BackboneSpec, is_checkpoint, read_checkpoint_config
 from vlm_reward_wrappers.objectives import get_objective
-from vlm_reward_wrappers.study.presets import PRESETS, SPLITS, Preset
+from vlm_reward_wrappers.study.presets import PRESETS, SPLITS, VARIANTS, Preset
 from vlm_reward_wrappers.study.report import (
-    combine_seeds,
+    Row,
     data_summary,
+    late_improvement,
     machine_description,
     plot_benchmark,
+    plot_learning_curves,
     render_report,
-    results_table,
+    results_tables,
+    study_rows,
 )
+from vlm_reward_wrappers.study.statistics import compare_objectives
 from vlm_reward_wrappers.training.pretrain import pretrain_backbone
 from vlm_reward_wrappers.training.trainer import STATE_NAME, TrainConfig, train
 
@@ -113,15 +118,17 @@ def run_benchmark(
 
     t = _stage(
         f"[4/5] training {len(preset.objectives)} objectives x {len(preset.seeds)} seed(s), "
-        f"{preset.train_steps} steps each",
+        f"{preset.train_steps} steps each ({preset.finetune})",
         log,
     )
     checkpoints: dict[tuple[str, int], Path] = {}
     for seed in preset.seeds:
-        for objective in preset.objectives:
-            folder = out / "checkpoints" / (objective if len(preset.seeds) == 1 else f"{objective}-seed{seed}")
+        for variant in preset.objectives:
+            objective, options = VARIANTS[variant]
+            folder = checkpoint_folder(out, variant, seed)
             config = TrainConfig(
                 objective=objective,
+                objective_options=options,
                 finetune=preset.finetune,
                 lora_rank=preset.lora_rank,
                 batch_size=preset.batch_size,
@@ -130,46 +137,70 @@ def run_benchmark(
                 seed=seed,
                 tasks=preset.train_tasks,
             )
-            expected_steps = preset.train_steps if get_objective(objective).trains else 0
+            expected_steps = preset.train_steps if get_objective(objective, **options).trains else 0
             if not _trained(folder, expected_steps):
                 train(config, train_data.root, folder, backbone=backbone, progress=progress)
-            checkpoints[(objective, seed)] = folder
-            log(f"      {objective} (seed {seed}) -> {folder}")
+            checkpoints[(variant, seed)] = folder
     timings["training"] = time.perf_counter() - t
 
-    t = _stage("[5/5] evaluating every checkpoint on held-out episodes and held-out tasks", log)
+    t = _stage("[5/5] evaluating every checkpoint on held-out episodes and held-out tasks; paired statistics", log)
     split_tasks = {"train-tasks": list(preset.train_tasks), "held-out-tasks": list(preset.held_out_tasks)}
-    per_seed: dict[str, dict[str, list[dict[str, Any]]]] = {o: {s: [] for s in SPLITS} for o in preset.objectives}
-    for (objective, seed), folder in checkpoints.items():
+    for folder in checkpoints.values():
+        weights_sha256 = read_checkpoint_config(folder)[1]
         for split, tasks in split_tasks.items():
             target = out / "eval" / folder.name / split
             metrics_file = target / "metrics.json"
-            weights_sha256 = read_checkpoint_config(folder)[1]
-            if metrics_file.is_file() and read_json(metrics_file)["evaluated"].get("weights_sha256") == weights_sha256:
-                metrics = read_json(metrics_file)
-            else:
-                metrics = evaluate(folder, eval_data.root, target, tasks=tasks, seed=seed)
-            per_seed[objective][split].append(metrics["overall"])
-    timings["evaluation"] = time.perf_counter() - t
+            if (
+                not metrics_file.is_file()
+                or read_json(metrics_file)["evaluated"].get("weights_sha256") != weights_sha256
+            ):
+                evaluate(folder, eval_data.root, target, tasks=tasks, seed=0)
+    rows = study_rows(preset)
+    statistics = {
+        split: compare_objectives(_frame_tables(out, rows, preset.seeds, split), num_resamples=preset.num_resamples)
+        for split in SPLITS
+    }
+    timings["evaluation and statistics"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
 
-    table = {
-        objective: {split: combine_seeds(per_seed[objective][split]) for split in SPLITS}
-        for objective in preset.objectives
+    histories = {
+        variant: [
+            read_checkpoint_config(checkpoints[(variant, s)])[0].training.get("history", []) for s in preset.seeds
+        ]
+        for variant in preset.objectives
     }
     result: dict[str, Any] = {
         "preset": to_dict(preset),
         "backbone": to_dict(backbone),
-        "native_goals": {objective: get_objective(objective).goal_kind for objective in preset.objectives},
-        "table": table,
+        "rows": [to_dict(row) for row in rows],
+        "statistics": statistics,
+        "learning": {variant: [late_improvement(run) for run in runs] for variant, runs in histories.items()},
         "data": {"train": data_summary(train_data), "eval": data_summary(eval_data)},
         "timings_s": timings,
         "machine": machine_description(),
         "delta": DEFAULT_DELTA,
     }
     write_json_atomic(out / "benchmark.json", result)
-    plot_benchmark(table, out / "benchmark.png")
+    plot_learning_curves(histories, out / "learning_curves.png")
+    plot_benchmark(statistics, out / "benchmark.png")
     write_text_atomic(out / "report.md", render_report(result))
-    log("\n" + results_table(table, len(preset.seeds), result["native_goals"]))
+    log("\n" + results_tables(result))
     log(f"\nwall time {timings['total'] / 60:.1f} min; report: {out / 'report.md'}")
     return result
+
+
+def checkpoint_folder(out: Path, variant: str, seed: int) -> Path:
+    """Where the benchmark keeps the checkpoint of one objective and seed."""
+    return out / "checkpoints" / f"{variant}-seed{seed}"
+
+
+def _frame_tables(out: Path, rows: list[Row], seeds: tuple[int, ...], split: str) -> dict[str, list[FrameTable]]:
+    """Each row's frame table of every seed on a split; rows without one (image goals, held-out tasks) are left out."""
+    tables = {}
+    for row in rows:
+        paths = [
+            out / "eval" / checkpoint_folder(out, row.variant, seed).name / split / row.table_file for seed in seeds
+        ]
+        if all(path.is_file() for path in paths):
+            tables[row.label] = [load_table(path) for path in paths]
+    return tables

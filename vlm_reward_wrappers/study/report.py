@@ -1,62 +1,119 @@
-"""The benchmark's report: seeds combined, the results table, the figure, ``report.md``.
+"""The benchmark's report: its rows, the results tables with paired verdicts, the figures, ``report.md``.
 
 Example:
-    >>> block = {"ranking_accuracy": 0.8, "ranking_accuracy_ci": [0.7, 0.9], "voc": 0.5, "voc_ci": None}
-    >>> print(results_table({"triplet": {"train-tasks": block, "held-out-tasks": block}}))
-    (95% bootstrap CI over episodes)
-    <BLANKLINE>
-    | objective | train-tasks: ranking acc. | train-tasks: VOC | held-out-tasks: ranking acc. | held-out-tasks: VOC |
-    |---|---|---|---|---|
-    | triplet | 0.800 [0.70, 0.90] | 0.500 | 0.800 [0.70, 0.90] | 0.500 |
+    >>> from vlm_reward_wrappers.study.presets import PRESETS
+    >>> [row.label for row in study_rows(PRESETS["tiny"])]
+    ['zero-shot', 'triplet', 'tcn (image goal)', 'tcn (sentence)']
 """
 
 from __future__ import annotations
 
 import os
 import platform
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from vlm_reward_wrappers.data import DemoDataset
+from vlm_reward_wrappers.evaluation.evaluate import TABLE_FILES
 from vlm_reward_wrappers.evaluation.plots import bar_value, new_figure
-from vlm_reward_wrappers.evaluation.report import cell, legend
+from vlm_reward_wrappers.evaluation.report import legend
+from vlm_reward_wrappers.evaluation.scoring import GoalChoice
 from vlm_reward_wrappers.metrics import ordered_metrics
-from vlm_reward_wrappers.study.presets import SPLITS
+from vlm_reward_wrappers.objectives import get_objective
+from vlm_reward_wrappers.study.presets import SPLITS, VARIANTS, Preset
+
+FLAT_BELOW = 0.1
+"""A run whose last quarter made less than this share of its validation-loss decrease has flattened."""
 
 
-def combine_seeds(blocks: list[dict[str, Any]]) -> dict[str, Any]:
-    """One seed: its numbers and bootstrap intervals. Several: for each headline metric, the mean and the min-max."""
-    if len(blocks) == 1:
-        return dict(blocks[0])
-    combined: dict[str, Any] = {}
-    for metric in ordered_metrics(headline=True):
-        values = [b[metric.name] for b in blocks if b[metric.name] is not None]
-        combined[metric.name] = float(np.mean(values)) if values else None
-        combined[f"{metric.name}_ci"] = [float(min(values)), float(max(values))] if values else None
-    combined["num_frames"] = blocks[0]["num_frames"]
-    return combined
+@dataclass(frozen=True)
+class Row:
+    """One row of the study's table: an objective variant scored with one reward.
 
-
-def results_table(
-    table: dict[str, dict[str, dict[str, Any]]], seeds: int = 1, native_goals: dict[str, str] | None = None
-) -> str:
-    """Markdown table: objective x headline metrics per split.
-
-    Objectives whose native goal (``native_goals``) is not the sentence are
-    marked: the table scores every objective with the sentence reward.
+    Args:
+        label: the row's name in tables.
+        variant: the study variant (objective and options, see ``presets.VARIANTS``).
+        reward: ``native`` (the goal the objective trains) or ``sentence``.
+        goal_kind: the kind of goal the row's reward uses.
+        table_file: the evaluation's frame-table file of that reward.
     """
-    interval = "95% bootstrap CI over episodes" if seeds == 1 else f"mean and range over {seeds} seeds"
-    metrics = ordered_metrics(headline=True)
-    header = "| objective | " + " | ".join(f"{split}: {metric.label}" for split in SPLITS for metric in metrics) + " |"
-    lines = [f"({interval})", "", header, "|---|" + "---|" * (len(SPLITS) * len(metrics))]
-    for objective, splits in table.items():
-        goal = (native_goals or {}).get(objective, "sentence")
-        name = objective if goal == "sentence" else f"{objective} (trains a {goal} goal)"
-        cells = " | ".join(cell(splits[split], metric.name) for split in SPLITS for metric in metrics)
-        lines.append(f"| {name} | {cells} |")
-    return "\n".join(lines)
+
+    label: str
+    variant: str
+    reward: GoalChoice
+    goal_kind: str
+    table_file: str
+
+
+def study_rows(preset: Preset) -> list[Row]:
+    """Every variant with its native reward; image-goal variants also with the sentence reward they never train."""
+    rows = []
+    for variant in preset.objectives:
+        objective, options = VARIANTS[variant]
+        kind = get_objective(objective, **options).goal_kind
+        if kind == "sentence":
+            rows.append(Row(variant, variant, "native", kind, TABLE_FILES["native"]))
+        else:
+            rows.append(Row(f"{variant} (image goal)", variant, "native", kind, TABLE_FILES["native"]))
+            rows.append(Row(f"{variant} (sentence)", variant, "sentence", "sentence", TABLE_FILES["sentence"]))
+    return rows
+
+
+def _interval(value: float | None, interval: list[float] | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
+
+
+def _versus_best(comparison: dict[str, Any], label: str) -> str:
+    """The row minus the best row, with its interval and verdict (the statistics hold best minus row)."""
+    if comparison.get("best") == label:
+        return "**best**"
+    paired = comparison["paired"].get(label)
+    difference = None if paired is None else paired["difference"]
+    if paired is None or difference is None:
+        return "n/a"
+    interval = f" [{-paired['ci'][1]:+.2f}, {-paired['ci'][0]:+.2f}]" if paired["ci"] else ""
+    text = f"{-difference:+.3f}{interval}"
+    readout = {"better": "worse", "worse": "better", "not distinguishable": "not distinguishable"}[paired["verdict"]]
+    return f"{text} {readout}"
+
+
+def results_tables(result: dict[str, Any]) -> str:
+    """One markdown table per split: pooled and macro values with intervals, and the paired verdict against the best."""
+    metrics = [metric for metric in ordered_metrics(headline=True) if metric.interval]
+    parts = []
+    for split in SPLITS:
+        statistics = result["statistics"][split]
+        first = next(iter(statistics.values()))
+        parts.append(
+            f"**{split}** (mean over {first['num_seeds']} seeds; 95% intervals from a task-stratified bootstrap "
+            f"over seeds and {first['num_episodes']} episodes, {first['num_resamples']} resamples, paired)"
+        )
+        header = ["objective", "goal"]
+        for metric in metrics:
+            header += [f"{metric.label} pooled", f"{metric.label} macro"]
+        header.append("ranking acc. vs best (paired)")
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for row in result["rows"]:
+            label = row["label"]
+            if label not in statistics["ranking_accuracy"]["objectives"]:
+                lines.append(f"| {label} | {row['goal_kind']} |" + " n/a |" * (len(header) - 2))
+                continue
+            cells = [label, row["goal_kind"]]
+            for metric in metrics:
+                values = statistics[metric.name]["objectives"][label]
+                cells += [
+                    _interval(values["pooled"], values["pooled_ci"]),
+                    _interval(values["macro"], values["macro_ci"]),
+                ]
+            cells.append(_versus_best(statistics["ranking_accuracy"], label))
+            lines.append("| " + " | ".join(cells) + " |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
 
 
 def data_summary(dataset: DemoDataset) -> dict[str, Any]:
@@ -94,7 +151,8 @@ def render_report(result: dict[str, Any]) -> str:
         else f"`{backbone['model']}` with weights `{backbone['pretrained']}`."
     )
     timings = "\n".join(f"| {stage} | {seconds:.0f} s |" for stage, seconds in result["timings_s"].items())
-    finetune = f"`{preset['finetune']}` (rank {preset['lora_rank']})"
+    finetune = f"`{preset['finetune']}`" + (f" (rank {preset['lora_rank']})" if preset["finetune"] == "lora" else "")
+    learning = learning_summary(result["learning"])
     budget = f"{preset['train_steps']} steps of {preset['batch_size']} trajectories, seeds {list(preset['seeds'])}"
     train, evaluation = data["train"], data["eval"]
     gpu = machine["cuda"] or "none"
@@ -104,16 +162,26 @@ def render_report(result: dict[str, Any]) -> str:
 
 ## Results
 
-{results_table(result["table"], len(preset["seeds"]), result["native_goals"])}
+{results_tables(result)}
 
-Every objective is scored with the goal-sentence reward s(o, l); an objective marked "trains an image goal" never
-trains that reward, so its row measures the backbone more than the objective.
+Every objective is scored with its native reward (the goal its loss trains: a goal image, the mean embedding of
+the final frames of the task's successful training trajectories, for TCN and image-goal VIP; the sentence
+otherwise); image-goal objectives are also scored with the sentence reward they never train. "pooled" is the
+metric over all frames of the split, "macro" the mean over tasks (the study's average). "vs best": the row minus
+the best row on the same resamples, read out as better, not distinguishable or worse. An image-goal reward has
+no goal image for held-out tasks (n/a there).
 {legend(result["delta"], [metric.name for metric in ordered_metrics(headline=True)])}
+
+![benchmark](benchmark.png)
+
+### Learning curves
+
+{learning}
+
+![learning curves](learning_curves.png)
 
 `train-tasks`: new episodes (another seed) of the training tasks; `held-out-tasks`: tasks no training stage saw
 ({", ".join(preset["held_out_tasks"])}).
-
-![benchmark](benchmark.png)
 
 ## What was run
 
@@ -133,34 +201,94 @@ Per-objective reports (tables per task, reward curves): `eval/<objective>/<split
 """
 
 
-def plot_benchmark(table: dict[str, dict[str, dict[str, Any]]], path: str | os.PathLike) -> None:
-    """Grouped bars: ranking accuracy of each objective on each split, with intervals."""
-    objectives = list(table)
-    splits = list(next(iter(table.values())))
-    positions = np.arange(len(objectives))
+def plot_benchmark(statistics: dict[str, dict[str, Any]], path: str | os.PathLike) -> None:
+    """Grouped bars: pooled ranking accuracy of each row on each split, with its interval."""
+    splits = [split for split in statistics if statistics[split]["ranking_accuracy"]["objectives"]]
+    labels = list(
+        dict.fromkeys(label for split in splits for label in statistics[split]["ranking_accuracy"]["objectives"])
+    )
+    positions = np.arange(len(labels))
     width = 0.8 / max(1, len(splits))
-    figure = new_figure(max(5.0, 1.1 * len(objectives) + 2), 3.4)
+    figure = new_figure(max(5.0, 1.0 * len(labels) + 2), 3.6)
     axis = figure.subplots()
     for index, split in enumerate(splits):
-        values = [bar_value(table[o][split]["ranking_accuracy"]) for o in objectives]
-        low = [
-            v - (table[o][split]["ranking_accuracy_ci"] or [v, v])[0] for o, v in zip(objectives, values, strict=False)
+        rows = statistics[split]["ranking_accuracy"]["objectives"]
+        values = [bar_value(rows[label]["pooled"]) if label in rows else np.nan for label in labels]
+        intervals = [
+            (rows.get(label) or {}).get("pooled_ci") or [v, v] for label, v in zip(labels, values, strict=True)
         ]
-        high = [
-            (table[o][split]["ranking_accuracy_ci"] or [v, v])[1] - v for o, v in zip(objectives, values, strict=False)
-        ]
-        axis.bar(
-            positions + (index - (len(splits) - 1) / 2) * width,
-            values,
-            width=width,
-            yerr=[low, high],
-            capsize=2,
-            label=split,
-        )
+        low = [v - interval[0] for v, interval in zip(values, intervals, strict=True)]
+        high = [interval[1] - v for v, interval in zip(values, intervals, strict=True)]
+        offset = (index - (len(splits) - 1) / 2) * width
+        axis.bar(positions + offset, values, width=width, yerr=[low, high], capsize=2, label=split)
     axis.axhline(0.5, color="gray", linestyle="--", linewidth=0.8)
-    axis.set_xticks(positions, objectives)
-    axis.set_ylabel("ranking accuracy")
+    axis.set_xticks(positions, labels, rotation=30, ha="right", fontsize=7)
+    axis.set_ylabel("ranking accuracy (pooled)")
     axis.set_ylim(0.3, 1.0)
     axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def learning_summary(learning: dict[str, list[float | None]]) -> str:
+    """Per objective: the share of its validation-loss improvement made in the last quarter of training."""
+    lines = ["| objective | late improvement, per seed | verdict |", "|---|---|---|"]
+    for variant, values in learning.items():
+        known = [value for value in values if value is not None]
+        if not known:
+            lines.append(f"| {variant} | n/a | nothing trained, or fewer than 3 validations |")
+            continue
+        verdict = "flat" if max(known) < FLAT_BELOW else "still improving"
+        lines.append(f"| {variant} | {', '.join(f'{value:.2f}' for value in known)} | {verdict} |")
+    return (
+        "\n".join(lines)
+        + f"\n\nLate improvement: the share of a run's validation-loss decrease made in its last quarter of steps; "
+        f"below {FLAT_BELOW} the curve is called flat."
+    )
+
+
+def late_improvement(history: list[dict[str, Any]]) -> float | None:
+    """The share of a run's validation-loss improvement made in its last quarter of steps (small: it has flattened).
+
+    ``(L(3T/4) - L(T)) / (L(first) - L(T))`` with ``L`` the validation loss at the
+    evaluation closest to each step; None without at least three evaluations or
+    without improvement.
+
+    >>> late_improvement([{"step": s, "validation_loss": 1 / s} for s in (1, 2, 3, 4)])  # 1, .5, .33, .25
+    0.111...
+    """
+    points = [
+        (entry["step"], entry["validation_loss"]) for entry in history if entry.get("validation_loss") is not None
+    ]
+    if len(points) < 3:
+        return None
+    steps = np.array([step for step, _ in points], dtype=float)
+    losses = np.array([loss for _, loss in points], dtype=float)
+    at_three_quarters = losses[int(np.argmin(np.abs(steps - 0.75 * steps[-1])))]
+    total = losses[0] - losses[-1]
+    return float((at_three_quarters - losses[-1]) / total) if total > 0 else None
+
+
+def plot_learning_curves(histories: dict[str, list[list[dict[str, Any]]]], path: str | os.PathLike) -> None:
+    """Validation loss against training step: one panel per objective, one line per seed."""
+    names = [name for name, runs in histories.items() if any(len(run) > 1 for run in runs)]
+    if not names:
+        return
+    columns = min(4, len(names))
+    rows = -(-len(names) // columns)
+    figure = new_figure(3.2 * columns, 2.4 * rows)
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        if index >= len(names):
+            axis.axis("off")
+            continue
+        for seed, run in enumerate(histories[names[index]]):
+            points = [(e["step"], e["validation_loss"]) for e in run if e.get("validation_loss") is not None]
+            if points:
+                axis.plot(*zip(*points, strict=True), linewidth=1, label=f"seed {seed}")
+        axis.set_title(names[index], fontsize=8)
+        axis.tick_params(labelsize=6)
+    axes[0][0].legend(fontsize=6)
+    figure.suptitle("validation loss of each objective (its own loss, on held-out trajectories)", fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=100)

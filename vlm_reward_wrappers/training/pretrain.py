@@ -28,7 +28,7 @@ from safetensors.torch import save_file
 
 from vlm_reward_wrappers.configs import from_dict, to_dict
 from vlm_reward_wrappers.data.storage import DemoDataset
-from vlm_reward_wrappers.io_utils import atomic_path, read_json, write_json_atomic
+from vlm_reward_wrappers.io_utils import atomic_path, cache_dir, read_json, write_json_atomic
 from vlm_reward_wrappers.models.backbone import DEFAULT_BACKBONE_MODEL, BackboneSpec
 from vlm_reward_wrappers.training.trainer import TrainConfig, choose_tasks, train
 
@@ -53,11 +53,6 @@ class PretrainConfig:
     batch_size: int = 128
     learning_rate: float = 5e-4
     seed: int = 0
-
-
-def cache_dir() -> Path:
-    """Where the package caches what it trains once (``$VLM_REWARDS_CACHE``)."""
-    return Path(os.environ.get("VLM_REWARDS_CACHE", Path.home() / ".cache" / "vlm_reward_wrappers"))
 
 
 def _backbone_key(dataset: DemoDataset, tasks: tuple[str, ...], config: PretrainConfig) -> str:
@@ -109,7 +104,7 @@ def pretrain_backbone(
         seed=config.seed,
         tasks=chosen,
         trajectories="all",
-        select_by="task_accuracy",
+        select_by="validation_loss",
     )
     model = train(train_config, data, run, backbone=BackboneSpec(config.model, pretrained=None), progress=progress)
     prefix = "backbone.clip."

@@ -31,27 +31,37 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from vlm_reward_wrappers.configs import check_choices, to_dict
-from vlm_reward_wrappers.data.storage import DemoDataset
-from vlm_reward_wrappers.metrics import ranking_accuracy
+from vlm_reward_wrappers.data.storage import DemoDataset, config_id
 from vlm_reward_wrappers.models.adapters import FinetuneConfig, TrainableMode
 from vlm_reward_wrappers.models.backbone import BackboneSpec, load_backbone
 from vlm_reward_wrappers.models.checkpoint import WEIGHTS_NAME, recover_interrupted_save, write_checkpoint
 from vlm_reward_wrappers.models.config import RewardModelConfig
-from vlm_reward_wrappers.models.reward_model import RewardModel, in_batches
+from vlm_reward_wrappers.models.features import backbone_features
+from vlm_reward_wrappers.models.reward_model import RewardModel
 from vlm_reward_wrappers.objectives import EncodedBatch, get_objective
 from vlm_reward_wrappers.tasks import ML45_TEST, expand_tasks, goal_text
 from vlm_reward_wrappers.training import distributed
 from vlm_reward_wrappers.training.batches import FrameStore, TrajectoryBatch, TrajectorySampler
+from vlm_reward_wrappers.training.validation import (
+    goal_image_embeddings,
+    monitor,
+    reward_statistics,
+    validation_frames,
+    validation_loss,
+)
 
 STATE_NAME = "training_state.pt"
+STATISTICS_FRAMES = 2000
+"""Training frames (at most) the reward statistics are measured on."""
 DEFAULT_LEARNING_RATES = {"lora": 5e-4, "heads": 1e-3, "full": 1e-4, "frozen": 0.0}
 
 
 Trajectories = Literal["successful-experts", "all"]
 """Which training episodes are trajectories: successful expert episodes, or every episode."""
 
-SelectBy = Literal["ranking_accuracy", "task_accuracy"]
-"""The validation number that chooses the kept checkpoint."""
+SelectBy = Literal["validation_loss", "final"]
+"""Which weights the checkpoint keeps: those with the lowest validation loss of the objective itself, or the last.
+Never chosen by ground-truth rewards."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -81,8 +91,10 @@ class TrainConfig:
         tasks: training tasks (default: every task in the data except the ML45 test tasks).
         trajectories: ``successful-experts`` (default) or ``all`` episodes as trajectories.
         text_augmentation: draw goal-sentence paraphrases.
-        select_by: ``ranking_accuracy`` or ``task_accuracy`` chooses the best checkpoint.
-        val_frames_per_task: validation frames per task (evenly drawn).
+        select_by: ``validation_loss`` keeps the weights with the lowest loss of the objective on
+            validation trajectories; ``final`` keeps the last weights.
+        val_frames_per_task: validation frames per task for the monitoring numbers (evenly drawn).
+        val_batches: fixed batches of validation trajectories the validation loss averages.
     """
 
     objective: str = "triplet"
@@ -99,8 +111,9 @@ class TrainConfig:
     tasks: tuple[str, ...] | None = None
     trajectories: Trajectories = "successful-experts"
     text_augmentation: bool = True
-    select_by: SelectBy = "ranking_accuracy"
+    select_by: SelectBy = "validation_loss"
     val_frames_per_task: int = 400
+    val_batches: int = 4
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -198,85 +211,6 @@ class TrainingStep(nn.Module):
         return model.objective.loss(encoded)
 
 
-@dataclass
-class _Validation:
-    frames: np.ndarray
-    task: np.ndarray
-    episode: np.ndarray
-    gt_reward: np.ndarray
-
-
-def _validation_frames(dataset: DemoDataset, episodes: list[int], per_task: int, seed: int) -> _Validation:
-    rng = np.random.default_rng([seed, 11])
-    frames, tasks, episode_ids, rewards = [], [], [], []
-    by_task: dict[str, list[tuple[int, int]]] = {}
-    for index in episodes:
-        by_task.setdefault(dataset.episodes[index].task, []).extend(
-            (index, s) for s in range(dataset.episodes[index].num_steps)
-        )
-    for task, pairs in by_task.items():
-        chosen = sorted(rng.choice(len(pairs), size=min(per_task, len(pairs)), replace=False))
-        for index in sorted({pairs[c][0] for c in chosen}):
-            steps = [pairs[c][1] for c in chosen if pairs[c][0] == index]
-            frames.append(dataset.read_frames(index, steps))
-            tasks.extend([task] * len(steps))
-            episode_ids.extend([index] * len(steps))
-            rewards.append(dataset.episodes[index].gt_reward[steps])
-    if not frames:
-        return _Validation(np.zeros((0, 1, 1, 3), np.uint8), np.array([]), np.array([]), np.array([]))
-    return _Validation(np.concatenate(frames), np.array(tasks), np.array(episode_ids), np.concatenate(rewards))
-
-
-@torch.no_grad()
-def _rewards_by_task(model: RewardModel, frames: np.ndarray, tasks: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
-    features = in_batches(model.encode_images, frames)
-    return model.rewards_for_goals(features, [model.config.goal_for(str(task)) for task in tasks]), features
-
-
-@torch.no_grad()
-def validate(model: RewardModel, validation: _Validation, train_tasks: list[str]) -> dict[str, float | None]:
-    """Ranking accuracy of the reward and task-identification accuracy on validation frames."""
-    if len(validation.frames) == 0:
-        return {"ranking_accuracy": None, "task_accuracy": None}
-    model.eval()
-    try:
-        rewards, features = _rewards_by_task(model, validation.frames, validation.task)
-        accuracy = ranking_accuracy(rewards, validation.gt_reward, validation.task, validation.episode)
-        goals = torch.stack([model.goal_embedding(model.config.goal_for(t)) for t in train_tasks])
-        similarities = nn.functional.normalize(features, dim=-1) @ nn.functional.normalize(goals, dim=-1).T
-        predicted = np.array(train_tasks)[similarities.argmax(dim=1).cpu().numpy()]
-        task_accuracy = float(np.mean(predicted == validation.task))
-    finally:
-        model.train()
-    return {"ranking_accuracy": accuracy.overall, "task_accuracy": task_accuracy}
-
-
-@torch.no_grad()
-def reward_statistics(
-    model: RewardModel, dataset: DemoDataset, episodes: list[int], seed: int, max_frames: int = 2000
-) -> dict[str, float]:
-    """Mean and std of the model's rewards on (a sample of) its training frames."""
-    sample = _validation_frames(
-        dataset, episodes, max(1, max_frames // max(1, len({dataset.episodes[i].task for i in episodes}))), seed + 1
-    )
-    if len(sample.frames) == 0:
-        return {"mean": 0.0, "std": 1.0}
-    model.eval()
-    rewards, _ = _rewards_by_task(model, sample.frames, sample.task)
-    model.train()
-    return {"mean": float(rewards.mean()), "std": float(max(rewards.std(), 1e-6))}
-
-
-@torch.no_grad()
-def cache_backbone_features(
-    model: RewardModel, dataset: DemoDataset, episodes: list[int], batch_size: int = 256
-) -> dict[int, torch.Tensor]:
-    """Backbone image embeddings of every frame of the episodes (a frozen backbone needs them once)."""
-    return {
-        index: in_batches(model.backbone_image_features, dataset.read_frames(index), batch_size) for index in episodes
-    }
-
-
 def _trainable_state(model: RewardModel) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
 
@@ -331,7 +265,17 @@ def train(
             f"no successful expert episodes among the training episodes of {', '.join(tasks)}; collect more "
             "expert episodes."
         )
-    validation = _validation_frames(dataset, split.val, config.val_frames_per_task, config.seed)
+    validation = validation_frames(dataset, split.val, config.val_frames_per_task, config.seed)
+    per_task = max(1, STATISTICS_FRAMES // max(1, len(tasks)))
+    training_sample = validation_frames(dataset, split.train, per_task, config.seed + 1)  # for reward statistics
+    all_features: dict[int, torch.Tensor] = {}
+    if finetune.mode in ("heads", "frozen"):  # a frozen backbone: its features of every frame, computed once
+        all_features = backbone_features(model, dataset, range(len(dataset)))
+        validation.use_features(all_features)
+        training_sample.use_features(all_features)
+    val_trajectories = [
+        i for i in split.val if config.trajectories == "all" or dataset.episodes[i].is_successful_expert
+    ]
 
     state = _load_state(out, config, overwrite) if rank == 0 else None
     distributed.barrier()  # rank 0 may have cleared the folder (overwrite) before the others read it
@@ -339,7 +283,7 @@ def train(
         state = _load_state(out, config, overwrite=False)
     history: list[dict[str, Any]] = state["history"] if state else []
     start_step = state["step"] if state else 0
-    best: dict[str, Any] = state["best"] if state else {"metric": -math.inf, "step": 0, "validation": {}}
+    best: dict[str, Any] = state["best"] if state else {"metric": math.inf, "step": 0, "validation": {}}
     best_weights: dict[str, torch.Tensor] = _read_best_weights(out) if state else {}
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay) if parameters else None
@@ -348,24 +292,39 @@ def train(
         if optimizer is not None:
             optimizer.load_state_dict(state["optimizer"])
 
+    validation_batches: list[TrajectoryBatch] = []
+    if objective.trains and val_trajectories:  # fixed batches: the loss of one set of weights is one number
+        val_sampler = TrajectorySampler(
+            dataset, val_trajectories, config.batch_size, config.seed + 1, text_augmentation=False
+        )
+        validation_batches = [val_sampler.batch(k) for k in range(config.val_batches)]
+    validation_step = TrainingStep(model, None, None)  # its frames are set with the training step's below
+
     summary_base = {
         "config": to_dict(config),
-        "data": str(Path(data).resolve()),
+        # what the data was, not where it lay: a checkpoint holds no absolute path
+        "data": {"folder": Path(data).resolve().name, "collections": [config_id(c) for c in dataset.collections]},
         "tasks": tasks,
         "train_episodes": len(split.train),
         "val_episodes": len(split.val),
         "trajectories": len(trajectories),
     }
 
+    def measure() -> dict[str, Any]:
+        """The objective's validation loss (which selects) and the monitoring numbers (which do not)."""
+        loss = validation_loss(validation_step, model, validation_batches) if objective.trains else None
+        return {"validation_loss": loss, **monitor(model, validation, tasks)}
+
     def save(step: int, final: bool = False) -> None:
-        """Validate, keep the best weights, and write the checkpoint with the resumable state."""
+        """Validate, keep the selected weights, and write the checkpoint with the resumable state."""
         nonlocal best_weights
         if not history or history[-1]["step"] != step:
-            metrics = validate(model, validation, tasks)
+            metrics = measure()
             history.append({"step": step, **metrics})
-            score = metrics[config.select_by]
-            if not best_weights or (score is not None and score > best["metric"]):
-                best.update(metric=score if score is not None else -math.inf, step=step, validation=metrics)
+            loss = metrics["validation_loss"]
+            keep = config.select_by == "final" or loss is None or loss < best["metric"]
+            if not best_weights or keep:
+                best.update(metric=loss if loss is not None else math.inf, step=step, validation=metrics)
                 best_weights = model.weights_to_save()
         last = {
             "config": config.resume_key(),
@@ -375,9 +334,12 @@ def train(
             "best": best,
             "history": history,
         }
-        if final:  # reward statistics of the best weights, on training frames
+        if final:  # goal images and reward statistics of the kept weights, on training frames
             model.load_state_dict(best_weights, strict=False)
-            model_config.reward_stats = reward_statistics(model, dataset, split.train, config.seed)
+            model.set_goal_images(goal_image_embeddings(model, dataset, split.train))
+            model_config.reward_stats = reward_statistics(model, training_sample, native=False)
+            model_config.image_reward_stats = reward_statistics(model, training_sample, native=True)
+            best_weights = model.weights_to_save()
         model_config.training = {
             **summary_base,
             "steps": step,
@@ -398,8 +360,10 @@ def train(
     sampler = TrajectorySampler(
         dataset, trajectories, config.batch_size, config.seed, text_augmentation=config.text_augmentation
     )
-    frames = FrameStore(dataset, trajectories) if finetune.mode != "heads" else None
-    cache = cache_backbone_features(model, dataset, trajectories) if finetune.mode == "heads" else None
+    encoded = trajectories + val_trajectories
+    frames = FrameStore(dataset, encoded) if finetune.mode != "heads" else None
+    cache = {index: all_features[index] for index in encoded} if finetune.mode == "heads" else None
+    validation_step.frames, validation_step.feature_cache = frames, cache
     step_module = distributed.wrap(TrainingStep(model, frames, cache), device)
     frames_per_step = config.batch_size * len(objective.slots)
     bar = tqdm(
@@ -438,11 +402,7 @@ def train(
             if (step + 1) % config.eval_every == 0 and step + 1 < config.max_steps:
                 if rank == 0:
                     save(step + 1)
-                    bar.set_postfix(
-                        loss=f"{float(loss.detach()):.4f}",
-                        val=f"{history[-1][config.select_by]}",
-                        best=f"{best['metric']:.3f}",
-                    )
+                    bar.set_postfix(loss=f"{float(loss.detach()):.4f}", val=f"{history[-1]['validation_loss']:.4f}")
                 distributed.barrier()
         if rank == 0:
             save(max(start_step, config.max_steps), final=True)

@@ -10,7 +10,7 @@ All three take a checkpoint and the same reward options, declared once in :class
 Example:
     >>> from vlm_reward_wrappers import make_metaworld_env
     >>> from vlm_reward_wrappers.wrappers import VLMRewardWrapper
-    >>> env = VLMRewardWrapper(make_metaworld_env("reach-v3"), "runs/quick/checkpoints/triplet")  # doctest: +SKIP
+    >>> env = VLMRewardWrapper(make_metaworld_env("reach-v3"), "runs/quick/checkpoints/triplet-seed0")  # doctest: +SKIP
 """
 
 from vlm_reward_wrappers.wrappers.frames import FrameToInfo

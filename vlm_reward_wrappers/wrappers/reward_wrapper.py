@@ -11,7 +11,7 @@ from gymnasium.core import ActType, ObsType
 
 from vlm_reward_wrappers import info_keys
 from vlm_reward_wrappers.wrappers.frames import PicklableRenderer
-from vlm_reward_wrappers.wrappers.scoring import load_reward_model, make_reward, metaworld_task
+from vlm_reward_wrappers.wrappers.scoring import ScorerGoal, load_reward_model, make_reward, metaworld_task
 from vlm_reward_wrappers.wrappers.spec import FrameSettings, RewardSpec
 
 
@@ -52,7 +52,8 @@ class VLMRewardWrapper(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.util
 
     Example:
         >>> from vlm_reward_wrappers import make_metaworld_env, VLMRewardWrapper
-        >>> env = VLMRewardWrapper(make_metaworld_env("reach-v3"), "runs/quick/checkpoints/triplet")  # doctest: +SKIP
+        >>> checkpoint = "runs/quick/checkpoints/triplet-seed0"
+        >>> env = VLMRewardWrapper(make_metaworld_env("reach-v3"), checkpoint)                       # doctest: +SKIP
         >>> obs, info = env.reset(seed=0)                                                             # doctest: +SKIP
         >>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())            # doctest: +SKIP
         >>> reward == info["vlm_reward"], info["gt_reward"]                                            # doctest: +SKIP
@@ -78,8 +79,8 @@ class VLMRewardWrapper(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.util
         self.frames = PicklableRenderer(env, frames.camera, frames.image_size)
 
     @property
-    def goal(self) -> str:
-        """The goal sentence frames are scored against."""
+    def goal(self) -> ScorerGoal:
+        """What frames are scored against: the goal sentence, or the goal-image embedding."""
         return self.scorer.goal
 
     def reset(

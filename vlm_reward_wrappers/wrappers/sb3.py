@@ -4,7 +4,7 @@ Example:
     >>> from stable_baselines3.common.vec_env import DummyVecEnv
     >>> from vlm_reward_wrappers import make_metaworld_env
     >>> from vlm_reward_wrappers.wrappers import FrameToInfo, VLMRewardVecEnv
-    >>> ckpt = "runs/quick/checkpoints/triplet"
+    >>> ckpt = "runs/quick/checkpoints/triplet-seed0"
     >>> make = lambda i: lambda: FrameToInfo(make_metaworld_env("reach-v3", seed=i), ckpt)
     >>> venv = DummyVecEnv([make(i) for i in range(8)])                           # doctest: +SKIP
     >>> venv = VLMRewardVecEnv(venv, ckpt, reward_mode="normalized")              # doctest: +SKIP
@@ -20,7 +20,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
 from vlm_reward_wrappers import info_keys
-from vlm_reward_wrappers.wrappers.scoring import make_reward
+from vlm_reward_wrappers.wrappers.scoring import ScorerGoal, make_reward
 from vlm_reward_wrappers.wrappers.spec import RewardSpec
 from vlm_reward_wrappers.wrappers.vector import not_wrapped_error
 
@@ -52,7 +52,8 @@ class VLMRewardVecEnv(VecEnvWrapper):
         self.scorer, self.transform = make_reward(self.reward_spec, settings)
 
     @property
-    def goal(self) -> str:
+    def goal(self) -> ScorerGoal:
+        """What frames are scored against: the goal sentence, or the goal-image embedding."""
         return self.scorer.goal
 
     def _reset_frames(self) -> np.ndarray:

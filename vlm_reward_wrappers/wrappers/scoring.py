@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, get_args
 
 import numpy as np
 import torch
 
-from vlm_reward_wrappers.models import RewardModel, RewardModelConfig
-from vlm_reward_wrappers.models.checkpoint import save_stamp
+from vlm_reward_wrappers.models import RewardModel
+from vlm_reward_wrappers.models.checkpoint import resolve_checkpoint, save_stamp
 from vlm_reward_wrappers.models.config import warn_if_unlike_training
 from vlm_reward_wrappers.rendering import is_metaworld_env
 from vlm_reward_wrappers.wrappers.spec import FrameSettings, RewardMode, RewardSpec
@@ -56,7 +55,7 @@ def load_reward_model(checkpoint: str | os.PathLike, device: str | torch.device 
     stamp, so a checkpoint saved again in place is loaded again.
     Raises :class:`~vlm_reward_wrappers.models.CheckpointError` naming the path and the cause.
     """
-    path = Path(checkpoint).expanduser().resolve()
+    path = resolve_checkpoint(checkpoint).resolve()
     device_name = str(torch.device(device))
     key = (str(path), device_name, save_stamp(path))
     if key not in _MODELS:
@@ -77,20 +76,31 @@ def metaworld_task(env: Any) -> str | None:
     return next((names[base] for base in type(env.unwrapped).__mro__ if base in names), None)
 
 
-def resolve_goal(goal: str | None, task: str | None, config: RewardModelConfig) -> str:
-    """``goal`` if given, else the goal sentence of the Meta-World ``task`` as the checkpoint stores it."""
-    if goal is not None:
-        return goal
+ScorerGoal = str | np.ndarray
+"""What a scorer scores against: a goal sentence, or a goal-image embedding ``(D,)``."""
+
+
+def resolve_goal(spec: RewardSpec, task: str | None, model: RewardModel) -> ScorerGoal:
+    """The goal of a reward: ``spec.goal_image`` (embedded), else ``spec.goal``, else ``task``'s native goal.
+
+    A task's native goal is the one its objective trains: the stored goal image
+    for image-goal objectives (TCN, VIP with an image goal), else the sentence.
+    """
+    if spec.goal_image is not None:
+        return model.embed_goal_frames(np.asarray(spec.goal_image)).cpu().numpy()
+    if spec.goal is not None:
+        return spec.goal
     if task is None:
         raise ValueError(
             "cannot tell the goal: the env is not a Meta-World v3 task. Pass the goal sentence, "
-            "e.g. VLMRewardWrapper(env, checkpoint, goal='balance the pole')."
+            "e.g. VLMRewardWrapper(env, checkpoint, goal='balance the pole'), or goal_image=."
         )
-    return config.goal_for(task)
+    goal = model.native_goal(task)
+    return goal if isinstance(goal, str) else goal.cpu().numpy()
 
 
 class GoalScorer:
-    """Raw model scores of frames against one goal sentence.
+    """Raw model scores of frames against one goal: a sentence or a goal-image embedding.
 
     The model comes from :func:`load_reward_model` on first use. A pickled
     scorer holds only the checkpoint path, goal and device, and loads the model
@@ -98,14 +108,14 @@ class GoalScorer:
     one torch thread: the parent's OpenMP threads do not survive a fork.
 
     Example:
-        >>> scorer = GoalScorer("runs/quick/checkpoints/triplet", "open the door")   # doctest: +SKIP
+        >>> scorer = GoalScorer("runs/quick/checkpoints/triplet-seed0", "open the door")   # doctest: +SKIP
         >>> scorer(np.zeros((2, 64, 64, 3), np.uint8))                                  # doctest: +SKIP
         array([-0.21, -0.21])
     """
 
-    def __init__(self, checkpoint: str | os.PathLike, goal: str, device: str | torch.device = "cpu") -> None:
+    def __init__(self, checkpoint: str | os.PathLike, goal: ScorerGoal, device: str | torch.device = "cpu") -> None:
         self.checkpoint = str(checkpoint)
-        if not goal.strip():
+        if isinstance(goal, str) and not goal.strip():
             raise ValueError("the goal sentence is empty; pass one such as 'open the door'")
         self.goal = goal
         self.device = str(device)
@@ -125,12 +135,13 @@ class GoalScorer:
         if model.training:
             model.eval()
         with torch.no_grad():
-            scores = model.reward_from_features(model.encode_images(frames), self.goal)
+            goal = self.goal if isinstance(self.goal, str) else torch.as_tensor(self.goal)
+            scores = model.reward_from_features(model.encode_images(frames), goal)
         values = scores.float().cpu().numpy().astype(np.float64)
         if not np.isfinite(values).all():
             raise NonFiniteRewardError(
-                f"the reward model {self.checkpoint} scored a frame {values[~np.isfinite(values)][0]} for goal "
-                f"{self.goal!r}. "
+                f"the reward model {self.checkpoint} scored a frame {values[~np.isfinite(values)][0]} for "
+                f"{'goal ' + repr(self.goal) if isinstance(self.goal, str) else 'its goal image'}. "
                 "Its weights are probably corrupt (NaN); retrain it or use another checkpoint."
             )
         return values
@@ -211,15 +222,16 @@ def make_reward(spec: RewardSpec, frames: Sequence[FrameSettings]) -> tuple[Goal
     refuses envs of several tasks without an explicit goal.
     """
     tasks = {setting.task for setting in frames}
-    if spec.goal is None and len(tasks) > 1:
+    if spec.goal is None and spec.goal_image is None and len(tasks) > 1:
         raise ValueError(
             f"the sub-envs run different tasks ({sorted(map(str, tasks))}): pass goal='...' or make one vector env "
             "per task."
         )
-    config = load_reward_model(spec.checkpoint, spec.device).config
-    goal = resolve_goal(spec.goal, next(iter(tasks)), config)
+    model = load_reward_model(spec.checkpoint, spec.device)
+    goal = resolve_goal(spec, next(iter(tasks)), model)
     for camera, image_size in sorted({(setting.camera, setting.image_size) for setting in frames}):
-        warn_if_unlike_training(config, camera, image_size, where=f"checkpoint {spec.checkpoint}", stacklevel=4)
+        warn_if_unlike_training(model.config, camera, image_size, where=f"checkpoint {spec.checkpoint}", stacklevel=4)
     scorer = GoalScorer(spec.checkpoint, goal, spec.device)
-    transform = RewardTransform(spec.reward_mode, config.reward_stats, spec.gamma, spec.success_bonus, len(frames))
+    stats = model.config.reward_stats if isinstance(goal, str) else model.config.image_reward_stats
+    transform = RewardTransform(spec.reward_mode, stats, spec.gamma, spec.success_bonus, len(frames))
     return scorer, transform

@@ -6,7 +6,7 @@ take a checkpoint and the options below as keywords, or a ready ``RewardSpec``;
 a new option is one new field here.
 
 Example:
-    >>> spec = RewardSpec.of("runs/quick/checkpoints/triplet", reward_mode="shaped", gamma=0.98)
+    >>> spec = RewardSpec.of("runs/quick/checkpoints/triplet-seed0", reward_mode="shaped", gamma=0.98)
     >>> spec.reward_mode, spec.goal
     ('shaped', None)
     >>> RewardSpec.of("ckpt", reward_mod="shaped")
@@ -32,14 +32,18 @@ RewardMode = Literal["raw", "normalized", "shaped"]
 ``shaped``: ``gamma * phi(o') - phi(o)`` with ``phi`` the normalized score."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RewardSpec:
     """The learned reward a wrapper gives.
 
     Args:
         checkpoint: path of a checkpoint folder (``RewardModel.save_pretrained``);
             the model is loaded once per process and device and shared by all wrappers.
-        goal: the goal sentence; default: the Meta-World task's goal sentence as the checkpoint stores it.
+        goal: the goal sentence; default: the Meta-World task's native goal as the checkpoint stores it
+            (the goal image for objectives that train one, like TCN, else the goal sentence).
+        goal_image: the goal as frames (an image goal): an image file, one uint8 frame ``(H, W, 3)`` or
+            several ``(N, H, W, 3)``; the reward is the cosine to their mean embedding. For tasks the
+            checkpoint holds no goal image for.
         reward_mode: ``raw`` (the model score), ``normalized`` (``(score - mean) / std``
             with the checkpoint's reward statistics) or ``shaped`` (``gamma * phi(o') - phi(o)``,
             ``phi`` the normalized score, ``phi(o_0)`` from the reset frame).
@@ -50,6 +54,7 @@ class RewardSpec:
 
     checkpoint: str
     goal: str | None = None
+    goal_image: np.ndarray | str | None = None
     reward_mode: RewardMode = "raw"
     gamma: float = 0.99
     success_bonus: float = 0.0
@@ -68,6 +73,10 @@ class RewardSpec:
             raise ValueError(f"gamma must be in (0, 1] (the agent's discount factor); got {self.gamma}.")
         if not np.isfinite(self.success_bonus):
             raise ValueError(f"success_bonus must be a finite number; got {self.success_bonus}.")
+        if self.goal is not None and self.goal_image is not None:
+            raise ValueError("give goal (a sentence) or goal_image (frames), not both")
+        if self.goal_image is not None:
+            object.__setattr__(self, "goal_image", goal_frames(self.goal_image))
 
     @classmethod
     def of(cls, checkpoint: str | os.PathLike | RewardSpec, **options: Any) -> RewardSpec:
@@ -85,6 +94,33 @@ class RewardSpec:
     def to_record(self) -> dict[str, Any]:
         """The spec as plain keyword values (what gymnasium's ``RecordConstructorArgs`` stores)."""
         return dataclasses.asdict(self)
+
+
+def goal_frames(value: np.ndarray | str | os.PathLike) -> np.ndarray:
+    """Goal frames ``(N, H, W, 3)`` uint8 from an image file, one frame or several; a clear error otherwise.
+
+    >>> goal_frames(np.zeros((8, 8, 3), np.uint8)).shape
+    (1, 8, 8, 3)
+    >>> goal_frames(np.zeros((8, 8), np.uint8))
+    Traceback (most recent call last):
+    ...
+    ValueError: goal_image must be an image file, a uint8 frame (H, W, 3) or frames (N, H, W, 3); got uint8 (8, 8)
+    """
+    if isinstance(value, (str, os.PathLike)):
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(value) as image:
+                return np.asarray(image.convert("RGB"), dtype=np.uint8)[None]
+        except (FileNotFoundError, UnidentifiedImageError, OSError) as error:
+            raise ValueError(f"goal_image {value} cannot be read as an image: {error}") from error
+    frames = np.asarray(value)
+    if frames.dtype != np.uint8 or frames.ndim not in (3, 4) or frames.shape[-1] != 3 or 0 in frames.shape:
+        raise ValueError(
+            "goal_image must be an image file, a uint8 frame (H, W, 3) or frames (N, H, W, 3); "
+            f"got {frames.dtype} {frames.shape}"
+        )
+    return frames[None] if frames.ndim == 3 else frames
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ frame after every reset and step into ``info["vlm_frame"]``;
 Example:
     >>> import gymnasium as gym
     >>> from vlm_reward_wrappers import make_metaworld_env
-    >>> ckpt = "runs/quick/checkpoints/triplet"
+    >>> ckpt = "runs/quick/checkpoints/triplet-seed0"
     >>> envs = gym.vector.SyncVectorEnv(
     ...     [lambda i=i: FrameToInfo(make_metaworld_env("reach-v3", seed=i), ckpt) for i in range(8)])  # doctest: +SKIP
     >>> envs = VectorVLMReward(envs, ckpt)                                                        # doctest: +SKIP
@@ -27,7 +27,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
 from vlm_reward_wrappers import info_keys
 from vlm_reward_wrappers.wrappers.frames import FrameToInfo
-from vlm_reward_wrappers.wrappers.scoring import make_reward
+from vlm_reward_wrappers.wrappers.scoring import ScorerGoal, make_reward
 from vlm_reward_wrappers.wrappers.spec import RewardSpec
 
 __all__ = ["FrameToInfo", "VectorVLMReward", "not_wrapped_error"]
@@ -72,7 +72,7 @@ class VectorVLMReward(VectorWrapper):
     ``vlm_frame`` from :class:`FrameToInfo`.
 
     Example:
-        >>> ckpt = "runs/quick/checkpoints/triplet"
+        >>> ckpt = "runs/quick/checkpoints/triplet-seed0"
         >>> envs = VectorVLMReward(gym.vector.SyncVectorEnv(env_fns), ckpt)  # doctest: +SKIP
     """
 
@@ -93,7 +93,8 @@ class VectorVLMReward(VectorWrapper):
         self._resetting = np.zeros(self.num_envs, dtype=bool)
 
     @property
-    def goal(self) -> str:
+    def goal(self) -> ScorerGoal:
+        """What frames are scored against: the goal sentence, or the goal-image embedding."""
         return self.scorer.goal
 
     def reset(
