@@ -59,7 +59,13 @@ def field_help(cls: type) -> dict[str, str]:
         elif line.strip() and current:
             for name in current:
                 helps[name] = f"{helps[name]} {line.strip()}"
-    return helps
+    return {name: _plain_text(text) for name, text in helps.items()}
+
+
+def _plain_text(text: str) -> str:
+    """Docstring markup as a terminal shows it: ``:data:`~a.B``` -> B, ````x```` -> x."""
+    text = re.sub(r":\w+:`~?(?:[\w.]+\.)?([^`]+)`", r"\1", text)
+    return text.replace("``", "")
 
 
 def _none_or(convert: Callable[[str], Any]) -> Callable[[str], Any]:
