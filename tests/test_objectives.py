@@ -24,6 +24,7 @@ from vlm_reward_wrappers.objectives import (
     objective_from_config,
 )
 from vlm_reward_wrappers.objectives.base import multi_positive_infonce
+from vlm_reward_wrappers.objectives.vip import vip_value
 from vlm_reward_wrappers.tasks import TASKS
 from vlm_reward_wrappers.training.batches import FrameStore, TrajectorySampler
 from vlm_reward_wrappers.training.trainer import TrainConfig, TrainingStep
@@ -132,6 +133,9 @@ def test_triplet_loss_is_zero_when_every_later_frame_is_closer_to_the_text_by_th
 
 # --------------------------------------------------------- hand-computed: VIP
 
+# The first version's settings (cosine value, first and last frame); the defaults are tested further down.
+FIRST_LAST_COSINE = {"value_scale": "cosine", "subtrajectory": False}
+
 # B = 2, D = 2, gamma = 0.5. The last frame (image goal) is (1, 0) for both;
 # texts (language goal) are (0, 1) and (0.6, 0.8).
 VIP_IMAGES = {
@@ -165,7 +169,9 @@ def _hand_vip(goals, goal_steps, gamma) -> float:
 
 
 def test_vip_loss_with_image_goal_equals_hand_computation():
-    loss, parts = get_objective("vip", goal="image", gamma=0.5).loss(_vip_batch(first_success=[2, 2]))
+    loss, parts = get_objective("vip", goal="image", gamma=0.5, **FIRST_LAST_COSINE).loss(
+        _vip_batch(first_success=[2, 2])
+    )
     # Goal step = T - 1 = 4: item 0 steps to 4 (reward 0), item 1 to 2 (reward -1).
     # First term: 0.5 * mean(-0, -0.5) = -0.125.
     # Exponents: item 0: -(0 + 0.5 * 1 - 0.6) = 0.1; item 1: -(-1 + 0.5 * 0.8 - 0) = 0.6.
@@ -178,15 +184,18 @@ def test_vip_loss_with_image_goal_equals_hand_computation():
 @pytest.mark.parametrize("first_success", [[2, 2], [4, 3], [5, 1]])
 def test_vip_loss_with_language_goal_equals_hand_computation(first_success):
     """Language goal: V is the cosine to the task text; reward 0 once the next step reaches the first success."""
-    loss, _ = get_objective("vip", goal="language", gamma=0.5).loss(_vip_batch(first_success=first_success))
+    loss, _ = get_objective("vip", goal="language", gamma=0.5, **FIRST_LAST_COSINE).loss(
+        _vip_batch(first_success=first_success)
+    )
     expected = _hand_vip([[0.0, 1.0], [0.6, 0.8]], first_success, 0.5)
     assert float(loss) == pytest.approx(expected, abs=1e-6)
 
 
 def test_vip_reward_rule_changes_the_loss():
     """Reaching the goal step earlier (reward 0 instead of -1) changes the loss exactly as the formula says."""
-    late, _ = get_objective("vip", goal="language", gamma=0.5).loss(_vip_batch(first_success=[5, 5]))
-    early, _ = get_objective("vip", goal="language", gamma=0.5).loss(_vip_batch(first_success=[0, 0]))
+    objective = get_objective("vip", goal="language", gamma=0.5, **FIRST_LAST_COSINE)
+    late, _ = objective.loss(_vip_batch(first_success=[5, 5]))
+    early, _ = objective.loss(_vip_batch(first_success=[0, 0]))
     # All rewards -1 versus all 0: every exponent shifts by +1, so the log-mean-exp shifts by exactly 1.
     assert float(late) - float(early) == pytest.approx(1.0, abs=1e-6)
 
@@ -194,8 +203,8 @@ def test_vip_reward_rule_changes_the_loss():
 def test_liv_loss_is_the_sum_of_its_hand_computed_parts():
     batch = _vip_batch(first_success=[4, 3])
     batch.logit_scale = torch.tensor(2.0)
-    loss, parts = get_objective("liv", gamma=0.5, clip_weight=0.5).loss(batch)
-    # InfoNCE of the last frames against the texts, by hand (one text per task, scale 2).
+    loss, parts = get_objective("liv", gamma=0.5, clip_weight=0.5, clip_scale="model", **FIRST_LAST_COSINE).loss(batch)
+    # InfoNCE of the last frames against the texts, by hand (one text per task, the model's scale 2).
     last = [_unit(v) for v in VIP_IMAGES["last"]]
     texts = [[0.0, 1.0], [0.6, 0.8]]
     logits = [[2.0 * _dot(last[i], texts[j]) for j in range(2)] for i in range(2)]
@@ -210,6 +219,214 @@ def test_liv_loss_is_the_sum_of_its_hand_computed_parts():
 def test_vip_rejects_an_unknown_goal():
     with pytest.raises(ValueError, match=r"VIP\.goal must be one of 'image', 'language'"):
         get_objective("vip", goal="video")
+
+
+# ------------------------------ VIP and LIV: value scale, sub-trajectories, LIV's InfoNCE temperature
+
+
+def test_vip_authors_value_is_the_cosine_over_one_minus_gamma():
+    similarity = _t([0.6, -0.2, 1.0])
+    assert vip_value(similarity, 0.98, "authors").tolist() == pytest.approx([30.0, -10.0, 50.0], rel=1e-5)
+    assert vip_value(similarity, 0.98, "cosine").tolist() == pytest.approx([0.6, -0.2, 1.0], rel=1e-6)
+    with pytest.raises(ValueError, match="value_scale"):
+        vip_value(similarity, 0.98, "l2")
+
+
+def _hand_vip_loss(images, goals, reward, gamma, scale, first_slot) -> float:
+    """(1 - g) mean(-V(o_0)) + log mean exp(-(r + g V(o_{t+1}) - V(o_t))) with V = scale * cosine."""
+    batch_size = len(goals)
+    value = {
+        slot: [scale * _cos(images[slot][i], goals[i]) for i in range(batch_size)] for slot in (first_slot, "t", "next")
+    }
+    first_term = (1 - gamma) * sum(-v for v in value[first_slot]) / batch_size
+    exponents = [-(reward[i] + gamma * value["next"][i] - value["t"][i]) for i in range(batch_size)]
+    return first_term + math.log(sum(math.exp(x) for x in exponents) / batch_size)
+
+
+def test_vip_loss_with_the_authors_value_scale_equals_hand_computation():
+    """Hand-made embeddings: V = cosine / (1 - gamma) = 2 * cosine for gamma = 0.5 (first and last frame)."""
+    objective = get_objective("vip", goal="image", gamma=0.5, value_scale="authors", subtrajectory=False)
+    loss, _ = objective.loss(_vip_batch(first_success=[2, 2]))
+    # Values 2 * (0, 0.5), 2 * (0.6, 0), 2 * (1, 0.8); rewards 0 (step 4 is the goal) and -1.
+    # Exponents: -(0 + 0.5 * 2 - 1.2) = 0.2; -(-1 + 0.5 * 1.6 - 0) = 0.2.
+    by_hand = 0.5 * -(0 + 1) / 2 + math.log((math.exp(0.2) + math.exp(0.2)) / 2)
+    assert float(loss) == pytest.approx(by_hand, abs=1e-6)
+    last = [[1.0, 0.0]] * 2
+    assert float(loss) == pytest.approx(_hand_vip_loss(VIP_IMAGES, last, [0.0, -1.0], 0.5, 2.0, "first"), abs=1e-6)
+    cosine, _ = get_objective("vip", goal="image", gamma=0.5, **FIRST_LAST_COSINE).loss(_vip_batch([2, 2]))
+    assert float(cosine) != pytest.approx(float(loss), abs=1e-3)
+
+
+# Sub-trajectory slots: start <= t < next <= goal; the goal frames are (1, 0) and (0, 1).
+SUB_IMAGES = {
+    "start": [[0.0, 1.0], [3.0, 4.0]],
+    "t": [[0.6, 0.8], [1.0, 1.0]],
+    "next": [[0.8, 0.6], [0.0, 2.0]],
+    "goal": [[2.0, 0.0], [0.0, 5.0]],
+    "last": [[1.0, 1.0], [0.0, 1.0]],
+}
+SUB_STEPS = {"start": [1, 0], "t": [3, 1], "next": [4, 2], "goal": [4, 3], "last": [6, 5]}
+
+
+def _sub_batch(first_success, scale=1.0) -> EncodedBatch:
+    return encoded(
+        images=SUB_IMAGES,
+        texts=[[0.0, 1.0], [0.6, 0.8]],
+        text_index=[0, 1],
+        task=[0, 1],
+        steps=SUB_STEPS,
+        length=[7, 6],
+        first_success=first_success,
+        scale=scale,
+    )
+
+
+def test_vip_defaults_use_the_subtrajectory_and_the_authors_scale_equals_hand_computation():
+    """Default VIP: o_0 is the start slot, the goal image the goal slot, reward 0 once next reaches the goal step."""
+    objective = get_objective("vip")
+    assert (objective.value_scale, objective.subtrajectory, objective.gamma) == ("authors", True, 0.98)
+    loss, _ = objective.loss(_sub_batch(first_success=[5, 5]))
+    goals = [[1.0, 0.0], [0.0, 1.0]]  # the goal slot's frames
+    # item 0: next 4 = goal 4 -> reward 0; item 1: next 2 < goal 3 -> reward -1 (the last frame plays no part)
+    expected = _hand_vip_loss(SUB_IMAGES, goals, [0.0, -1.0], 0.98, 1 / (1 - 0.98), "start")
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    language, _ = get_objective("vip", goal="language").loss(_sub_batch(first_success=[5, 2]))
+    texts = [[0.0, 1.0], [0.6, 0.8]]  # item 1's next step 2 reaches its first success 2 -> reward 0
+    expected = _hand_vip_loss(SUB_IMAGES, texts, [-1.0, 0.0], 0.98, 1 / (1 - 0.98), "start")
+    assert float(language) == pytest.approx(expected, rel=1e-5)
+
+
+def _hand_clip(images, texts, scale) -> float:
+    """Symmetric InfoNCE with one text per task and image i of task i (the diagonal is the positive)."""
+    logits = [[scale * _dot(_unit(i), _unit(t)) for t in texts] for i in images]
+    n = len(images)
+    image_to_text = sum(math.log(sum(math.exp(x) for x in logits[i])) - logits[i][i] for i in range(n)) / n
+    text_to_image = sum(math.log(sum(math.exp(logits[i][j]) for i in range(n))) - logits[j][j] for j in range(n)) / n
+    return 0.5 * (image_to_text + text_to_image)
+
+
+def test_liv_defaults_use_temperature_one_and_the_vip_subtrajectory_terms():
+    """LIV's InfoNCE has no logit scale (temperature 1) unless clip_scale="model"; VIP terms as VIP's defaults."""
+    batch = _sub_batch(first_success=[5, 2], scale=2.0)  # the model's logit scale is 2
+    texts = [[0.0, 1.0], [0.6, 0.8]]
+    loss, parts = get_objective("liv").loss(batch)
+    infonce = _hand_clip(SUB_IMAGES["last"], texts, 1.0)
+    assert parts["clip"] == pytest.approx(infonce, abs=1e-5)
+    assert parts["clip"] != pytest.approx(_hand_clip(SUB_IMAGES["last"], texts, 2.0), abs=1e-3)
+    scale = 1 / (1 - 0.98)
+    image = _hand_vip_loss(SUB_IMAGES, [[1.0, 0.0], [0.0, 1.0]], [0.0, -1.0], 0.98, scale, "start")
+    language = _hand_vip_loss(SUB_IMAGES, texts, [-1.0, 0.0], 0.98, scale, "start")
+    assert parts["vip_image"] == pytest.approx(image, rel=1e-5)
+    assert parts["vip_language"] == pytest.approx(language, rel=1e-5)
+    assert float(loss) == pytest.approx(infonce + image + language, rel=1e-5)
+    _, model_scale = get_objective("liv", clip_scale="model").loss(batch)
+    assert model_scale["clip"] == pytest.approx(_hand_clip(SUB_IMAGES["last"], texts, 2.0), abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "name,options,slots",
+    [
+        ("vip", {}, ("start", "t", "next", "goal")),
+        ("vip", {"subtrajectory": False}, ("first", "t", "next", "last")),
+        ("vip", {"goal": "language"}, ("start", "t", "next")),
+        ("vip", {"goal": "language", "subtrajectory": False}, ("first", "t", "next")),
+        ("liv", {}, ("start", "t", "next", "goal", "last")),
+        ("liv", {"subtrajectory": False}, ("first", "t", "next", "last")),
+    ],
+)
+def test_vip_and_liv_encode_only_the_frames_their_options_need(name, options, slots):
+    objective = get_objective(name, **options)
+    assert objective.slots == slots
+    assert "slots" not in objective.config()
+    assert objective_from_config(objective.config()).slots == slots
+    assert REGISTRY[name].slots == get_objective(name).slots  # the class's value is the defaults'
+
+
+# The toy of DESIGN §4: free values S(o_t; o_g) in [-1, 1] for every (frame, goal frame) pair of one
+# 150-step trajectory (the goal frame's own S = 1, its cosine with itself), V = S or S / (1 - gamma) as the
+# objective computes it, the exact expected VIP loss under the sampler's law, minimised (a convex problem in
+# the box: L-BFGS-B finds the global optimum).
+
+
+def _subtrajectory_law(length: int) -> np.ndarray:
+    """P(start = s, goal = e | t) as documented in batches.subtrajectory_steps: (t, s, e)."""
+    law = np.zeros((length - 1, length, length))
+    for t in range(length - 1):
+        s = np.arange(max(0, min(t, length - 3)) + 1)[:, None]
+        e = np.arange(t + 1, length)[None, :]
+        law[t, s, e] = 1.0 / ((length - 1 - s) * (e - s))
+        law[t] /= law[t].sum()
+    return law
+
+
+def _free_value_optimum(length: int, value_scale: str, subtrajectory: bool, gamma: float = 0.98) -> np.ndarray:
+    """The optimal S[t, g] (NaN where the loss does not see the pair)."""
+    from scipy.optimize import minimize
+
+    if subtrajectory:
+        joint = _subtrajectory_law(length) / (length - 1)  # t uniform
+        first, pair = joint.sum(axis=0), joint.sum(axis=1)  # (start, goal), (t, goal)
+    else:
+        first, pair = np.zeros((length, length)), np.zeros((length - 1, length))
+        first[0, -1], pair[:, -1] = 1.0, 1.0 / (length - 1)
+    scale = float(vip_value(torch.tensor(1.0, dtype=torch.float64), gamma, value_scale))
+    seen = first > 0
+    seen[:-1] |= pair > 0
+    seen[1:] |= pair > 0
+    seen &= np.triu(np.ones((length, length), dtype=bool), k=1)  # the goal frame's own value is fixed
+    steps = np.arange(length - 1)
+    reward = np.where(steps[:, None] + 1 >= np.arange(length)[None, :], 0.0, -1.0)  # next reaches the goal
+    log_pair = np.log(np.where(pair > 0, pair, 1.0))
+
+    def loss_and_grad(free):
+        similarity = np.ones((length, length))
+        similarity[seen] = free
+        value = scale * similarity
+        exponent = np.where(pair > 0, -(reward + gamma * value[1:] - value[:-1]) + log_pair, -np.inf)
+        top = exponent.max()
+        softmax = np.exp(exponent - top)
+        total = softmax.sum()
+        softmax /= total
+        grad = -(1 - gamma) * first
+        grad[:-1] += softmax
+        grad[1:] -= gamma * softmax
+        return -(1 - gamma) * (first * value).sum() + top + np.log(total), scale * grad[seen]
+
+    count = int(seen.sum())
+    result = minimize(loss_and_grad, np.zeros(count), jac=True, method="L-BFGS-B", bounds=[(-1.0, 1.0)] * count)
+    assert result.success, result.message
+    optimum = np.full((length, length), np.nan)
+    optimum[seen] = result.x
+    optimum[np.arange(length), np.arange(length)] = 1.0
+    return optimum
+
+
+def _largest_fall(values: np.ndarray) -> float:
+    """The largest drop from an earlier value to a later one (0 for a non-decreasing sequence)."""
+    return float((np.maximum.accumulate(values) - values).max())
+
+
+def _spearman(values: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(np.arange(len(values)), values).statistic)
+
+
+def test_vip_free_value_optimum_rises_towards_the_goal_only_with_rescaled_values_and_subtrajectories():
+    """150 steps: with V = S / (1 - gamma) and the sampler's sub-trajectories, the optimal value rises (weakly)
+    along the trajectory towards every goal frame; with the cosine value, or from the first to the last frame
+    only (either value), it does not (it falls over tens of steps before it rises)."""
+    length = 150
+    both = _free_value_optimum(length, "authors", subtrajectory=True)
+    for goal in range(1, length):
+        values = both[: goal + 1, goal]
+        assert _largest_fall(values[~np.isnan(values)]) < 1e-3, goal
+    assert _spearman(both[:, -1]) > 0.8  # 0.88: flat at S = -1 for the first ~60 steps, then rising
+    # Found: Spearman -0.77, 0.37 and -0.02; falls of 2.0, 0.56 and 2.0 (S in [-1, 1]).
+    for value_scale, subtrajectory in [("cosine", True), ("authors", False), ("cosine", False)]:
+        final_goal = _free_value_optimum(length, value_scale, subtrajectory)[:, -1]
+        assert _largest_fall(final_goal) > 0.3, (value_scale, subtrajectory)
+        assert _spearman(final_goal) < 0.5, (value_scale, subtrajectory)
 
 
 # --------------------------------------------------------- hand-computed: TCN
@@ -229,6 +446,26 @@ def test_tcn_loss_equals_hand_computation():
     assert float(loss) == pytest.approx(0.5, abs=1e-6)
     assert parts["positive_distance"] == pytest.approx(0.4, abs=1e-6)
     assert parts["negative_distance"] == pytest.approx(1.2, abs=1e-6)
+
+
+def test_tcn_wider_negative_gap_keeps_only_the_triplets_whose_negative_is_far_enough():
+    batch = encoded(
+        images={"t": [[2.0, 0.0], [0.0, 3.0]], "next": [[0.6, 0.8], [0.0, 1.0]], "far": [[0.0, 7.0], [3.0, 4.0]]},
+        texts=[[1.0, 0.0]],
+        text_index=[0, 0],
+        task=[0, 0],
+        steps={"t": [0, 10], "far": [9, 14]},
+        length=[20, 20],
+    )
+    # Violations as above: 0.1 and 0.9. The sampler's window (5 steps for T = 20) keeps both: mean 0.5.
+    assert float(get_objective("tcn", margin=1.3).loss(batch)[0]) == pytest.approx(0.5, abs=1e-6)
+    # negative_gap 0.4 -> 8 steps: item 0's negative is 9 away (kept), item 1's only 4 (dropped).
+    loss, parts = get_objective("tcn", margin=1.3, negative_gap=0.4).loss(batch)
+    assert float(loss) == pytest.approx(0.1, abs=1e-6) and parts["kept_triplets"] == pytest.approx(0.5)
+    # negative_gap 0.5 -> 10 steps: none kept, the loss is 0.
+    assert float(get_objective("tcn", margin=1.3, negative_gap=0.5).loss(batch)[0]) == 0.0
+    with pytest.raises(ValueError, match="negative_gap"):
+        get_objective("tcn", negative_gap=0.1)
 
 
 # --------------------------------------------------- hand-computed: zero-shot
@@ -372,6 +609,9 @@ def test_unknown_objective_fails_a_train_config_early():
         ("triplet", {"nonsense": 1}, "bad options for objective 'triplet'.*nonsense"),
         ("vip", {"goal": "audio"}, "'audio'"),
         ("tcn", {"margin": 0.1, "gamma": 0.9}, "'tcn'.*gamma"),
+        ("tcn", {"negative_gap": 0.2}, "negative_gap"),
+        ("vip", {"value_scale": "l2"}, "'l2'"),
+        ("liv", {"clip_scale": "two"}, "'two'"),
     ],
 )
 def test_bad_objective_options_raise_value_error(name, options, message):
@@ -387,10 +627,10 @@ def test_bad_objective_options_raise_value_error(name, options, message):
     [
         ("zero-shot", {"alpha": 0.25}),
         ("triplet", {"margin": 0.2, "cross_task_negatives": True}),
-        ("tcn", {"margin": 0.5}),
-        ("vip", {"goal": "language", "gamma": 0.9}),
+        ("tcn", {"margin": 0.5, "negative_gap": 0.4}),
+        ("vip", {"goal": "language", "gamma": 0.9, "value_scale": "cosine", "subtrajectory": False}),
         ("r3m", {"tau": 0.2, "l1_weight": 0.0}),
-        ("liv", {"gamma": 0.95, "clip_weight": 2.0}),
+        ("liv", {"gamma": 0.95, "clip_weight": 2.0, "clip_scale": "model", "subtrajectory": False}),
         ("clip", {}),
     ],
 )
@@ -444,7 +684,7 @@ def test_sampler_slot_invariants(tiny_dataset):
     for k in range(40):
         batch = sampler.batch(k)
         s = batch.steps
-        assert set(s) == {"first", "t", "next", "later", "far", "last"}
+        assert set(s) == {"first", "t", "next", "later", "far", "last", "start", "goal"}
         assert len(batch.episode) == 8 and set(batch.episode) <= set(episodes)
         infos = [tiny_dataset.episodes[e] for e in batch.episode]
         assert batch.length.tolist() == [info.num_steps for info in infos]
@@ -458,6 +698,8 @@ def test_sampler_slot_invariants(tiny_dataset):
             and np.all(s["last"] == batch.length - 1)
         )
         assert np.all(s["far"] >= 0) and np.all(s["far"] < batch.length)
+        assert np.all(s["start"] >= 0) and np.all(s["start"] <= s["t"]) and np.all(s["start"] <= batch.length - 3)
+        assert np.all(s["next"] <= s["goal"]) and np.all(s["goal"] <= s["last"])
         for t, far, length in zip(s["t"], s["far"], batch.length, strict=False):
             gap = max(2, length // 4)
             possible = t - gap >= 0 or t + gap <= length - 1
@@ -470,6 +712,91 @@ def test_sampler_slot_invariants(tiny_dataset):
         for index, info, task_id in zip(batch.text_index, infos, batch.task, strict=False):
             assert batch.texts[index] in TASKS[info.task].sentences and batch.text_task[index] == task_id
     assert not seen_far_fallback  # the tiny episodes (49+ steps) always allow a far frame
+
+
+def _fake_dataset():
+    """Six trajectories of known lengths (7 to 150 steps) of the three tiny tasks, without MuJoCo."""
+    from types import SimpleNamespace
+
+    tasks = ["reach-v3", "button-press-v3", "drawer-close-v3"]
+    episodes = [
+        SimpleNamespace(
+            num_steps=n, task=tasks[i % 3], first_success_step=n - 5, goal_text=TASKS[tasks[i % 3]].sentences[0]
+        )
+        for i, n in enumerate([60, 150, 7, 100, 33, 120])
+    ]
+    return SimpleNamespace(episodes=episodes)
+
+
+def test_subtrajectory_slots_leave_every_other_draw_unchanged():
+    """The draws of the sampler before the start and goal slots existed (hard-coded from that version)."""
+    sampler = TrajectorySampler(_fake_dataset(), list(range(6)), batch_size=6, seed=3)
+    before = {
+        0: {
+            "episode": [3, 4, 1, 1, 1, 0],
+            "t": [47, 5, 109, 16, 58, 30],
+            "later": [70, 21, 139, 144, 84, 49],
+            "far": [82, 26, 66, 81, 145, 0],
+            "last": [99, 32, 149, 149, 149, 59],
+            "texts": [
+                "reach the goal position",
+                "press the button on the box",
+                "press the button on the box",
+                "press the button",
+                "press the button",
+                "reach the goal position",
+            ],
+        },
+        7: {
+            "episode": [5, 0, 0, 5, 4, 2],
+            "t": [86, 50, 46, 2, 31, 3],
+            "later": [106, 58, 57, 56, 32, 4],
+            "far": [47, 27, 10, 90, 0, 0],
+            "last": [119, 59, 59, 119, 32, 6],
+            "texts": [
+                "slide the drawer closed",
+                "reach the goal position",
+                "put the hand at the goal",
+                "close the drawer",
+                "press the button",
+                "slide the drawer closed",
+            ],
+        },
+    }
+    for k, expected in before.items():
+        batch = sampler.batch(k)
+        assert batch.episode.tolist() == expected["episode"]
+        for slot in ("t", "later", "far", "last"):
+            assert batch.steps[slot].tolist() == expected[slot], (k, slot)
+        assert batch.steps["next"].tolist() == [t + 1 for t in expected["t"]]
+        assert batch.steps["first"].tolist() == [0] * 6
+        assert [batch.texts[i] for i in batch.text_index] == expected["texts"]
+        start, goal, t = batch.steps["start"], batch.steps["goal"], batch.steps["t"]
+        assert np.all(start <= t) and np.all(t + 1 <= goal) and np.all(goal <= batch.steps["last"])
+        again = TrajectorySampler(_fake_dataset(), list(range(6)), batch_size=6, seed=3).batch(k)
+        assert np.array_equal(again.steps["start"], start) and np.array_equal(again.steps["goal"], goal)
+
+
+def test_subtrajectory_steps_follow_the_documented_law():
+    """Given t, (start, goal) ~ 1 / ((T - 1 - s)(e - s)) on s <= min(t, T - 3), t < e <= T - 1: empirical check."""
+    from vlm_reward_wrappers.training.batches import subtrajectory_steps
+
+    length, draws = 12, 110_000
+    rng = np.random.default_rng(0)
+    t = rng.integers(0, length - 1, size=draws)
+    start, goal = subtrajectory_steps(rng, t, np.full(draws, length))
+    assert np.all(start <= np.minimum(t, length - 3)) and np.all(t < goal) and np.all(goal <= length - 1)
+    law = _subtrajectory_law(length)
+    for step in range(length - 1):
+        mine = t == step
+        empirical = np.zeros((length, length))
+        np.add.at(empirical, (start[mine], goal[mine]), 1.0 / mine.sum())
+        assert np.abs(empirical - law[step]).max() < 0.02, step  # ~10k draws per t: standard error <= 0.005
+    # Short trajectories: T = 2 and T = 3.
+    start, goal = subtrajectory_steps(rng, np.array([0]), np.array([2]))
+    assert (start.tolist(), goal.tolist()) == ([0], [1])
+    start, goal = subtrajectory_steps(rng, np.array([1] * 50), np.array([3] * 50))
+    assert set(start.tolist()) == {0} and set(goal.tolist()) == {2}
 
 
 def test_sampler_far_fallback_on_a_short_trajectory():
@@ -535,6 +862,8 @@ def fixed_batch(tiny_dataset):
         ("triplet", {}),
         ("triplet", {"cross_task_negatives": True}),
         ("tcn", {}),
+        # The default VIP (V = cosine / (1 - gamma), sub-trajectories) falls 0.91 -> 0.14 here; the first
+        # version's (cosine value, first and last frame) fell only 1.00 -> 0.78, failing the threshold.
         ("vip", {"goal": "image"}),
         ("vip", {"goal": "language"}),
         ("r3m", {}),

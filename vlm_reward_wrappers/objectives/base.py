@@ -12,9 +12,16 @@ Frame slots of each sampled trajectory (length ``T``, steps ``0 .. T-1``):
 ``t``     a uniformly drawn step in ``[0, T-2]``
 ``next``  ``t + 1``
 ``later`` a uniformly drawn step in ``[t + 1, T-1]``
-``far``   a step at least ``T // 4`` (and at least 2) away from ``t``
+``far``   a step at least :func:`far_gap` ``= max(2, T // 4)`` away from ``t``
+          (uniform over those steps; the farther end when none is)
 ``last``  ``T - 1``, the final frame (the goal image)
+``start`` start of a random sub-trajectory around ``(t, t + 1)``: ``start <= t``
+``goal``  its end, ``t + 1 <= goal <= T-1`` (VIP's and LIV's sampling, see
+          :func:`~vlm_reward_wrappers.training.batches.subtrajectory_steps`)
 ========  =====================================================
+
+The trainer encodes only the slots an objective lists (``B x len(slots)``
+frames per step), so a slot costs only the objectives that ask for it.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from typing import Any, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 
-Slot = Literal["first", "t", "next", "later", "far", "last"]
+Slot = Literal["first", "t", "next", "later", "far", "last", "start", "goal"]
 """A frame of a sampled trajectory that an objective's loss can ask for (see the table above)."""
 
 GoalKind = Literal["sentence", "image"]
@@ -77,6 +84,8 @@ class Objective:
 
     name: ClassVar[str]
     slots: ClassVar[tuple[Slot, ...]] = ()
+    """The sampled frames the loss needs; an objective whose frames depend on a hyper-parameter sets its
+    instance's with :meth:`_set_slots` (the class value is then that of the default hyper-parameters)."""
     trains: ClassVar[bool] = True
     """False for an objective that has no loss (zero-shot): nothing is finetuned."""
     uses_baseline: ClassVar[bool] = False
@@ -102,6 +111,10 @@ class Objective:
         """The goal this objective's loss trains its reward for (a hyper-parameter may choose it)."""
         return self.native_goal
 
+    def _set_slots(self, slots: tuple[Slot, ...]) -> None:
+        """Set this instance's :attr:`slots`, shadowing the class's (not a hyper-parameter: not in :meth:`config`)."""
+        object.__setattr__(self, "slots", slots)
+
     def loss(self, batch: EncodedBatch) -> tuple[torch.Tensor, dict[str, float]]:
         """The scalar loss and named parts of it for logging."""
         raise NotImplementedError
@@ -113,6 +126,11 @@ class Objective:
     def config(self) -> dict[str, Any]:
         """Name and hyper-parameters, as stored in a checkpoint."""
         return {"name": self.name, **asdict(self)}
+
+
+def far_gap(length: int) -> int:
+    """The least distance in steps of the ``far`` slot from ``t`` in a trajectory of ``length`` steps."""
+    return max(2, length // 4)
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,28 @@ b. language-predictive ranking: the score of a later frame must beat that of
 c. L1 and L2 penalties on the unnormalised embeddings (weights 1e-5, as in R3M).
 
 Reward: ``s(o, l)``.
+
+Departures from the paper and the authors' code:
+
+* Similarity: cosine over a temperature ``tau`` (``s / tau``); R3M's code uses
+  the negative L2 distance of unnormalised embeddings, temperature 1.
+* Time-contrastive frames: R3M's code draws ``s0 < s1 <= s2`` uniformly and
+  makes two InfoNCE terms (anchor ``s2``: positive ``s1``, negative ``s0``;
+  anchor ``s0``: positive ``s1``, negative ``s2``), each with 3 shuffled other
+  videos as negatives; here one term, anchor ``t``, positive ``t + 1``, one
+  in-trajectory negative at least ``max(2, T // 4)`` steps away (``far``) and
+  every other trajectory's anchor frame in the batch.
+* Language: R3M scores ``(o_0, o_j, l)`` with a learned MLP on the two frame
+  embeddings and a DistilBERT sentence embedding, and ranks (initial, goal),
+  (earlier, later) and (later, latest) pairs against 3 shuffled videos; here
+  the score is ``s(o, l)`` of the shared backbone's own text tower (so the
+  trained score is the reward), ranking ``later`` over ``t`` and over other
+  tasks' ``later`` frames, with the same ``tau``.
+* Penalties: R3M adds ``l1weight * |z|_1 + l2weight * |z|_2`` (norms, not
+  squared) over every encoded frame; here ``|z|_1`` and ``|z|_2^2`` of the
+  ``t`` frames only, weights 1e-5.
+* Backbone: the shared vision-language backbone with its adapter, fine-tuned,
+  instead of a ResNet trained from scratch on Ego4D.
 """
 
 from __future__ import annotations

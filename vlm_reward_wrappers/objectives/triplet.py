@@ -9,6 +9,18 @@ batch are negatives too. Reward: ``s(o, l)``.
 Example:
     >>> Triplet(margin=0.1).slots
     ('t', 'later')
+
+Departures from the paper and the authors' code (there are none: it is the
+study's own objective; these are the choices DESIGN §4 leaves open):
+
+* Pairs: one ``(earlier, later)`` pair per trajectory and batch, the earlier
+  frame uniform in ``[0, T-2]`` (``t``) and the later one uniform after it
+  (``later``), from the successful expert trajectories the trainer draws by
+  default; no hard-pair mining, and the pair's distance in time is not
+  weighted.
+* Cross-task negatives (``cross_task_negatives``, off by default) are the
+  other tasks' ``later`` frames in the batch, averaged over all
+  (text, negative) pairs, added with weight 1.
 """
 
 from __future__ import annotations

@@ -4,6 +4,11 @@ Batch ``k`` of a run is a pure function of ``(seed, k)``: every objective
 trained with the same seed sees exactly the same trajectories and frames, and a
 resumed run continues with the batches an uninterrupted run would have drawn.
 
+The slots ``first``, ``t``, ``next``, ``later``, ``far`` and ``last`` and the
+sentences come from one generator seeded by ``(seed, k)``; the sub-trajectory
+slots ``start`` and ``goal`` (VIP, LIV) come from a second one seeded by
+``(seed, k, 1)``, so adding them changed no draw of the others.
+
 Example:
     >>> sampler = TrajectorySampler(dataset, episodes=[0, 1, 2], batch_size=8, seed=0)   # doctest: +SKIP
     >>> batch = sampler.batch(0)                                                          # doctest: +SKIP
@@ -19,6 +24,7 @@ import numpy as np
 
 from vlm_reward_wrappers.data.storage import DemoDataset
 from vlm_reward_wrappers.objectives import Slot
+from vlm_reward_wrappers.objectives.base import far_gap
 from vlm_reward_wrappers.tasks import TASKS
 
 
@@ -121,6 +127,8 @@ class TrajectorySampler:
         text_task = np.zeros(len(texts), dtype=np.int64)
         for sentence, info in zip(sentences, infos, strict=False):
             text_task[lookup[sentence]] = self.task_ids[info.task]
+        # Drawn after (and apart from) everything above: the other slots keep their draws.
+        steps["start"], steps["goal"] = subtrajectory_steps(np.random.default_rng([self.seed, step, 1]), t, length)
         return TrajectoryBatch(
             episode=episodes,
             task=np.array([self.task_ids[info.task] for info in infos]),
@@ -133,9 +141,42 @@ class TrajectorySampler:
         )
 
 
+def subtrajectory_steps(rng: np.random.Generator, t: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(start, goal)`` of a random sub-trajectory around each ``(t, t + 1)``: ``start <= t < t + 1 <= goal``.
+
+    VIP's and LIV's code draw ``start`` uniformly in ``[0, T-3]``, ``goal``
+    uniformly in ``[start + 1, T-1]`` and then ``t`` uniformly in
+    ``[start, goal - 1]``. Here ``t`` is the shared slot (uniform in
+    ``[0, T-2]``, drawn first), so ``(start, goal)`` is drawn from that joint
+    law conditioned on ``t``:
+
+    ``P(start = s, goal = e | t) ∝ 1 / ((T - 1 - s) (e - s))`` for
+    ``0 <= s <= min(t, T-3)`` and ``t < e <= T-1``
+
+    (``s = 0`` when ``T = 2``): given the sub-trajectory, ``t`` is as likely at
+    any of its steps as in the authors' code, only the mix of sub-trajectories
+    is reweighted to keep ``t`` uniform. Two uniforms per trajectory, by
+    inverse CDF over harmonic numbers: ``O(T)`` per trajectory.
+    """
+    uniforms = rng.random((len(t), 2))
+    harmonic = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, int(np.max(length)) + 1))])
+    start = np.zeros(len(t), dtype=np.int64)
+    goal = np.zeros(len(t), dtype=np.int64)
+    for i, (step, n) in enumerate(zip(t.tolist(), length.tolist(), strict=True)):
+        s = np.arange(max(0, min(step, n - 3)) + 1)
+        # sum over e in (t, T-1] of 1 / (e - s) = H(T-1-s) - H(t-s)
+        goal_mass = harmonic[n - 1 - s] - harmonic[step - s]
+        start_cdf = np.cumsum(goal_mass / (n - 1 - s))
+        start[i] = s[min(int(np.searchsorted(start_cdf, uniforms[i, 0] * start_cdf[-1], side="right")), len(s) - 1)]
+        e = np.arange(step + 1, n)
+        goal_cdf = harmonic[e - start[i]] - harmonic[step - start[i]]
+        goal[i] = e[min(int(np.searchsorted(goal_cdf, uniforms[i, 1] * goal_cdf[-1], side="right")), len(e) - 1)]
+    return start, goal
+
+
 def _far_step(rng: np.random.Generator, t: int, length: int) -> int:
-    """A step at least ``max(2, T // 4)`` away from ``t``; the farther end if none is."""
-    gap = max(2, length // 4)
+    """A step at least :func:`~vlm_reward_wrappers.objectives.base.far_gap` from ``t``; the farther end if none is."""
+    gap = far_gap(length)
     candidates = np.concatenate([np.arange(0, max(0, t - gap + 1)), np.arange(min(length, t + gap), length)])
     if len(candidates) == 0:
         return 0 if t >= length - 1 - t else length - 1
