@@ -45,10 +45,16 @@ def test_evaluate_writes_every_output_and_matches_the_model(tiny_checkpoint, tin
 
 
 def test_score_dataset_covers_every_frame_once(tiny_checkpoint, tiny_dataset):
-    predictions = score_dataset(RewardModel.from_pretrained(tiny_checkpoint), tiny_dataset)
-    keys = set(zip(predictions.episode.tolist(), predictions.step.tolist(), strict=False))
+    scored = score_dataset(RewardModel.from_pretrained(tiny_checkpoint), tiny_dataset)
+    predictions = scored.table
+    assert predictions is not None and scored.skipped_tasks == []
+    keys = set(zip(predictions.episode.tolist(), predictions.step.tolist(), strict=True))
     assert len(keys) == len(predictions) == tiny_dataset.num_frames
     assert np.isfinite(predictions.predicted).all()
+    # every frame is also scored against each training task's goal, its own goal's column equal to its reward
+    assert predictions.goal_rewards is not None and predictions.goal_tasks is not None
+    own = np.searchsorted(predictions.goal_tasks, predictions.task)
+    np.testing.assert_allclose(predictions.goal_rewards[np.arange(len(own)), own], predictions.predicted, atol=1e-6)
 
 
 def test_data_without_successful_experts_reports_voc_unavailable(tiny_checkpoint, tmp_path):

@@ -124,8 +124,8 @@ def test_gradients_reach_exactly_the_trained_parameters(mode, objective, tiny_ba
     used = {"image", "text", "scale"}
     if objective == "tcn":
         used = {"image"}  # TCN trains no language alignment and no temperature
-    elif objective == "triplet":
-        used = {"image", "text"}  # cosine only: the temperature is not in the loss
+    elif objective in ("triplet", "liv"):
+        used = {"image", "text"}  # cosine, and LIV's InfoNCE at temperature 1: the model's temperature is unused
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             assert parameter.grad is None, name
@@ -221,14 +221,14 @@ def test_reward_normalisation_uses_the_stored_statistics(tiny_checkpoint, frames
 
 def test_lora_checkpoint_stores_only_lora_factors_and_temperature(tiny_checkpoint, tiny_backbone, frames, tmp_path):
     saved = load_file(str(tiny_checkpoint / WEIGHTS_NAME))
-    assert LOGIT_SCALE in saved
-    assert all(name == LOGIT_SCALE or name.endswith((".lora_a", ".lora_b")) for name in saved)
-    assert len(saved) == 2 * 2 * 4 + 1
+    assert LOGIT_SCALE in saved and "goal_images" in saved
+    assert all(name in (LOGIT_SCALE, "goal_images") or name.endswith((".lora_a", ".lora_b")) for name in saved)
+    assert len(saved) == 2 * 2 * 4 + 2
     backbone_bytes = Path(tiny_backbone.pretrained).stat().st_size
     assert (tiny_checkpoint / WEIGHTS_NAME).stat().st_size < backbone_bytes / 10
 
     model = RewardModel.from_pretrained(tiny_checkpoint)
-    assert model.config.backbone == tiny_backbone and model.config.finetune.mode == "lora"
+    assert model.config.backbone.sha256 == tiny_backbone.sha256 and model.config.finetune.mode == "lora"
     assert any(saved[n].abs().sum() > 0 for n in saved if n.endswith(".lora_b"))  # it was trained
     again = RewardModel.from_pretrained(model.save_pretrained(tmp_path / "copy"))
     assert np.array_equal(again.reward(frames, GOAL), model.reward(frames, GOAL))
@@ -418,7 +418,7 @@ def test_saving_over_a_checkpoint_leaves_one_complete_folder(tiny_backbone, batc
     train_steps(model, batch_and_frames, steps=1)
     assert model.save_pretrained(tmp_path / "ckpt") == path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no staging or old folders
-    assert sorted(p.name for p in path.iterdir()) == [CONFIG_NAME, WEIGHTS_NAME]
+    assert sorted(p.name for p in path.iterdir()) == ["backbone.safetensors", CONFIG_NAME, WEIGHTS_NAME]
     assert file_sha256(path / WEIGHTS_NAME) != first_sha
     assert np.array_equal(RewardModel.from_pretrained(path).reward(frames, GOAL), model.reward(frames, GOAL))
 

@@ -29,7 +29,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import sys
 import types
 import typing
 from collections.abc import Mapping
@@ -42,10 +41,12 @@ _FIELD_TYPES: dict[type, dict[str, Any]] = {}
 
 
 def field_types(cls: type) -> dict[str, Any]:
-    """The resolved type of every field of a dataclass (string annotations evaluated), computed once per class."""
+    """The resolved type of every field of a dataclass (string annotations evaluated), computed once per class.
+
+    Each class's annotations are resolved in its own module, base classes included.
+    """
     if cls not in _FIELD_TYPES:
-        module = sys.modules.get(cls.__module__)
-        hints = typing.get_type_hints(cls, globalns=vars(module) if module else None)
+        hints = typing.get_type_hints(cls)
         _FIELD_TYPES[cls] = {field.name: hints[field.name] for field in dataclasses.fields(cls)}
     return _FIELD_TYPES[cls]
 

@@ -47,9 +47,17 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         yield temporary_path
         with open(temporary_path, "rb") as written:
             os.fsync(written.fileno())
+        give_default_permissions(temporary_path)  # mkstemp makes it private; the result is shared like any file
         os.replace(temporary_path, final)
     finally:
         temporary_path.unlink(missing_ok=True)
+
+
+def give_default_permissions(path: str | os.PathLike) -> None:
+    """Set a file's mode to what a plain ``open(path, "w")`` would give it (0o666 less the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:

@@ -55,7 +55,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from vlm_reward_wrappers.configs import from_dict, to_dict
-from vlm_reward_wrappers.io_utils import read_versioned_json, write_json_atomic
+from vlm_reward_wrappers.io_utils import give_default_permissions, read_versioned_json, write_json_atomic
 from vlm_reward_wrappers.models.backbone import BackboneSpec, file_sha256, with_checksum
 from vlm_reward_wrappers.models.config import RewardModelConfig
 from vlm_reward_wrappers.version import __version__
@@ -216,6 +216,7 @@ def write_checkpoint(
         for written in staging.iterdir():
             with open(written, "rb") as handle:
                 os.fsync(handle.fileno())
+            give_default_permissions(written)  # readable by whoever may read any other file written here
         payload = {
             "format": CHECKPOINT_FORMAT,
             "format_version": CHECKPOINT_VERSION,

@@ -22,8 +22,8 @@ SPLITS = ("train-tasks", "held-out-tasks")
 
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "zero-shot": ("zero-shot", {}),
-    "triplet": ("triplet", {}),
-    "triplet-cross-task": ("triplet", {"cross_task_negatives": True}),
+    "triplet": ("triplet", {}),  # with cross-task negatives, the default
+    "triplet-within-task": ("triplet", {"cross_task_negatives": False}),
     "tcn": ("tcn", {}),
     "vip": ("vip", {"goal": "image"}),
     "vip-language": ("vip", {"goal": "language"}),

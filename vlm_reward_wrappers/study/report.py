@@ -232,41 +232,42 @@ def plot_benchmark(statistics: dict[str, dict[str, Any]], path: str | os.PathLik
 
 def learning_summary(learning: dict[str, list[float | None]]) -> str:
     """Per objective: the share of its validation-loss improvement made in the last quarter of training."""
-    lines = ["| objective | late improvement, per seed | verdict |", "|---|---|---|"]
+    lines = ["| objective | late improvement, per seed | verdict (mean over seeds) |", "|---|---|---|"]
     for variant, values in learning.items():
         known = [value for value in values if value is not None]
         if not known:
             lines.append(f"| {variant} | n/a | nothing trained, or fewer than 3 validations |")
             continue
-        verdict = "flat" if max(known) < FLAT_BELOW else "still improving"
+        verdict = "flat" if float(np.mean(known)) < FLAT_BELOW else "still improving"
         lines.append(f"| {variant} | {', '.join(f'{value:.2f}' for value in known)} | {verdict} |")
     return (
         "\n".join(lines)
         + f"\n\nLate improvement: the share of a run's validation-loss decrease made in its last quarter of steps; "
-        f"below {FLAT_BELOW} the curve is called flat."
+        f"below {FLAT_BELOW} on average over seeds the curve is called flat."
     )
 
 
 def late_improvement(history: list[dict[str, Any]]) -> float | None:
-    """The share of a run's validation-loss improvement made in its last quarter of steps (small: it has flattened).
+    """The share of a run's validation-loss decrease made in its last quarter of steps (small: it has flattened).
 
-    ``(L(3T/4) - L(T)) / (L(first) - L(T))`` with ``L`` the validation loss at the
-    evaluation closest to each step; None without at least three evaluations or
-    without improvement.
+    ``(mean L over the third quarter - mean L over the last quarter) / (L(first) - mean L over the last
+    quarter)``, with ``L`` the validation losses recorded in those quarters of the steps (means, so that one
+    noisy evaluation does not decide). None without an evaluation in each quarter, or without a decrease.
 
-    >>> late_improvement([{"step": s, "validation_loss": 1 / s} for s in (1, 2, 3, 4)])  # 1, .5, .33, .25
-    0.111...
+    >>> round(late_improvement([{"step": s, "validation_loss": 1 / s} for s in range(1, 9)]), 3)
+    0.057
     """
-    points = [
-        (entry["step"], entry["validation_loss"]) for entry in history if entry.get("validation_loss") is not None
-    ]
-    if len(points) < 3:
-        return None
+    points = [(e["step"], e["validation_loss"]) for e in history if e.get("validation_loss") is not None]
     steps = np.array([step for step, _ in points], dtype=float)
     losses = np.array([loss for _, loss in points], dtype=float)
-    at_three_quarters = losses[int(np.argmin(np.abs(steps - 0.75 * steps[-1])))]
-    total = losses[0] - losses[-1]
-    return float((at_three_quarters - losses[-1]) / total) if total > 0 else None
+    if len(points) < 3:
+        return None
+    third = losses[(steps > 0.5 * steps[-1]) & (steps <= 0.75 * steps[-1])]
+    last = losses[steps > 0.75 * steps[-1]]
+    if not len(third) or not len(last):
+        return None
+    total = losses[0] - last.mean()
+    return float((third.mean() - last.mean()) / total) if total > 0 else None
 
 
 def plot_learning_curves(histories: dict[str, list[list[dict[str, Any]]]], path: str | os.PathLike) -> None:

@@ -91,6 +91,15 @@ class RewardSpec:
             return dataclasses.replace(checkpoint, **options)
         return cls(checkpoint=os.fspath(checkpoint), **options)
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RewardSpec):
+            return NotImplemented
+        mine, theirs = dataclasses.asdict(self), dataclasses.asdict(other)
+        same_image = np.array_equal(mine.pop("goal_image"), theirs.pop("goal_image"))  # arrays: == is elementwise
+        return same_image and mine == theirs
+
+    __hash__ = None  # type: ignore[assignment]  # mutable contents (an array): not hashable
+
     def to_record(self) -> dict[str, Any]:
         """The spec as plain keyword values (what gymnasium's ``RecordConstructorArgs`` stores)."""
         return dataclasses.asdict(self)
