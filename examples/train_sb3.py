@@ -34,7 +34,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 from vlm_reward_wrappers import FrameToInfo, VLMRewardVecEnv, VLMRewardWrapper, info_keys, make_metaworld_env
 from vlm_reward_wrappers.config_cli import parse_config
 from vlm_reward_wrappers.models import is_checkpoint
-from vlm_reward_wrappers.wrappers import RewardMode
+from vlm_reward_wrappers.wrappers import RewardMode, RewardSpec
 
 
 @dataclass
@@ -105,21 +105,23 @@ class EpisodeStats(BaseCallback):
         return True
 
 
+def reward_spec(args: Args) -> RewardSpec:
+    """The learned reward the agent gets, the same for one wrapped env or a batch of them."""
+    return RewardSpec.of(
+        args.checkpoint,
+        reward_mode=args.reward_mode,
+        gamma=args.gamma,
+        success_bonus=args.success_bonus,
+        device=args.device,
+    )
+
+
 def make_env(args: Args, rank: int) -> Callable[[], gym.Env]:
     """A function making sub-env ``rank``: wrapped for its own reward, or for batched scoring."""
 
     def thunk() -> gym.Env:
         env = make_metaworld_env(args.task, seed=args.seed + rank, max_episode_steps=args.max_episode_steps)
-        if args.num_envs == 1:
-            return VLMRewardWrapper(
-                env,
-                args.checkpoint,
-                reward_mode=args.reward_mode,
-                gamma=args.gamma,
-                success_bonus=args.success_bonus,
-                device=args.device,
-            )
-        return FrameToInfo(env, args.checkpoint)
+        return VLMRewardWrapper(env, reward_spec(args)) if args.num_envs == 1 else FrameToInfo(env, args.checkpoint)
 
     return thunk
 
@@ -128,14 +130,7 @@ def make_vec_env(args: Args, out: Path) -> VecEnv:
     env_fns = [make_env(args, rank) for rank in range(args.num_envs)]
     venv: VecEnv = SubprocVecEnv(env_fns) if args.vec_env == "subproc" and args.num_envs > 1 else DummyVecEnv(env_fns)
     if args.num_envs > 1:
-        venv = VLMRewardVecEnv(
-            venv,
-            args.checkpoint,
-            reward_mode=args.reward_mode,
-            gamma=args.gamma,
-            success_bonus=args.success_bonus,
-            device=args.device,
-        )
+        venv = VLMRewardVecEnv(venv, reward_spec(args))
     return VecMonitor(venv, filename=str(out / "monitor.csv"), info_keywords=(info_keys.IS_SUCCESS,))
 
 

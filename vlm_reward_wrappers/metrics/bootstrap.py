@@ -1,12 +1,4 @@
-"""Percentile bootstrap intervals that resample whole episodes.
-
-Example:
-    >>> values = np.repeat([0.0, 1.0, 2.0, 3.0], 5)
-    >>> episode = np.repeat([0, 1, 2, 3], 5)
-    >>> low, high = bootstrap_interval(lambda idx, ids: float(values[idx].mean()), episode)
-    >>> bool(low < 1.5 < high)
-    True
-"""
+"""Percentile bootstrap intervals that resample whole episodes (example: :func:`bootstrap_interval`)."""
 
 from __future__ import annotations
 
