@@ -151,7 +151,7 @@ class RewardModel(nn.Module):
         """The goal of ``task`` the objective trains its reward for: the stored goal image or the sentence."""
         return self.goal_image(task) if self.objective.goal_kind == "image" else self.config.goal_for(task)
 
-    def reward_stats_for(self, goal: Goal) -> dict[str, float]:
+    def reward_stats_for(self, goal: Goal | np.ndarray) -> dict[str, float]:
         """Mean and std of the model's rewards on its training frames, for this kind of goal."""
         return self.config.reward_stats if isinstance(goal, str) else self.config.image_reward_stats
 

@@ -298,7 +298,6 @@ def train(
             dataset, val_trajectories, config.batch_size, config.seed + 1, text_augmentation=False
         )
         validation_batches = [val_sampler.batch(k) for k in range(config.val_batches)]
-    validation_step = TrainingStep(model, None, None)  # its frames are set with the training step's below
 
     summary_base = {
         "config": to_dict(config),
@@ -363,7 +362,7 @@ def train(
     encoded = trajectories + val_trajectories
     frames = FrameStore(dataset, encoded) if finetune.mode != "heads" else None
     cache = {index: all_features[index] for index in encoded} if finetune.mode == "heads" else None
-    validation_step.frames, validation_step.feature_cache = frames, cache
+    validation_step = TrainingStep(model, frames, cache)  # measure() uses it from the first validation on
     step_module = distributed.wrap(TrainingStep(model, frames, cache), device)
     frames_per_step = config.batch_size * len(objective.slots)
     bar = tqdm(

@@ -232,6 +232,7 @@ def make_reward(spec: RewardSpec, frames: Sequence[FrameSettings]) -> tuple[Goal
     for camera, image_size in sorted({(setting.camera, setting.image_size) for setting in frames}):
         warn_if_unlike_training(model.config, camera, image_size, where=f"checkpoint {spec.checkpoint}", stacklevel=4)
     scorer = GoalScorer(spec.checkpoint, goal, spec.device)
-    stats = model.config.reward_stats if isinstance(goal, str) else model.config.image_reward_stats
-    transform = RewardTransform(spec.reward_mode, stats, spec.gamma, spec.success_bonus, len(frames))
+    transform = RewardTransform(
+        spec.reward_mode, model.reward_stats_for(goal), spec.gamma, spec.success_bonus, len(frames)
+    )
     return scorer, transform
