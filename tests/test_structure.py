@@ -30,8 +30,9 @@ LAYERS: dict[str, int] = {
     "evaluation": 7,
     "wrappers": 7,
     "study": 8,
-    "cli": 9,
-    "__main__": 10,
+    "rl": 9,
+    "cli": 10,
+    "__main__": 11,
 }
 """Each top-level module or subpackage and its layer: a unit imports only units of lower layers."""
 

@@ -7,6 +7,7 @@
     vlm-rewards evaluate --ckpt runs/triplet --data data/eval --out runs/eval/triplet
     vlm-rewards pack runs/triplet                      make an old checkpoint folder complete (portable)
     vlm-rewards benchmark                               the whole study, offline (preset quick: ~15 min on 2 CPUs)
+    vlm-rewards rl                                      SAC agents on learned, sparse and ground-truth rewards
 
 Each subcommand is a thin layer over the Python API of the same name. Its
 flags are the fields of the config dataclass it builds (CollectionConfig,
@@ -33,6 +34,7 @@ from vlm_reward_wrappers.metrics import DEFAULT_DELTA
 from vlm_reward_wrappers.models import BackboneLoadError, BackboneSpec, CheckpointError
 from vlm_reward_wrappers.models.checkpoint import pack_checkpoint
 from vlm_reward_wrappers.rendering import RenderingUnavailableError
+from vlm_reward_wrappers.rl import RL_PRESETS, RL_PRESETS_HELP, RLConfig, run_sweep, write_rl_report
 from vlm_reward_wrappers.study import PRESETS, Preset, run_benchmark
 from vlm_reward_wrappers.tasks import ML45_TEST, MT10, TASKS, expand_tasks
 from vlm_reward_wrappers.training.pretrain import PretrainConfig, default_backbone, pretrain_backbone
@@ -202,6 +204,26 @@ def _run_benchmark(args: argparse.Namespace) -> None:
     run_benchmark(preset, args.out or f"runs/{preset.name}", backbone=backbone)
 
 
+def _add_rl(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "rl", help="train SAC agents on learned, sparse and ground-truth rewards; report success curves"
+    )
+    parser.add_argument("--preset", default="quick", choices=list(RL_PRESETS), help=RL_PRESETS_HELP)
+    parser.add_argument(
+        "--out", default=None, help="output folder (default: runs/rl-<preset>); re-running resumes and skips"
+    )
+    overrides = parser.add_argument_group("overrides of the preset's settings (default: the preset's)")
+    add_config_arguments(overrides, RLConfig, overrides=True)
+    parser.set_defaults(handler=_run_rl)
+
+
+def _run_rl(args: argparse.Namespace) -> None:
+    config = config_from_args(RLConfig, args, base=RL_PRESETS[args.preset])
+    out = args.out or f"runs/rl-{args.preset}"
+    run_sweep(config, out)
+    print(write_rl_report(out))
+
+
 _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_tasks,
     _add_collect,
@@ -210,6 +232,7 @@ _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_evaluate,
     _add_pack,
     _add_benchmark,
+    _add_rl,
 )
 
 

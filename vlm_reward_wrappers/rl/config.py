@@ -1,0 +1,141 @@
+"""What an RL sweep holds fixed: tasks, reward sources, seeds, budget and SAC's settings, with named presets.
+
+Every reward source of a task gets the same agent settings: SB3's SAC
+defaults (Haarnoja et al. 2018, as SB3 ships them: learning rate 3e-4, batch
+256, tau 0.005, gamma 0.99, one gradient step per env step, two 256-unit
+layers, automatic entropy tuning) except two, both so that short runs fit a CPU:
+1000 random steps before learning (SB3: 100) and a replay buffer as large as the
+run (SB3: one million, all of it pickled on every save).
+
+Example:
+    >>> sorted(RL_PRESETS)
+    ['full', 'quick', 'tiny']
+    >>> RL_PRESETS["quick"].sources
+    ('triplet', 'sparse', 'gt')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from vlm_reward_wrappers.configs import check_choices
+from vlm_reward_wrappers.tasks import MT10, resolve_task
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    """An RL sweep: SAC on Meta-World state observations, for every task x reward source x seed.
+
+    Args:
+        tasks: Meta-World tasks (e.g. ``drawer-close-v3``).
+        sources: reward sources: ``gt``, ``sparse``, a checkpoint folder, a row of the offline benchmark
+            (``triplet``: its checkpoint of the run's seed, see ``benchmark``), or any of these with ``+sparse``.
+        seeds: agent seeds of the learned and sparse sources.
+        gt_seeds: agent seeds of ``gt``, the reference (none given: ``seeds``).
+        total_steps: env steps per run.
+        eval_every: env steps between evaluations (and saves); a multiple of max_episode_steps.
+        eval_episodes: evaluation episodes, deterministic actions, seeds never used in training.
+        max_episode_steps: episode length (Meta-World's own: 500).
+        success_bonus: the reward of a success step in ``sparse`` and ``+sparse`` sources.
+        camera: render the frames a learned reward scores from this camera (default: the checkpoint's; another
+            one gives a warning that reaches the report).
+        image_size: render those frames at this size (default: the checkpoint's).
+        benchmark: the offline benchmark folder whose checkpoints rows like ``triplet`` name.
+        learning_rate: SAC learning rate (actor, critics, entropy coefficient).
+        batch_size: SAC minibatch size.
+        learning_starts: random-action steps before learning starts.
+        tau: target-network update rate.
+        gamma: discount factor.
+        net_arch: hidden layer sizes of actor and critics.
+        gradient_steps: gradient steps per env step.
+        jobs: runs in parallel, one process each (default: the CPU count).
+        reward_worker: render frames in a second process per learned-reward run, beside the agent's updates
+            (``auto``: when the sweep leaves a core per worker free, e.g. a single run).
+        device: where the agent and reward model run (``cpu``, ``cuda``).
+    """
+
+    tasks: tuple[str, ...] = ("drawer-close-v3", "window-open-v3", "reach-v3")
+    sources: tuple[str, ...] = ("triplet", "sparse", "gt")
+    seeds: tuple[int, ...] = (0, 1)
+    gt_seeds: tuple[int, ...] | None = None
+    total_steps: int = 20_000
+    eval_every: int = 2_000
+    eval_episodes: int = 5
+    max_episode_steps: int = 200
+    success_bonus: float = 1.0
+    camera: str | None = None
+    image_size: int | None = None
+    benchmark: str = "runs/quick"
+    learning_rate: float = 3e-4
+    batch_size: int = 256
+    learning_starts: int = 1_000
+    tau: float = 0.005
+    gamma: float = 0.99
+    net_arch: tuple[int, ...] = (256, 256)
+    gradient_steps: int = 1
+    jobs: int | None = None
+    reward_worker: Literal["auto", "on", "off"] = "auto"
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        object.__setattr__(self, "tasks", tuple(resolve_task(task) for task in self.tasks))
+        if self.eval_every <= 0 or self.eval_every % self.max_episode_steps:
+            raise ValueError(
+                f"eval_every ({self.eval_every}) must be a positive multiple of max_episode_steps "
+                f"({self.max_episode_steps}): runs are evaluated and saved between episodes."
+            )
+        if self.total_steps % self.eval_every:
+            raise ValueError(f"total_steps ({self.total_steps}) must be a multiple of eval_every ({self.eval_every}).")
+        if not self.tasks or not self.sources or not self.seeds:
+            raise ValueError("give at least one task, one reward source and one seed")
+
+    def seeds_of(self, source: str) -> tuple[int, ...]:
+        """The agent seeds a source runs with (``gt`` may have its own)."""
+        return self.gt_seeds if source == "gt" and self.gt_seeds is not None else self.seeds
+
+
+RL_PRESETS: dict[str, RLConfig] = {
+    "quick": RLConfig(
+        tasks=("drawer-close-v3", "window-open-v3", "reach-v3"),
+        sources=("triplet", "sparse", "gt"),
+        seeds=(0, 1),
+        gt_seeds=(0,),
+        total_steps=20_000,
+    ),
+    "full": RLConfig(
+        tasks=MT10,
+        sources=("zero-shot", "triplet", "tcn", "vip", "r3m", "liv", "triplet+sparse", "sparse", "gt"),
+        seeds=(0, 1, 2),
+        total_steps=200_000,
+        eval_every=10_000,
+        eval_episodes=10,
+        max_episode_steps=500,
+        benchmark="runs/full",
+    ),
+    "tiny": RLConfig(
+        tasks=("drawer-close-v3",),
+        sources=("sparse", "gt"),
+        seeds=(0,),
+        total_steps=120,
+        eval_every=60,
+        eval_episodes=1,
+        max_episode_steps=30,
+        learning_starts=30,
+        batch_size=16,
+        net_arch=(32, 32),
+        jobs=1,
+    ),
+}
+"""``vlm-rewards rl --preset NAME``: ``quick`` (about an hour on a 2-core CPU), ``full`` (MT10, every objective,
+3 seeds, 200k steps: for a GPU or a long night), ``tiny`` (a smoke test)."""
+
+RL_PRESETS_HELP = "; ".join(
+    [
+        "quick: 3 MT10 tasks, the offline benchmark's triplet reward, sparse and gt, 20k steps; about an hour "
+        "on a 2-core CPU",
+        "full: all MT10 tasks, every objective, learned+sparse, sparse and gt, 3 seeds, 200k steps",
+        "tiny: a smoke test",
+    ]
+)

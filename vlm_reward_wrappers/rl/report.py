@@ -1,0 +1,232 @@
+"""The RL sweep's report: a table (task x reward source) and success curves, from the run folders on disk.
+
+For each task and reward source, over its seeds: the final success rate, the
+mean success rate over the whole curve (its area, a sample-efficiency summary),
+the env steps to the first evaluation at 50% success or more, and, for learned
+sources, the offline metrics (ranking accuracy and VOC on that task) that
+``evaluate`` gave their checkpoints. Each learned or sparse source is also
+compared with ``sparse`` at equal steps, seed by seed.
+
+Example:
+    >>> table = write_rl_report("runs/rl-quick")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vlm_reward_wrappers.evaluation.plots import new_figure
+from vlm_reward_wrappers.io_utils import read_json, write_json_atomic, write_text_atomic
+from vlm_reward_wrappers.rl.run import is_done, read_curve, read_run
+from vlm_reward_wrappers.rl.sources import SPARSE
+from vlm_reward_wrappers.study.report import machine_description
+
+SUCCESS_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One run as read back from its folder."""
+
+    task: str
+    source: str
+    seed: int
+    curve: list[dict[str, float]]
+    record: dict[str, Any]
+    done: bool
+
+    @property
+    def steps(self) -> np.ndarray:
+        return np.array([row["step"] for row in self.curve])
+
+    @property
+    def success(self) -> np.ndarray:
+        return np.array([row["success_rate"] for row in self.curve])
+
+    def steps_to(self, threshold: float = SUCCESS_THRESHOLD) -> float:
+        """Env steps at the first evaluation with success rate >= ``threshold`` (NaN if never)."""
+        reached = np.flatnonzero(self.success >= threshold)
+        return float(self.steps[reached[0]]) if reached.size else float("nan")
+
+
+def read_results(out: str | os.PathLike) -> list[RunResult]:
+    """Every run under ``out`` with at least one evaluation, sorted by task, source and seed."""
+    results = []
+    for record_path in sorted(Path(out).glob("*/*/seed*/run.json")):
+        folder = record_path.parent
+        if not (folder / "curve.csv").is_file():
+            continue
+        record = read_run(folder)
+        results.append(
+            RunResult(
+                record["task"], record["source"], int(record["seed"]), read_curve(folder), record, is_done(folder)
+            )
+        )
+    return sorted(results, key=lambda result: (result.task, result.source, result.seed))
+
+
+def offline_metrics(checkpoint: str | None, task: str) -> dict[str, float] | None:
+    """Ranking accuracy and VOC of a benchmark checkpoint on ``task``, from the benchmark's ``evaluate`` output.
+
+    A checkpoint ``X/checkpoints/NAME`` of ``vlm-rewards benchmark`` was evaluated into
+    ``X/eval/NAME/<split>/metrics.json``; other checkpoints have none (None).
+    """
+    if checkpoint is None:
+        return None
+    path = Path(checkpoint)
+    for metrics_path in sorted((path.parent.parent / "eval" / path.name).glob("*/metrics.json")):
+        per_task = read_json(metrics_path).get("per_task", {})
+        if task in per_task:
+            return {"ranking_accuracy": per_task[task]["ranking_accuracy"], "voc": per_task[task]["voc"]}
+    return None
+
+
+def _spread(values: list[float], digits: int = 2) -> str:
+    """``mean [min, max]`` of values (just the value for one)."""
+    finite = [value for value in values if np.isfinite(value)]
+    if not finite:
+        return "—"
+    mean = f"{np.mean(finite):.{digits}f}"
+    return mean if len(finite) == 1 else f"{mean} [{min(finite):.{digits}f}, {max(finite):.{digits}f}]"
+
+
+def _steps_to(values: list[float]) -> str:
+    reached = [value for value in values if np.isfinite(value)]
+    if not reached:
+        return f"not reached (0/{len(values)})"
+    return f"{np.mean(reached) / 1000:.0f}k ({len(reached)}/{len(values)} seeds)"
+
+
+def summary_rows(results: list[RunResult]) -> list[dict[str, Any]]:
+    """One row per task and source: the values of the report's table (as numbers, for ``summary.json``)."""
+    rows = []
+    for task in sorted({result.task for result in results}):
+        of_task = [result for result in results if result.task == task]
+        sparse = {result.seed: result for result in of_task if result.source == SPARSE}
+        for source in dict.fromkeys(result.source for result in of_task):
+            runs = [result for result in of_task if result.source == source]
+            offline = [offline_metrics(run.record.get("checkpoint"), task) for run in runs]
+            known = [metrics for metrics in offline if metrics is not None]
+            versus_sparse = [
+                float(np.mean(run.success) - np.mean(sparse[run.seed].success[: len(run.success)]))
+                for run in runs
+                if source != SPARSE and run.seed in sparse and len(sparse[run.seed].curve) >= len(run.curve)
+            ]
+            rows.append(
+                {
+                    "task": task,
+                    "source": source,
+                    "seeds": [run.seed for run in runs],
+                    "steps": [int(run.steps[-1]) for run in runs],
+                    "final_success": [float(run.success[-1]) for run in runs],
+                    "mean_success": [float(np.mean(run.success)) for run in runs],
+                    "steps_to_50": [run.steps_to() for run in runs],
+                    "ranking_accuracy": [metrics["ranking_accuracy"] for metrics in known],
+                    "voc": [metrics["voc"] for metrics in known],
+                    "mean_success_minus_sparse": versus_sparse,
+                    "steps_per_s": [run.steps[-1] / max(run.curve[-1]["wall_s"], 1e-9) for run in runs],
+                    "done": all(run.done for run in runs),
+                }
+            )
+    return rows
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The report's table: means with [min, max] over seeds."""
+    lines = [
+        "| task | reward | seeds | steps | final success | mean success over the curve | steps to 50% success "
+        "| minus sparse (mean success, paired by seed) | offline ranking acc. | offline VOC | steps/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        steps = f"{min(row['steps']) // 1000}k" + ("" if row["done"] else " (running)")
+        lines.append(
+            f"| {row['task']} | {row['source']} | {len(row['seeds'])} | {steps} | {_spread(row['final_success'])} "
+            f"| {_spread(row['mean_success'])} | {_steps_to(row['steps_to_50'])} "
+            f"| {_spread(row['mean_success_minus_sparse'])} | {_spread(row['ranking_accuracy'], 3)} "
+            f"| {_spread(row['voc'], 3)} | {_spread(row['steps_per_s'], 0)} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_success_curves(results: list[RunResult], path: str | os.PathLike) -> None:
+    """Success rate vs env steps, one panel per task: the mean over seeds, and the band from min to max."""
+    tasks = sorted({result.task for result in results})
+    sources = list(dict.fromkeys(result.source for result in results))
+    colors = {source: f"C{index}" for index, source in enumerate(sources)}
+    figure = new_figure(4.0 * len(tasks), 3.2)
+    axes = figure.subplots(1, len(tasks), squeeze=False)[0]
+    for axis, task in zip(axes, tasks, strict=True):
+        for source in sources:
+            runs = [result for result in results if result.task == task and result.source == source]
+            if not runs:
+                continue
+            length = min(len(run.curve) for run in runs)
+            steps = runs[0].steps[:length]
+            success = np.stack([run.success[:length] for run in runs])
+            axis.plot(steps, success.mean(axis=0), color=colors[source], label=f"{source} ({len(runs)})")
+            if len(runs) > 1:
+                axis.fill_between(steps, success.min(axis=0), success.max(axis=0), color=colors[source], alpha=0.2)
+        axis.set_title(task)
+        axis.set_xlabel("env steps")
+        axis.set_ylim(-0.03, 1.03)
+    axes[0].set_ylabel("success rate (evaluation)")
+    axes[-1].legend(fontsize=8, loc="best")
+    figure.suptitle("SAC success rate: mean over seeds (line), min to max (band); seeds in parentheses")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def _settings_text(results: list[RunResult]) -> str:
+    settings = results[0].record["settings"]
+    listed = ", ".join(f"{name} {value}" for name, value in sorted(settings.items()))
+    return (
+        f"SAC (stable-baselines3) on state observations, the same settings for every reward source: {listed}. "
+        "They are SB3's SAC defaults except the replay buffer (as large as the run) and the random steps "
+        "before learning (1000, SB3: 100). Learned rewards are normalized with the mean and std of the "
+        "checkpoint's rewards on its training frames; `sparse` is 1 on success steps, else 0; `gt` is Meta-World's "
+        "dense reward. Evaluation: deterministic actions on episodes with seeds never used in training; success "
+        "means success at any step of an episode."
+    )
+
+
+def write_rl_report(out: str | os.PathLike) -> str:
+    """Write ``report.md``, ``summary.json`` and ``success_curves.png`` into ``out``; return the table."""
+    out = Path(out)
+    results = read_results(out)
+    if not results:
+        raise FileNotFoundError(f"no RL runs with an evaluation under {out}: run `vlm-rewards rl --out {out}` first")
+    rows = summary_rows(results)
+    table = markdown_table(rows)
+    plot_success_curves(results, out / "success_curves.png")
+    warnings_given = sorted({f"{r.task} {r.source}: {w}" for r in results for w in r.record.get("warnings", [])})
+    machine = machine_description()
+    lines = [
+        "# RL on learned rewards",
+        "",
+        _settings_text(results),
+        "",
+        table,
+        "",
+        "Final success: the last evaluation. Mean success over the curve: the mean of all evaluations (higher means "
+        "success came earlier). Minus sparse: this source's mean success over the curve minus that of `sparse` with "
+        "the same agent seed. Offline metrics: `evaluate` on held-out episodes of this task, for the checkpoints "
+        "of these runs. Brackets give the smallest and largest value over seeds, not a confidence interval: with "
+        "two or three seeds, a difference is only trustworthy when every seed shows it.",
+        "",
+        "![success curves](success_curves.png)",
+        "",
+        f"Machine: {machine['processor']}, {machine['cpus']} CPUs, torch {machine['torch']}"
+        + (f", {machine['cuda']}" if machine["cuda"] else ", no GPU")
+        + ".",
+    ]
+    if warnings_given:
+        lines += ["", "## Warnings", "", *[f"- {warning}" for warning in warnings_given]]
+    write_text_atomic(out / "report.md", "\n".join(lines) + "\n")
+    write_json_atomic(out / "summary.json", {"rows": rows, "machine": machine})
+    return table

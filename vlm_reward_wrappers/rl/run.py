@@ -1,0 +1,400 @@
+"""One RL run: SAC on one task with one reward source and seed, evaluated, saved and resumable.
+
+A run folder holds:
+
+* ``run.json``: what the run is (task, source, seed, checkpoint, agent settings) and the warnings
+  its reward gave (frames unlike the checkpoint's training frames);
+* ``curve.csv``: the evaluation curve (``step, success_rate, gt_return, reward_return, train_success_rate,
+  wall_s``), one row per evaluation;
+* ``state/``: the agent with its optimizers, the replay buffer, the RNG states and the
+  evaluation history, saved at every evaluation. A new state is written beside the
+  old one and swapped in, so a kill at any moment leaves the previous save;
+* ``done.json`` and the final ``agent.zip`` once the run is complete (a finished run is skipped;
+  its replay buffer is deleted).
+
+Training episodes have seeds ``1000 * (seed + 1) + episode``; evaluation
+episodes ``seed 0 .. eval_episodes - 1`` at every evaluation, never a training seed.
+Saves fall between episodes, so a resumed run starts its next episode with the
+seed an uninterrupted run would have used, from the same agent, buffer and RNGs.
+
+Example:
+    >>> from vlm_reward_wrappers.rl import RL_PRESETS, RunSpec, run_one
+    >>> spec = RunSpec("drawer-close-v3", parse_source("gt"), seed=0)
+    >>> curve = run_one(spec, RL_PRESETS["tiny"], "runs/rl-demo/drawer-close-v3/gt/seed0")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import os
+import pickle
+import random
+import shutil
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3 import SAC
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+
+from vlm_reward_wrappers import info_keys
+from vlm_reward_wrappers.configs import to_dict
+from vlm_reward_wrappers.envs import make_metaworld_env
+from vlm_reward_wrappers.io_utils import CorruptFileError, read_json, write_json_atomic, write_text_atomic
+from vlm_reward_wrappers.models import read_checkpoint_config
+from vlm_reward_wrappers.rl.config import RLConfig
+from vlm_reward_wrappers.rl.pipelined import DeferredRewardBuffer, PipelinedRewardVecEnv
+from vlm_reward_wrappers.rl.sources import RewardSource, parse_source, with_reward
+from vlm_reward_wrappers.version import __version__
+from vlm_reward_wrappers.wrappers import RewardSpec
+
+CURVE_FIELDS = ("step", "success_rate", "gt_return", "reward_return", "train_success_rate", "wall_s")
+"""Columns of ``curve.csv``: env steps, evaluation success rate (success at any step of an episode), mean
+Meta-World return, mean return of the run's own reward, success rate of the training episodes since the
+previous evaluation, and the run's wall time in seconds so far."""
+STATE = "state"
+DONE = "done.json"
+TRAIN_SEED_STRIDE = 1000
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Which run: a task, a reward source and an agent seed."""
+
+    task: str
+    source: RewardSource
+    seed: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.task} {self.source.name} seed{self.seed}"
+
+
+class EpisodeSeeds(gym.Wrapper):
+    """Resets episode ``k`` with seed ``base + k``, whatever seed the caller passes; ``episode`` is the next ``k``."""
+
+    def __init__(self, env: gym.Env, base: int, episode: int = 0) -> None:
+        super().__init__(env)
+        self.base = base
+        self.episode = episode
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        self.episode += 1
+        return self.env.reset(seed=self.base + self.episode - 1, options=options)
+
+
+def make_run_env(spec: RunSpec, config: RLConfig) -> gym.Env:
+    """The env of a run, rewarded by its source."""
+    env = make_metaworld_env(spec.task, max_episode_steps=config.max_episode_steps, image_size=64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # said once, in run.json and the report: frame_warnings()
+        return with_reward(env, spec.source, gamma=config.gamma, camera=config.camera, image_size=config.image_size)
+
+
+def frame_warnings(source: RewardSource, config: RLConfig) -> list[str]:
+    """How the frames a learned source scores differ from its checkpoint's training frames (none: ``[]``)."""
+    if source.checkpoint is None:
+        return []
+    trained = read_checkpoint_config(source.checkpoint)[0]
+    problems = trained.frame_mismatches(config.camera or trained.camera, config.image_size or trained.image_size)
+    return [f"{source.checkpoint}: {problem}" for problem in problems]
+
+
+def _worker_env(task: str, max_episode_steps: int, seed_base: int, episode: int) -> gym.Env:
+    """The training env of a pipelined run, made in its worker process (Meta-World's reward kept as ``gt_reward``)."""
+    env = make_metaworld_env(task, max_episode_steps=max_episode_steps, image_size=64)
+    return EpisodeSeeds(env, seed_base, episode)
+
+
+def uses_reward_worker(spec: RunSpec, config: RLConfig) -> bool:
+    """Whether the run renders and steps its env in a worker process (learned sources only)."""
+    if not spec.source.learned or config.reward_worker == "off":
+        return False
+    return config.reward_worker == "on" or (os.cpu_count() or 1) >= 2
+
+
+def evaluate_agent(agent: SAC, env: gym.Env, episodes: int) -> dict[str, float]:
+    """Success rate (success at any step), mean Meta-World return and mean own-reward return of ``episodes``
+    deterministic episodes with seeds ``0 .. episodes - 1``."""
+    success, gt_returns, own_returns = [], [], []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=episode)
+        done, succeeded, gt_return, own_return = False, False, 0.0, 0.0
+        while not done:
+            action, _ = agent.predict(obs, deterministic=True)
+            obs, reward, terminated, truncated, info = env.step(action)
+            succeeded |= bool(info.get(info_keys.IS_SUCCESS, False))
+            gt_return += float(info[info_keys.GT_REWARD])
+            own_return += float(reward)
+            done = terminated or truncated
+        success.append(succeeded)
+        gt_returns.append(gt_return)
+        own_returns.append(own_return)
+    return {
+        "success_rate": float(np.mean(success)),
+        "gt_return": float(np.mean(gt_returns)),
+        "reward_return": float(np.mean(own_returns)),
+    }
+
+
+class _TrainingSuccess(BaseCallback):
+    """Counts training episodes and their successes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.episodes = 0
+        self.successes = 0
+        self._succeeded = False
+
+    def _on_step(self) -> bool:
+        info = self.locals["infos"][0]
+        self._succeeded |= bool(info.get(info_keys.IS_SUCCESS, False))
+        if self.locals["dones"][0]:
+            self.episodes += 1
+            self.successes += self._succeeded
+            self._succeeded = False
+        return True
+
+
+@dataclass
+class _Progress:
+    """What a run has done, saved with its agent."""
+
+    steps: int = 0
+    wall_s: float = 0.0
+    curve: list[dict[str, float]] = field(default_factory=list)
+
+
+def _rng_state(agent: SAC) -> dict[str, Any]:
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+        "action_space": agent.action_space.np_random.bit_generator.state,
+    }
+
+
+def _set_rng_state(agent: SAC, state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    agent.action_space.np_random.bit_generator.state = state["action_space"]
+
+
+def _save_state(folder: Path, agent: SAC, progress: _Progress) -> None:
+    """Write the run's state to ``state.new/`` and swap it in for ``state/`` (the old one survives any kill)."""
+    new, current, old = folder / f"{STATE}.new", folder / STATE, folder / f"{STATE}.old"
+    shutil.rmtree(new, ignore_errors=True)
+    new.mkdir(parents=True)
+    agent.save(new / "agent.zip")
+    agent.save_replay_buffer(new / "replay_buffer.pkl")
+    with open(new / "progress.pkl", "wb") as handle:
+        pickle.dump({"progress": progress, "rng": _rng_state(agent)}, handle)
+    for written in new.iterdir():
+        with open(written, "rb") as handle:
+            os.fsync(handle.fileno())
+    if current.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        current.rename(old)
+    new.rename(current)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _saved_state(folder: Path) -> Path | None:
+    """The last complete state of a run (``state/``, or ``state.old/`` if a kill fell inside the swap)."""
+    shutil.rmtree(folder / f"{STATE}.new", ignore_errors=True)
+    for name in (STATE, f"{STATE}.old"):
+        if (folder / name / "progress.pkl").is_file():
+            return folder / name
+    return None
+
+
+def _write_curve(folder: Path, curve: list[dict[str, float]]) -> None:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=CURVE_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(curve)
+    write_text_atomic(folder / "curve.csv", text.getvalue())
+
+
+def read_curve(folder: str | os.PathLike) -> list[dict[str, float]]:
+    """The evaluation curve of a run folder; a file that does not parse is named in the error."""
+    path = Path(folder) / "curve.csv"
+    try:
+        with open(path, newline="") as handle:
+            return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+    except (ValueError, TypeError, KeyError) as error:
+        raise CorruptFileError(
+            f"{path} is not an evaluation curve ({error}); delete the run folder to rerun it."
+        ) from error
+
+
+def run_record(spec: RunSpec, config: RLConfig, warnings_given: list[str]) -> dict[str, Any]:
+    """What ``run.json`` holds."""
+    agent_settings = {
+        name: value
+        for name, value in to_dict(config).items()
+        if name
+        in (
+            "total_steps",
+            "eval_every",
+            "eval_episodes",
+            "max_episode_steps",
+            "learning_rate",
+            "batch_size",
+            "learning_starts",
+            "tau",
+            "gamma",
+            "net_arch",
+            "gradient_steps",
+        )
+    }
+    return {
+        "task": spec.task,
+        "source": spec.source.name,
+        "checkpoint": spec.source.checkpoint,
+        "success_bonus": spec.source.success_bonus,
+        "seed": spec.seed,
+        "agent": "SAC",
+        "settings": agent_settings,
+        "warnings": warnings_given,
+        "reward_worker": uses_reward_worker(spec, config),
+        "package_version": __version__,
+    }
+
+
+def is_done(folder: str | os.PathLike) -> bool:
+    """Whether a run folder holds a finished run."""
+    return (Path(folder) / DONE).is_file()
+
+
+def run_one(
+    spec: RunSpec,
+    config: RLConfig,
+    folder: str | os.PathLike,
+    *,
+    log: Callable[[str], None] = print,
+    stop_after: int | None = None,
+) -> list[dict[str, float]]:
+    """Train (or resume, or skip when done) one run; return its evaluation curve.
+
+    ``stop_after`` ends the call after that many evaluations of this call, leaving a resumable
+    run (how tests interrupt a run).
+    """
+    folder = Path(folder)
+    if is_done(folder):
+        return read_curve(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(folder / "run.json", run_record(spec, config, frame_warnings(spec.source, config)))
+    saved = _saved_state(folder)
+    progress = _Progress()
+    stored: dict[str, Any] = {}
+    if saved is not None:
+        try:
+            with open(saved / "progress.pkl", "rb") as handle:
+                stored = pickle.load(handle)
+        except Exception as error:
+            raise CorruptFileError(
+                f"the saved state of run {spec.label} in {saved} cannot be read ({error}); delete {folder} to rerun it."
+            ) from error
+        progress = stored["progress"]
+    seed_base, episode = TRAIN_SEED_STRIDE * (spec.seed + 1), progress.steps // config.max_episode_steps
+    pipelined = uses_reward_worker(spec, config)
+    venv: VecEnv
+    if pipelined:
+        assert spec.source.checkpoint is not None
+        reward = RewardSpec.of(
+            spec.source.checkpoint,
+            reward_mode="normalized",
+            success_bonus=spec.source.success_bonus,
+            device=config.device,
+        )
+        env_fn = functools.partial(_worker_env, spec.task, config.max_episode_steps, seed_base, episode)
+        venv = PipelinedRewardVecEnv(env_fn, reward, spec.task, camera=config.camera, image_size=config.image_size)
+    else:
+        train_env = EpisodeSeeds(make_run_env(spec, config), seed_base, episode)
+        venv = DummyVecEnv([lambda: train_env])
+    eval_env = make_run_env(spec, config)
+    if saved is None:
+        agent = SAC(
+            "MlpPolicy",
+            venv,
+            learning_rate=config.learning_rate,
+            buffer_size=config.total_steps,
+            learning_starts=config.learning_starts,
+            batch_size=config.batch_size,
+            tau=config.tau,
+            gamma=config.gamma,
+            gradient_steps=config.gradient_steps,
+            replay_buffer_class=DeferredRewardBuffer if pipelined else None,
+            policy_kwargs={"net_arch": list(config.net_arch)},
+            seed=spec.seed,
+            device=config.device,
+        )
+    else:
+        try:
+            agent = SAC.load(saved / "agent.zip", env=venv, device=config.device)
+            agent.load_replay_buffer(saved / "replay_buffer.pkl")
+        except Exception as error:
+            venv.close()
+            raise CorruptFileError(
+                f"the saved state of run {spec.label} in {saved} cannot be read ({error}); delete {folder} to rerun it."
+            ) from error
+        if pipelined:
+            assert agent.replay_buffer is not None
+            agent.replay_buffer = DeferredRewardBuffer.from_buffer(agent.replay_buffer)
+        _set_rng_state(agent, stored["rng"])
+        log(f"[{spec.label}] resuming at step {progress.steps}")
+    if isinstance(venv, PipelinedRewardVecEnv):
+        assert agent.replay_buffer is not None
+        venv.attach(agent.replay_buffer)
+    counter = _TrainingSuccess()
+    evaluations = 0
+    while progress.steps < config.total_steps and (stop_after is None or evaluations < stop_after):
+        started = time.perf_counter()
+        counter.episodes = counter.successes = 0
+        agent.learn(config.eval_every, callback=counter, reset_num_timesteps=progress.steps == 0)
+        if isinstance(venv, PipelinedRewardVecEnv):
+            venv.flush()  # the last step's reward, before the buffer is saved
+        result = evaluate_agent(agent, eval_env, config.eval_episodes)
+        progress.steps += config.eval_every
+        progress.wall_s += time.perf_counter() - started
+        row = {
+            "step": progress.steps,
+            **result,
+            "train_success_rate": counter.successes / max(counter.episodes, 1),
+            "wall_s": round(progress.wall_s, 1),
+        }
+        progress.curve.append(row)
+        _save_state(folder, agent, progress)
+        _write_curve(folder, progress.curve)
+        evaluations += 1
+        log(
+            f"[{spec.label}] step {progress.steps}/{config.total_steps}: success {row['success_rate']:.2f} "
+            f"(training {row['train_success_rate']:.2f}), return {row['gt_return']:.0f} gt / "
+            f"{row['reward_return']:.1f} own, {progress.steps / progress.wall_s:.0f} steps/s"
+        )
+    venv.close()
+    eval_env.close()
+    if progress.steps >= config.total_steps:
+        os.replace(folder / STATE / "agent.zip", folder / "agent.zip")
+        write_json_atomic(folder / DONE, {"steps": progress.steps, "wall_s": progress.wall_s})
+        shutil.rmtree(folder / STATE, ignore_errors=True)
+    return progress.curve
+
+
+def read_run(folder: str | os.PathLike) -> dict[str, Any]:
+    """A run folder's ``run.json``."""
+    return read_json(Path(folder) / "run.json")
+
+
+__all__ = ["CURVE_FIELDS", "RunSpec", "evaluate_agent", "is_done", "parse_source", "read_curve", "read_run", "run_one"]

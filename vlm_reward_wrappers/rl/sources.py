@@ -1,0 +1,140 @@
+"""Reward sources of an RL run: what the agent is rewarded with, named by a short string.
+
+* ``gt``: Meta-World's own dense reward.
+* ``sparse``: 1 on steps where Meta-World reports success, else 0.
+* a checkpoint folder (or a benchmark row such as ``triplet``, see
+  :func:`resolve_source`): the learned reward, normalized with the
+  checkpoint's reward statistics.
+* ``<checkpoint>+sparse``: the learned reward plus the sparse success bonus
+  (how TimeRewarder and VLC use learned rewards).
+
+Every env made here reports ``info["gt_reward"]`` (Meta-World's reward) and
+``info["is_success"]``, whatever the agent is rewarded with.
+
+Example:
+    >>> source = parse_source("runs/quick/checkpoints/triplet-seed0+sparse")
+    >>> source.checkpoint, source.success_bonus
+    ('runs/quick/checkpoints/triplet-seed0', 1.0)
+    >>> parse_source("sparse").dense, parse_source("gt").dense
+    ('none', 'gt')
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Literal, SupportsFloat
+
+import gymnasium as gym
+
+from vlm_reward_wrappers import info_keys
+from vlm_reward_wrappers.wrappers import VLMRewardWrapper
+
+SPARSE = "sparse"
+GROUND_TRUTH = "gt"
+SPARSE_SUFFIX = "+" + SPARSE
+
+
+@dataclass(frozen=True)
+class RewardSource:
+    """What an agent is rewarded with.
+
+    Args:
+        name: the label in reports (``gt``, ``sparse``, ``triplet``, ``triplet+sparse``).
+        dense: ``gt`` (Meta-World's reward), ``learned`` (the checkpoint's) or ``none``.
+        checkpoint: the reward model's checkpoint folder, for ``learned``.
+        success_bonus: added on steps where Meta-World reports success.
+    """
+
+    name: str
+    dense: Literal["gt", "learned", "none"]
+    checkpoint: str | None = None
+    success_bonus: float = 0.0
+
+    @property
+    def learned(self) -> bool:
+        return self.dense == "learned"
+
+
+def parse_source(text: str, *, name: str | None = None, success_bonus: float = 1.0) -> RewardSource:
+    """A :class:`RewardSource` from ``gt``, ``sparse``, ``PATH`` or ``PATH+sparse``.
+
+    ``name`` labels it in reports (default: ``text``); ``success_bonus`` is the
+    bonus of ``sparse`` and ``PATH+sparse``.
+    """
+    label = name or text
+    if text == GROUND_TRUTH:
+        return RewardSource(label, "gt")
+    if text == SPARSE:
+        return RewardSource(label, "none", success_bonus=success_bonus)
+    checkpoint, bonus = (text[: -len(SPARSE_SUFFIX)], success_bonus) if text.endswith(SPARSE_SUFFIX) else (text, 0.0)
+    if not checkpoint:
+        raise ValueError(f"reward source {text!r}: give gt, sparse, a checkpoint folder, or CHECKPOINT+sparse")
+    return RewardSource(label, "learned", os.fspath(checkpoint), bonus)
+
+
+class SparseSuccessReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Replaces the reward by ``bonus`` on steps where ``info["success"]`` is true, else 0.
+
+    Example:
+        >>> from vlm_reward_wrappers import make_metaworld_env
+        >>> env = SparseSuccessReward(make_metaworld_env("reach-v3", image_size=32))
+        >>> _ = env.reset(seed=0)
+        >>> _, reward, _, _, info = env.step(env.action_space.sample() * 0)
+        >>> reward, info["is_success"], info["gt_reward"] > 0
+        (0.0, False, True)
+    """
+
+    def __init__(self, env: gym.Env, bonus: float = 1.0) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self, bonus=bonus)
+        super().__init__(env)
+        self.bonus = bonus
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        success = bool(info.get(info_keys.SUCCESS, False))
+        info[info_keys.GT_REWARD] = float(reward)
+        info[info_keys.IS_SUCCESS] = success
+        return obs, self.bonus * success, terminated, truncated, info
+
+
+class GroundTruthReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Keeps the env's reward and reports it as ``info["gt_reward"]`` beside ``info["is_success"]``."""
+
+    def __init__(self, env: gym.Env) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self)
+        super().__init__(env)
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        info[info_keys.GT_REWARD] = float(reward)
+        info[info_keys.IS_SUCCESS] = bool(info.get(info_keys.SUCCESS, False))
+        return obs, reward, terminated, truncated, info
+
+
+def with_reward(
+    env: gym.Env,
+    source: RewardSource,
+    *,
+    gamma: float = 0.99,
+    camera: str | None = None,
+    image_size: int | None = None,
+) -> gym.Env:
+    """``env`` rewarded by ``source``: the learned reward is normalized with the checkpoint's statistics.
+
+    ``camera`` and ``image_size`` override the checkpoint's for the frames a learned reward scores.
+    """
+    if source.dense == "gt":
+        return GroundTruthReward(env)
+    if source.dense == "none":
+        return SparseSuccessReward(env, source.success_bonus)
+    assert source.checkpoint is not None
+    return VLMRewardWrapper(
+        env,
+        source.checkpoint,
+        camera=camera,
+        image_size=image_size,
+        reward_mode="normalized",
+        gamma=gamma,
+        success_bonus=source.success_bonus,
+    )

@@ -1,0 +1,138 @@
+"""An RL sweep: every task x reward source x seed of an :class:`~.config.RLConfig`, one process per run.
+
+Runs live in ``OUT/<task>/<source>/seed<k>/`` (see :mod:`.run`); finished
+runs are skipped and interrupted ones resume, so the same command finishes
+a sweep that a kill, a crash or the end of a session interrupted.
+
+Before any run starts, every learned source is checked against every task:
+its checkpoint must load and hold a goal for the task.
+
+Example:
+    >>> from vlm_reward_wrappers.rl import RL_PRESETS, run_sweep
+    >>> runs = run_sweep(RL_PRESETS["quick"], "runs/rl-quick")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import warnings
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from vlm_reward_wrappers.models import is_checkpoint
+from vlm_reward_wrappers.models.reward_model import GoalUnavailableError
+from vlm_reward_wrappers.rl.config import RLConfig
+from vlm_reward_wrappers.rl.run import RunSpec, is_done, run_one
+from vlm_reward_wrappers.rl.sources import GROUND_TRUTH, SPARSE, SPARSE_SUFFIX, RewardSource, parse_source
+from vlm_reward_wrappers.study import PRESETS, run_benchmark
+from vlm_reward_wrappers.wrappers.scoring import load_reward_model
+
+
+def resolve_source(text: str, seed: int, config: RLConfig) -> RewardSource:
+    """The reward source ``text`` for agent seed ``seed``.
+
+    A benchmark row (``triplet``, ``triplet+sparse``) names the checkpoint
+    ``<benchmark>/checkpoints/<row>-seed<k>`` with ``k`` the agent seed (modulo the
+    seeds the benchmark trained), so agent seeds also vary the reward model;
+    anything else is a checkpoint folder.
+    """
+    if text in (GROUND_TRUTH, SPARSE):
+        return parse_source(text, success_bonus=config.success_bonus)
+    row, suffix = (text[: -len(SPARSE_SUFFIX)], SPARSE_SUFFIX) if text.endswith(SPARSE_SUFFIX) else (text, "")
+    if is_checkpoint(row):
+        return parse_source(text, name=Path(row).name + suffix, success_bonus=config.success_bonus)
+    folder = Path(config.benchmark) / "checkpoints"
+    trained = sorted(path for path in folder.glob(f"{row}-seed*") if is_checkpoint(path))
+    if not trained:
+        raise FileNotFoundError(
+            f"reward source {text!r} is neither a checkpoint folder nor a row of the benchmark in {config.benchmark} "
+            f"(no {folder}/{row}-seed*). Run `vlm-rewards benchmark --out {config.benchmark}` first, or pass a "
+            "checkpoint folder."
+        )
+    checkpoint = trained[seed % len(trained)]
+    return parse_source(f"{checkpoint}{suffix}", name=text, success_bonus=config.success_bonus)
+
+
+def benchmark_rows(config: RLConfig) -> list[str]:
+    """The learned sources of ``config`` that name rows of the offline benchmark rather than checkpoint folders."""
+    rows = [source.removesuffix(SPARSE_SUFFIX) for source in config.sources if source not in (GROUND_TRUTH, SPARSE)]
+    return sorted({row for row in rows if not is_checkpoint(row)})
+
+
+def ensure_benchmark_rows(config: RLConfig, *, log: Callable[[str], None] = print) -> None:
+    """Train the benchmark rows the sweep rewards with when their checkpoints are missing.
+
+    Only when ``config.benchmark`` is ``runs/<preset>`` of an offline preset: its
+    stages run for those rows alone (``vlm-rewards benchmark`` later adds the rest).
+    """
+    folder = Path(config.benchmark)
+    missing = [row for row in benchmark_rows(config) if not any(folder.glob(f"checkpoints/{row}-seed*"))]
+    if not missing or folder.name not in PRESETS:
+        return
+    preset = dataclasses.replace(PRESETS[folder.name], objectives=tuple(missing))
+    log(f"no checkpoints of {', '.join(missing)} in {folder}: running the {preset.name} benchmark for them first")
+    run_benchmark(preset, folder, log=log)
+
+
+def planned_runs(config: RLConfig) -> list[RunSpec]:
+    """Every run of the sweep, in the order they start (slowest sources first, so the pool ends together)."""
+    runs = [
+        RunSpec(task, resolve_source(source, seed, config), seed)
+        for source in config.sources
+        for task in config.tasks
+        for seed in config.seeds_of(source)
+    ]
+    return sorted(runs, key=lambda run: not run.source.learned)
+
+
+def run_folder(out: str | os.PathLike, spec: RunSpec) -> Path:
+    return Path(out) / spec.task / spec.source.name / f"seed{spec.seed}"
+
+
+def check_runs(runs: list[RunSpec]) -> None:
+    """Fail before any training when a learned source cannot reward a task (no goal, unreadable checkpoint)."""
+    for spec in runs:
+        if not spec.source.learned:
+            continue
+        assert spec.source.checkpoint is not None
+        model = load_reward_model(spec.source.checkpoint)
+        try:
+            model.native_goal(spec.task)
+        except GoalUnavailableError as error:
+            raise ValueError(
+                f"reward source {spec.source.name!r} has no goal for {spec.task}: {error} "
+                "Drop the task, or use a checkpoint trained on it."
+            ) from error
+
+
+def _run_in_worker(spec: RunSpec, config: RLConfig, folder: str) -> str:
+    import torch
+
+    torch.set_num_threads(1)  # one core per run: the pool runs `jobs` of them side by side
+    warnings.filterwarnings("ignore", message=".*not within the observation space")
+    warnings.filterwarnings("ignore", message=".*maximum and minimum values are equal")
+    run_one(spec, config, folder, log=lambda line: print(line, flush=True))
+    return spec.label
+
+
+def run_sweep(config: RLConfig, out: str | os.PathLike, *, log: Callable[[str], None] = print) -> list[RunSpec]:
+    """Run (or resume) every run of ``config`` into ``out``; return the runs.
+
+    ``config.jobs`` runs go side by side, each in its own (spawned) process with one torch thread.
+    """
+    ensure_benchmark_rows(config, log=log)
+    runs = planned_runs(config)
+    check_runs(runs)
+    todo = [spec for spec in runs if not is_done(run_folder(out, spec))]
+    log(f"{len(runs)} runs, {len(runs) - len(todo)} done, {len(todo)} to run into {out}")
+    jobs = max(1, min(config.jobs or os.cpu_count() or 1, len(todo) or 1))
+    if config.reward_worker == "auto":  # a worker per run only where it has a core of its own
+        config = dataclasses.replace(config, reward_worker="on" if 2 * jobs <= (os.cpu_count() or 1) else "off")
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_run_in_worker, spec, config, str(run_folder(out, spec))) for spec in todo]
+        for future in as_completed(futures):
+            log(f"finished {future.result()}")
+    return runs
