@@ -179,11 +179,11 @@ class PipelinedRewardVecEnv(VecEnv):
         worker_end.close()
         self._connection.send(("spaces", None))
         observation_space, action_space = self._connection.recv()
-        super().__init__(1, observation_space, action_space)
         self.buffer: DeferredRewardBuffer | None = None
         self._pending: deque[tuple[np.ndarray | None, bool]] = deque()  # (frame if already here, success)
         self._actions: np.ndarray | None = None
         self._closed = False
+        super().__init__(1, observation_space, action_space)  # asks the worker for the env's render_mode
 
     def attach(self, buffer: ReplayBuffer) -> None:
         """The replay buffer the late rewards are written into (the agent's ``replay_buffer``)."""

@@ -238,6 +238,43 @@ def read_curve(folder: str | os.PathLike) -> list[dict[str, float]]:
         ) from error
 
 
+def make_train_venv(spec: RunSpec, config: RLConfig, *, episode: int = 0) -> VecEnv:
+    """The training env of a run from episode ``episode`` on: pipelined when :func:`uses_reward_worker` says so."""
+    seed_base = TRAIN_SEED_STRIDE * (spec.seed + 1)
+    if not uses_reward_worker(spec, config):
+        train_env = EpisodeSeeds(make_run_env(spec, config), seed_base, episode)
+        return DummyVecEnv([lambda: train_env])
+    assert spec.source.checkpoint is not None
+    reward = RewardSpec.of(
+        spec.source.checkpoint, reward_mode="normalized", success_bonus=spec.source.success_bonus, device=config.device
+    )
+    env_fn = functools.partial(_worker_env, spec.task, config.max_episode_steps, seed_base, episode)
+    return PipelinedRewardVecEnv(env_fn, reward, spec.task, camera=config.camera, image_size=config.image_size)
+
+
+def new_agent(spec: RunSpec, config: RLConfig, venv: VecEnv) -> SAC:
+    """A fresh SAC agent with the sweep's settings, its replay buffer as large as the run."""
+    agent = SAC(
+        "MlpPolicy",
+        venv,
+        learning_rate=config.learning_rate,
+        buffer_size=config.total_steps,
+        learning_starts=config.learning_starts,
+        batch_size=config.batch_size,
+        tau=config.tau,
+        gamma=config.gamma,
+        gradient_steps=config.gradient_steps,
+        replay_buffer_class=DeferredRewardBuffer if isinstance(venv, PipelinedRewardVecEnv) else None,
+        policy_kwargs={"net_arch": list(config.net_arch)},
+        seed=spec.seed,
+        device=config.device,
+    )
+    if isinstance(venv, PipelinedRewardVecEnv):
+        assert agent.replay_buffer is not None
+        venv.attach(agent.replay_buffer)
+    return agent
+
+
 def run_record(spec: RunSpec, config: RLConfig, warnings_given: list[str]) -> dict[str, Any]:
     """What ``run.json`` holds."""
     agent_settings = {
@@ -307,39 +344,10 @@ def run_one(
                 f"the saved state of run {spec.label} in {saved} cannot be read ({error}); delete {folder} to rerun it."
             ) from error
         progress = stored["progress"]
-    seed_base, episode = TRAIN_SEED_STRIDE * (spec.seed + 1), progress.steps // config.max_episode_steps
-    pipelined = uses_reward_worker(spec, config)
-    venv: VecEnv
-    if pipelined:
-        assert spec.source.checkpoint is not None
-        reward = RewardSpec.of(
-            spec.source.checkpoint,
-            reward_mode="normalized",
-            success_bonus=spec.source.success_bonus,
-            device=config.device,
-        )
-        env_fn = functools.partial(_worker_env, spec.task, config.max_episode_steps, seed_base, episode)
-        venv = PipelinedRewardVecEnv(env_fn, reward, spec.task, camera=config.camera, image_size=config.image_size)
-    else:
-        train_env = EpisodeSeeds(make_run_env(spec, config), seed_base, episode)
-        venv = DummyVecEnv([lambda: train_env])
+    venv = make_train_venv(spec, config, episode=progress.steps // config.max_episode_steps)
     eval_env = make_run_env(spec, config)
     if saved is None:
-        agent = SAC(
-            "MlpPolicy",
-            venv,
-            learning_rate=config.learning_rate,
-            buffer_size=config.total_steps,
-            learning_starts=config.learning_starts,
-            batch_size=config.batch_size,
-            tau=config.tau,
-            gamma=config.gamma,
-            gradient_steps=config.gradient_steps,
-            replay_buffer_class=DeferredRewardBuffer if pipelined else None,
-            policy_kwargs={"net_arch": list(config.net_arch)},
-            seed=spec.seed,
-            device=config.device,
-        )
+        agent = new_agent(spec, config, venv)
     else:
         try:
             agent = SAC.load(saved / "agent.zip", env=venv, device=config.device)
@@ -349,14 +357,12 @@ def run_one(
             raise CorruptFileError(
                 f"the saved state of run {spec.label} in {saved} cannot be read ({error}); delete {folder} to rerun it."
             ) from error
-        if pipelined:
+        if isinstance(venv, PipelinedRewardVecEnv):
             assert agent.replay_buffer is not None
             agent.replay_buffer = DeferredRewardBuffer.from_buffer(agent.replay_buffer)
+            venv.attach(agent.replay_buffer)
         _set_rng_state(agent, stored["rng"])
         log(f"[{spec.label}] resuming at step {progress.steps}")
-    if isinstance(venv, PipelinedRewardVecEnv):
-        assert agent.replay_buffer is not None
-        venv.attach(agent.replay_buffer)
     counter = _TrainingSuccess()
     evaluations = 0
     while progress.steps < config.total_steps and (stop_after is None or evaluations < stop_after):
