@@ -10,6 +10,7 @@ from vlm_reward_wrappers.models.backbone import (
 )
 from vlm_reward_wrappers.models.checkpoint import CheckpointError, is_checkpoint, read_checkpoint_config
 from vlm_reward_wrappers.models.config import RewardModelConfig
+from vlm_reward_wrappers.models.demonstration import Demonstration, DemonstrationGoal, DemoReward, demonstration_goal
 from vlm_reward_wrappers.models.reward_model import RewardModel
 
 __all__ = [
@@ -18,11 +19,15 @@ __all__ = [
     "BackboneLoadError",
     "BackboneSpec",
     "CheckpointError",
+    "DemoReward",
+    "Demonstration",
+    "DemonstrationGoal",
     "FinetuneConfig",
     "FinetuneMode",
     "RewardModel",
     "RewardModelConfig",
     "TrainableMode",
+    "demonstration_goal",
     "is_checkpoint",
     "load_backbone",
     "read_checkpoint_config",

@@ -35,10 +35,11 @@ from vlm_reward_wrappers.models.checkpoint import (
     write_checkpoint,
 )
 from vlm_reward_wrappers.models.config import RewardModelConfig
+from vlm_reward_wrappers.models.demonstration import DemonstrationGoal
 from vlm_reward_wrappers.objectives import Objective, objective_from_config
 
-Goal = str | torch.Tensor
-"""A goal sentence, or a goal-image embedding ``(D,)``."""
+Goal = str | torch.Tensor | DemonstrationGoal
+"""A goal sentence, a goal-image embedding ``(D,)``, or demonstrations of the task (:class:`DemonstrationGoal`)."""
 
 
 class GoalUnavailableError(ValueError):
@@ -111,7 +112,10 @@ class RewardModel(nn.Module):
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def reward_from_features(self, image_features: torch.Tensor, goal: Goal) -> torch.Tensor:
-        """Rewards of image embeddings (from :meth:`encode_images`) for one goal: a sentence or a goal image."""
+        """Rewards of image embeddings (from :meth:`encode_images`) for one goal: a sentence, a goal image or
+        demonstrations."""
+        if isinstance(goal, DemonstrationGoal):
+            return goal.rewards(image_features)
         if not isinstance(goal, str):
             goal = torch.as_tensor(goal, dtype=image_features.dtype, device=image_features.device)
             return nn.functional.normalize(image_features, dim=-1) @ nn.functional.normalize(goal, dim=-1)
@@ -152,7 +156,10 @@ class RewardModel(nn.Module):
         return self.goal_image(task) if self.objective.goal_kind == "image" else self.config.goal_for(task)
 
     def reward_stats_for(self, goal: Goal | np.ndarray) -> dict[str, float]:
-        """Mean and std of the model's rewards on its training frames, for this kind of goal."""
+        """Mean and std of the model's rewards on its training frames for this kind of goal (demonstrations: on
+        their own frames)."""
+        if isinstance(goal, DemonstrationGoal):
+            return goal.reward_stats
         return self.config.reward_stats if isinstance(goal, str) else self.config.image_reward_stats
 
     def rewards_for_goals(self, image_features: torch.Tensor, goals: Sequence[str] | np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from typing import Any, get_args
 import numpy as np
 import torch
 
-from vlm_reward_wrappers.models import RewardModel
+from vlm_reward_wrappers.models import DemonstrationGoal, RewardModel, demonstration_goal
 from vlm_reward_wrappers.models.checkpoint import resolve_checkpoint, save_stamp
 from vlm_reward_wrappers.models.config import warn_if_unlike_training
 from vlm_reward_wrappers.rendering import is_metaworld_env
@@ -76,16 +76,19 @@ def metaworld_task(env: Any) -> str | None:
     return next((names[base] for base in type(env.unwrapped).__mro__ if base in names), None)
 
 
-ScorerGoal = str | np.ndarray
-"""What a scorer scores against: a goal sentence, or a goal-image embedding ``(D,)``."""
+ScorerGoal = str | np.ndarray | DemonstrationGoal
+"""What a scorer scores against: a goal sentence, a goal-image embedding ``(D,)``, or demonstrations."""
 
 
 def resolve_goal(spec: RewardSpec, task: str | None, model: RewardModel) -> ScorerGoal:
-    """The goal of a reward: ``spec.goal_image`` (embedded), else ``spec.goal``, else ``task``'s native goal.
+    """The goal of a reward: ``spec.demonstration``, ``spec.goal_image`` (embedded), ``spec.goal``, else ``task``'s
+    native goal.
 
     A task's native goal is the one its objective trains: the stored goal image
     for image-goal objectives (TCN, VIP with an image goal), else the sentence.
     """
+    if spec.demonstration is not None:
+        return demonstration_goal(model, spec.demonstration, spec.demo_reward)
     if spec.goal_image is not None:
         return model.embed_goal_frames(np.asarray(spec.goal_image)).cpu().numpy()
     if spec.goal is not None:
@@ -96,7 +99,7 @@ def resolve_goal(spec: RewardSpec, task: str | None, model: RewardModel) -> Scor
             "e.g. VLMRewardWrapper(env, checkpoint, goal='balance the pole'), or goal_image=."
         )
     goal = model.native_goal(task)
-    return goal if isinstance(goal, str) else goal.cpu().numpy()
+    return goal.cpu().numpy() if isinstance(goal, torch.Tensor) else goal
 
 
 class GoalScorer:
@@ -135,7 +138,7 @@ class GoalScorer:
         if model.training:
             model.eval()
         with torch.no_grad():
-            goal = self.goal if isinstance(self.goal, str) else torch.as_tensor(self.goal)
+            goal = torch.as_tensor(self.goal) if isinstance(self.goal, np.ndarray) else self.goal
             scores = model.reward_from_features(model.encode_images(frames), goal)
         values = scores.float().cpu().numpy().astype(np.float64)
         if not np.isfinite(values).all():
@@ -222,7 +225,7 @@ def make_reward(spec: RewardSpec, frames: Sequence[FrameSettings]) -> tuple[Goal
     refuses envs of several tasks without an explicit goal.
     """
     tasks = {setting.task for setting in frames}
-    if spec.goal is None and spec.goal_image is None and len(tasks) > 1:
+    if spec.goal is None and spec.goal_image is None and spec.demonstration is None and len(tasks) > 1:
         raise ValueError(
             f"the sub-envs run different tasks ({sorted(map(str, tasks))}): pass goal='...' or make one vector env "
             "per task."

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from vlm_reward_wrappers.configs import check_choices
+from vlm_reward_wrappers.models import Demonstration, DemoReward
 
 RewardMode = Literal["raw", "normalized", "shaped"]
 """``raw``: the model score; ``normalized``: ``(score - mean) / std`` with the checkpoint's reward statistics;
@@ -44,6 +45,11 @@ class RewardSpec:
         goal_image: the goal as frames (an image goal): an image file, one uint8 frame ``(H, W, 3)`` or
             several ``(N, H, W, 3)``; the reward is the cosine to their mean embedding. For tasks the
             checkpoint holds no goal image for.
+        demonstration: the task as demonstrations, for tasks the checkpoint has no sentence or goal image
+            for: frames ``(T, H, W, 3)`` of an episode that ends with the task done, a folder of its frames
+            (image files in name order), a :class:`~vlm_reward_wrappers.models.Demonstration`, or a list of them.
+        demo_reward: the reward a demonstration gives: ``progress`` (how far along the demonstration the
+            frame is, from its nearest demonstration frames) or ``goal-image`` (cosine to its final frames).
         reward_mode: ``raw`` (the model score), ``normalized`` (``(score - mean) / std``
             with the checkpoint's reward statistics) or ``shaped`` (``gamma * phi(o') - phi(o)``,
             ``phi`` the normalized score, ``phi(o_0)`` from the reset frame).
@@ -55,6 +61,8 @@ class RewardSpec:
     checkpoint: str
     goal: str | None = None
     goal_image: np.ndarray | str | None = None
+    demonstration: Any = None
+    demo_reward: DemoReward = "progress"
     reward_mode: RewardMode = "raw"
     gamma: float = 0.99
     success_bonus: float = 0.0
@@ -73,8 +81,11 @@ class RewardSpec:
             raise ValueError(f"gamma must be in (0, 1] (the agent's discount factor); got {self.gamma}.")
         if not np.isfinite(self.success_bonus):
             raise ValueError(f"success_bonus must be a finite number; got {self.success_bonus}.")
-        if self.goal is not None and self.goal_image is not None:
-            raise ValueError("give goal (a sentence) or goal_image (frames), not both")
+        given = [name for name in ("goal", "goal_image", "demonstration") if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of goal (a sentence), goal_image or demonstration, not {' and '.join(given)}")
+        if self.demonstration is not None:
+            object.__setattr__(self, "demonstration", demonstrations(self.demonstration))
         if self.goal_image is not None:
             object.__setattr__(self, "goal_image", goal_frames(self.goal_image))
 
@@ -96,7 +107,17 @@ class RewardSpec:
             return NotImplemented
         mine, theirs = dataclasses.asdict(self), dataclasses.asdict(other)
         same_image = np.array_equal(mine.pop("goal_image"), theirs.pop("goal_image"))  # arrays: == is elementwise
-        return same_image and mine == theirs
+        same_demos = self.demonstration is other.demonstration or (
+            self.demonstration is not None
+            and other.demonstration is not None
+            and len(self.demonstration) == len(other.demonstration)
+            and all(
+                np.array_equal(a.frames, b.frames) and a.first_success == b.first_success
+                for a, b in zip(self.demonstration, other.demonstration, strict=True)
+            )
+        )
+        mine.pop("demonstration"), theirs.pop("demonstration")
+        return same_image and same_demos and mine == theirs
 
     __hash__ = None  # type: ignore[assignment]  # mutable contents (an array): not hashable
 
@@ -130,6 +151,25 @@ def goal_frames(value: np.ndarray | str | os.PathLike) -> np.ndarray:
             f"got {frames.dtype} {frames.shape}"
         )
     return frames[None] if frames.ndim == 3 else frames
+
+
+def demonstrations(value: Any) -> tuple[Demonstration, ...]:
+    """Demonstrations from frames ``(T, H, W, 3)``, a folder of frames, a :class:`Demonstration`, or a list of them.
+
+    >>> [len(demo) for demo in demonstrations(np.zeros((4, 8, 8, 3), np.uint8))]
+    [4]
+    >>> demonstrations(np.zeros((8, 8, 3), np.uint8))
+    Traceback (most recent call last):
+    ...
+    ValueError: demonstration frames must be uint8 frames (T, H, W, 3); got uint8 (8, 8, 3)
+    """
+    if isinstance(value, Demonstration):
+        return (value,)
+    if isinstance(value, (str, os.PathLike)):
+        return (Demonstration.from_folder(value),)
+    if isinstance(value, (list, tuple)):
+        return tuple(demo for item in value for demo in demonstrations(item))
+    return (Demonstration.from_frames(np.asarray(value)),)
 
 
 @dataclass(frozen=True)
