@@ -5,6 +5,7 @@
     vlm-rewards pretrain-backbone --data data/demo     train and cache the offline default backbone
     vlm-rewards train --objective triplet --data data/demo --out runs/triplet
     vlm-rewards evaluate --ckpt runs/triplet --data data/eval --out runs/eval/triplet
+    vlm-rewards evaluate --ckpt runs/triplet --data data/eval --demonstrations data/demos --out runs/eval/demos
     vlm-rewards pack runs/triplet                      make an old checkpoint folder complete (portable)
     vlm-rewards benchmark                               the whole study, offline (preset quick: ~15 min on 2 CPUs)
     vlm-rewards rl                                      SAC agents on learned, sparse and ground-truth rewards
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import get_args
 
 from vlm_reward_wrappers.config_cli import add_config_arguments, config_from_args
-from vlm_reward_wrappers.data import CollectionConfig, collect
+from vlm_reward_wrappers.data import CollectionConfig, DemoDataset, collect
 from vlm_reward_wrappers.data.storage import OutputMode
 from vlm_reward_wrappers.evaluation import evaluate
 from vlm_reward_wrappers.evaluation.report import markdown_table
@@ -33,6 +34,7 @@ from vlm_reward_wrappers.io_utils import CorruptFileError
 from vlm_reward_wrappers.metrics import DEFAULT_DELTA
 from vlm_reward_wrappers.models import BackboneLoadError, BackboneSpec, CheckpointError
 from vlm_reward_wrappers.models.checkpoint import pack_checkpoint
+from vlm_reward_wrappers.models.demonstration import dataset_demonstrations
 from vlm_reward_wrappers.rendering import RenderingUnavailableError
 from vlm_reward_wrappers.rl import RL_PRESETS, RL_PRESETS_HELP, RLConfig, run_sweep, write_rl_report
 from vlm_reward_wrappers.study import PRESETS, Preset, run_benchmark
@@ -154,12 +156,26 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
         help=f"ground-truth reward differences up to this are ties (default: {DEFAULT_DELTA})",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the pair sampling and bootstrap (default: 0)")
+    parser.add_argument(
+        "--demonstrations",
+        default=None,
+        help="a dataset folder of demonstrations (another collection than --data): its tasks are also scored "
+        "with the rewards of their demonstrations (progress along them, their goal image)",
+    )
+    parser.add_argument("--demonstrations-per-task", type=int, default=1, help="demonstrations per task (default: 1)")
     parser.set_defaults(handler=_run_evaluate)
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
     tasks = expand_tasks(args.tasks) if args.tasks else None
-    metrics = evaluate(args.ckpt, args.data, args.out, tasks=tasks, delta=args.delta, seed=args.seed)
+    demonstrations = None
+    if args.demonstrations:
+        demo_data = DemoDataset(args.demonstrations)
+        wanted = [task for task in demo_data.tasks if tasks is None or task in tasks]
+        demonstrations = dataset_demonstrations(demo_data, wanted, args.demonstrations_per_task)
+    metrics = evaluate(
+        args.ckpt, args.data, args.out, tasks=tasks, delta=args.delta, seed=args.seed, demonstrations=demonstrations
+    )
     print(markdown_table(metrics))
     print(f"written to {args.out}")
 

@@ -8,6 +8,8 @@ where that differs, also with the sentence reward. Writes to the output folder:
   for the native reward, ``sentence_reward`` likewise where it differs, and what was evaluated;
 * ``predictions.csv``: one row per frame (task, episode, step, gt_reward, success, predicted_reward);
 * ``predictions.npz`` (and ``predictions_sentence.npz``): the exact frame tables, for the benchmark's statistics;
+* with ``demonstrations`` (tasks given by demonstrations): ``demo_progress_reward`` and ``demo_goal_image_reward``
+  in ``metrics.json``, and their tables ``predictions_demo_progress.npz`` and ``predictions_demo_goal_image.npz``;
 * ``report.md``: a markdown table per task;
 * ``reward_curves.png``: learned and ground-truth reward over time, a few episodes per task;
 * ``per_task.png``: ranking accuracy and VOC per task.
@@ -22,9 +24,9 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from vlm_reward_wrappers.data.storage import DemoDataset
 from vlm_reward_wrappers.evaluation.plots import plot_per_task, plot_reward_curves
@@ -39,10 +41,44 @@ from vlm_reward_wrappers.evaluation.scoring import (
 )
 from vlm_reward_wrappers.io_utils import write_json_atomic, write_text_atomic
 from vlm_reward_wrappers.metrics import DEFAULT_DELTA, summarize
-from vlm_reward_wrappers.models import RewardModel, read_checkpoint_config
+from vlm_reward_wrappers.models import (
+    Demonstration,
+    DemoReward,
+    RewardModel,
+    demonstration_goal,
+    read_checkpoint_config,
+)
+from vlm_reward_wrappers.models.reward_model import Goal
 
-TABLE_FILES: dict[GoalChoice, str] = {"native": "predictions.npz", "sentence": "predictions_sentence.npz"}
+RewardChoice = Literal["native", "sentence", "demo-progress", "demo-goal-image"]
+"""The rewards an evaluation scores: the objective's native goal, the sentence, or a demonstration's
+progress or goal image (:mod:`vlm_reward_wrappers.models.demonstration`)."""
+TABLE_FILES: dict[RewardChoice, str] = {
+    "native": "predictions.npz",
+    "sentence": "predictions_sentence.npz",
+    "demo-progress": "predictions_demo_progress.npz",
+    "demo-goal-image": "predictions_demo_goal_image.npz",
+}
 """Where an evaluation folder keeps the exact frame table of each reward."""
+METRICS_KEYS: dict[RewardChoice, str] = {
+    "sentence": "sentence_reward",
+    "demo-progress": "demo_progress_reward",
+    "demo-goal-image": "demo_goal_image_reward",
+}
+"""Where ``metrics.json`` keeps the metrics of each reward but the native one (at its top level)."""
+DEMO_REWARDS: dict[RewardChoice, DemoReward] = {"demo-progress": "progress", "demo-goal-image": "goal-image"}
+
+
+def check_no_leak(dataset: DemoDataset, demonstrations: Mapping[str, Sequence[Demonstration]]) -> None:
+    """Refuse demonstrations that are episodes of the evaluated data: they would be scored against themselves."""
+    evaluated = {str(info.path.resolve()) for info in dataset.episodes}
+    for demos in demonstrations.values():
+        for demo in demos:
+            if demo.origin is not None and demo.origin in evaluated:
+                raise ValueError(
+                    f"demonstration {demo.name} is also an evaluated episode: a reward would be scored on the "
+                    "demonstration it was given. Take demonstrations from another collection (another seed)."
+                )
 
 
 def _summary(scored: ScoredDataset, delta: float, seed: int, num_resamples: int) -> dict[str, Any]:
@@ -62,12 +98,16 @@ def evaluate(
     seed: int = 0,
     num_resamples: int = 200,
     plots: bool = True,
+    demonstrations: Mapping[str, Sequence[Demonstration]] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on a dataset and write the report files to ``out``; return the metrics.
 
     Tasks without a goal of the native kind (a held-out task of an image-goal
     objective: the checkpoint stores goal images of its training tasks only)
     are left out of the native report and listed under ``skipped_tasks``.
+
+    ``demonstrations`` (task: its demonstrations) adds the two demonstration rewards for those tasks;
+    demonstrations that are episodes of ``data`` are refused.
     """
     model = checkpoint if isinstance(checkpoint, RewardModel) else RewardModel.from_pretrained(checkpoint)
     weights_sha256 = None if isinstance(checkpoint, RewardModel) else read_checkpoint_config(checkpoint)[1]
@@ -77,10 +117,20 @@ def evaluate(
     problems = check_compatible(model, dataset)
     goal_kind = model.objective.goal_kind
     choices: list[GoalChoice] = ["native"] if goal_kind == "sentence" else ["native", "sentence"]
-    scored = {choice: score_dataset(model, dataset, goal=choice) for choice in choices}
+    scored: dict[RewardChoice, ScoredDataset] = {
+        choice: score_dataset(model, dataset, goal=choice) for choice in choices
+    }
+    if demonstrations:
+        check_no_leak(dataset, demonstrations)
+        for choice, kind in DEMO_REWARDS.items():
+            goals: dict[str, Goal] = {
+                task: demonstration_goal(model, demos, kind) for task, demos in demonstrations.items()
+            }
+            scored[choice] = score_dataset(model, dataset, goal=goals)
     metrics = _summary(scored["native"], delta, seed, num_resamples)
-    if "sentence" in scored:
-        metrics["sentence_reward"] = _summary(scored["sentence"], delta, seed, num_resamples)
+    for choice, key in METRICS_KEYS.items():
+        if choice in scored:
+            metrics[key] = _summary(scored[choice], delta, seed, num_resamples)
     overall = metrics["overall"]
     metrics["evaluated"] = {
         "checkpoint": str(checkpoint) if not isinstance(checkpoint, RewardModel) else None,
@@ -92,6 +142,7 @@ def evaluate(
         "delta": delta,
         "seed": seed,
         "warnings": problems,
+        "demonstrations": {task: [demo.name for demo in demos] for task, demos in (demonstrations or {}).items()},
         "voc_note": None
         if overall is None or overall["voc"] is not None
         else "no successful expert episode in the data: VOC unavailable",
@@ -127,5 +178,11 @@ def _report(
     if "sentence_reward" in metrics:
         lines += ["", "## Sentence reward s(o, l), which this objective never trains", ""]
         lines.append(markdown_table(metrics["sentence_reward"]))
+    for key, title in (
+        ("demo_progress_reward", "Progress along a demonstration (the task given by demonstrations)"),
+        ("demo_goal_image_reward", "Goal image from a demonstration (the task given by demonstrations)"),
+    ):
+        if key in metrics and metrics[key]["overall"] is not None:
+            lines += ["", f"## {title}", "", markdown_table(metrics[key])]
     lines += ["", legend(delta), ""]
     return "\n".join(lines)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -85,7 +85,12 @@ def check_compatible(model: RewardModel, dataset: DemoDataset) -> list[str]:
     )
 
 
-def _goal(model: RewardModel, task: str, choice: GoalChoice) -> Goal:
+def _goal(model: RewardModel, task: str, choice: GoalChoice | Mapping[str, Goal]) -> Goal:
+    """``task``'s goal: native, sentence, or given (a mapping without the task raises GoalUnavailableError)."""
+    if isinstance(choice, Mapping):
+        if task not in choice:
+            raise GoalUnavailableError(f"no goal given for {task}")
+        return choice[task]
     return model.native_goal(task) if choice == "native" else model.config.goal_for(task)
 
 
@@ -95,10 +100,14 @@ def score_dataset(
     dataset: DemoDataset,
     episodes: Sequence[int] | None = None,
     *,
-    goal: GoalChoice = "native",
+    goal: GoalChoice | Mapping[str, Goal] = "native",
     batch_size: int = 256,
 ) -> ScoredDataset:
-    """The model's reward of every frame of the chosen episodes for its task's goal, and for every training goal."""
+    """The model's reward of every frame of the chosen episodes for its task's goal, and for every training goal.
+
+    ``goal`` is ``native``, ``sentence``, or a goal per task (demonstrations of held-out tasks, say): tasks
+    without one are skipped. The goal-swap rewards use the training tasks' native goals.
+    """
     model.eval()
     selected = list(range(len(dataset))) if episodes is None else list(episodes)
     goals: dict[str, Goal] = {}
@@ -112,7 +121,7 @@ def score_dataset(
     if not selected:
         return ScoredDataset(None, skipped)
     training_tasks = sorted(model.config.goal_texts)
-    training_goals = [_goal(model, task, goal) for task in training_tasks]
+    training_goals = [_goal(model, task, "native" if isinstance(goal, Mapping) else goal) for task in training_tasks]
     frozen = model.config.finetune.mode in ("heads", "frozen")
     cached = backbone_features(model, dataset, selected, batch_size) if frozen else {}
     own, others, parts = [], [], []

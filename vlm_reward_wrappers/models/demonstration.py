@@ -53,15 +53,15 @@ class Demonstration:
         frames: ``(T, H, W, 3)`` uint8 frames, in order.
         first_success: index of the first frame that shows the task done.
         name: what the demonstration is, for messages.
-        origin: ``(dataset folder, episode index)`` when it comes from a dataset, so that an
-            evaluation can refuse to score it.
+        origin: the episode file it comes from (resolved path), when it comes from a dataset, so that
+            an evaluation can refuse to score it.
         camera: the camera it was rendered from, when known.
     """
 
     frames: np.ndarray
     first_success: int
     name: str = "demonstration"
-    origin: tuple[str, int] | None = None
+    origin: str | None = None
     camera: str | None = None
 
     def __post_init__(self) -> None:
@@ -116,10 +116,29 @@ class Demonstration:
         return cls(
             dataset.read_frames(episode),
             info.first_success_step,
-            f"{info.task} episode {episode} of {dataset.root}",
-            (str(Path(dataset.root).resolve()), episode),
+            f"{info.task} episode {info.path.name} of {dataset.root}",
+            str(Path(info.path).resolve()),
             dataset.camera,
         )
+
+
+def dataset_demonstrations(
+    dataset: DemoDataset, tasks: Sequence[str] | None = None, per_task: int = 1
+) -> dict[str, list[Demonstration]]:
+    """The first ``per_task`` successful expert episodes of each task of a dataset, as demonstrations.
+
+    A task without that many raises ``ValueError`` naming it.
+    """
+    chosen: dict[str, list[Demonstration]] = {}
+    for task in tasks if tasks is not None else dataset.tasks:
+        episodes = [i for i, info in enumerate(dataset.episodes) if info.task == task and info.is_successful_expert]
+        if len(episodes) < per_task:
+            raise ValueError(
+                f"{dataset.root} holds {len(episodes)} successful expert episodes of {task}; {per_task} are needed "
+                f"as demonstrations. Collect more: vlm-rewards collect --tasks {task} ..."
+            )
+        chosen[task] = [Demonstration.from_dataset(dataset, i) for i in episodes[:per_task]]
+    return chosen
 
 
 class DemonstrationGoal:
@@ -136,7 +155,7 @@ class DemonstrationGoal:
         times: torch.Tensor,
         goal: torch.Tensor,
         neighbours: int,
-        origins: Sequence[tuple[str, int]] = (),
+        origins: Sequence[str] = (),
     ) -> None:
         self.kind = kind
         self.embeddings = embeddings
@@ -144,6 +163,7 @@ class DemonstrationGoal:
         self.goal = goal
         self.neighbours = min(neighbours, len(times))
         self.origins = list(origins)
+        """The episode files of the demonstrations that came from a dataset (an evaluation never scores them)."""
         self.reward_stats = {"mean": 0.0, "std": 1.0}
 
     def rewards(self, image_features: torch.Tensor) -> torch.Tensor:

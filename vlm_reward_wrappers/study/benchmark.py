@@ -31,7 +31,8 @@ from vlm_reward_wrappers.evaluation import evaluate
 from vlm_reward_wrappers.evaluation.scoring import load_table
 from vlm_reward_wrappers.io_utils import read_json, write_json_atomic, write_text_atomic
 from vlm_reward_wrappers.metrics import DEFAULT_DELTA, FrameTable
-from vlm_reward_wrappers.models import BackboneSpec, is_checkpoint, read_checkpoint_config
+from vlm_reward_wrappers.models import BackboneSpec, Demonstration, is_checkpoint, read_checkpoint_config
+from vlm_reward_wrappers.models.demonstration import dataset_demonstrations
 from vlm_reward_wrappers.objectives import get_objective
 from vlm_reward_wrappers.study.presets import PRESETS, SPLITS, VARIANTS, Preset
 from vlm_reward_wrappers.study.report import (
@@ -96,9 +97,15 @@ def run_benchmark(
     timings["collect training data"] = time.perf_counter() - t
 
     t = _stage(
-        f"[2/5] collecting evaluation demonstrations (another seed; {len(preset.held_out_tasks)} held-out tasks)", log
+        f"[2/5] collecting evaluation demonstrations (another seed; {len(preset.held_out_tasks)} held-out tasks), "
+        "and demonstrations that give the held-out tasks (a seed of their own)",
+        log,
     )
     eval_data = collect(preset.eval_collection(), out / "data" / "eval", progress=progress)
+    demonstrations: dict[str, list[Demonstration]] = {}
+    if preset.demonstrations:
+        demo_data = collect(preset.demo_collection(), out / "data" / "demos", progress=progress)
+        demonstrations = dataset_demonstrations(demo_data, preset.held_out_tasks, preset.demonstrations)
     timings["collect evaluation data"] = time.perf_counter() - t
 
     t = _stage(
@@ -145,16 +152,16 @@ def run_benchmark(
 
     t = _stage("[5/5] evaluating every checkpoint on held-out episodes and held-out tasks; paired statistics", log)
     split_tasks = {"train-tasks": list(preset.train_tasks), "held-out-tasks": list(preset.held_out_tasks)}
+    split_demos = {"train-tasks": {}, "held-out-tasks": demonstrations}
     for folder in checkpoints.values():
         weights_sha256 = read_checkpoint_config(folder)[1]
         for split, tasks in split_tasks.items():
             target = out / "eval" / folder.name / split
             metrics_file = target / "metrics.json"
-            if (
-                not metrics_file.is_file()
-                or read_json(metrics_file)["evaluated"].get("weights_sha256") != weights_sha256
-            ):
-                evaluate(folder, eval_data.root, target, tasks=tasks, seed=0)
+            wanted = {task: [demo.name for demo in demos] for task, demos in split_demos[split].items()}
+            evaluated = read_json(metrics_file)["evaluated"] if metrics_file.is_file() else {}
+            if evaluated.get("weights_sha256") != weights_sha256 or evaluated.get("demonstrations", {}) != wanted:
+                evaluate(folder, eval_data.root, target, tasks=tasks, seed=0, demonstrations=split_demos[split])
     rows = study_rows(preset)
     statistics = {
         split: compare_objectives(_frame_tables(out, rows, preset.seeds, split), num_resamples=preset.num_resamples)

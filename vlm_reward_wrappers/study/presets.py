@@ -69,6 +69,9 @@ class Preset:
         seeds: training seeds.
         objectives: the compared rows, names of :data:`VARIANTS` (an objective with its options).
         num_resamples: bootstrap resamples of the table's intervals and paired differences.
+        demonstrations: demonstrations per held-out task that give the task to the demonstration rewards
+            (0: none); taken from a collection of their own, never among the evaluation episodes.
+        demo_episodes: expert episodes collected per held-out task for that collection.
     """
 
     name: str
@@ -92,12 +95,19 @@ class Preset:
     seeds: tuple[int, ...] = (0,)
     objectives: tuple[str, ...] = tuple(VARIANTS)
     num_resamples: int = 2000
+    demonstrations: int = 1
+    demo_episodes: int = 5
 
     def __post_init__(self) -> None:
         check_choices(self)
         unknown = [name for name in self.objectives if name not in VARIANTS]
         if unknown:
             raise ValueError(f"unknown objectives {unknown}; the study's rows are {', '.join(VARIANTS)}")
+        if self.demonstrations > self.demo_episodes:
+            raise ValueError(
+                f"demonstrations ({self.demonstrations}) cannot exceed demo_episodes ({self.demo_episodes}), the "
+                "demonstrations collected per held-out task"
+            )
 
     def train_collection(self) -> CollectionConfig:
         return CollectionConfig(
@@ -108,6 +118,18 @@ class Preset:
             image_size=self.image_size,
             max_steps=self.episode_steps,
             seed=0,
+        )
+
+    def demo_collection(self) -> CollectionConfig:
+        """Expert demonstrations of the held-out tasks (no action noise; a seed of their own)."""
+        return CollectionConfig(
+            tasks=self.held_out_tasks,
+            episodes_per_task=self.demo_episodes,
+            noise_levels=(0.0,),
+            random_share=0.0,
+            image_size=self.image_size,
+            max_steps=self.episode_steps,
+            seed=2000,
         )
 
     def eval_collection(self) -> CollectionConfig:
@@ -183,5 +205,6 @@ PRESETS: dict[str, Preset] = {
         eval_every=2,
         seeds=(0, 1),
         objectives=("zero-shot", "triplet", "tcn"),
+        demo_episodes=1,
     ),
 }

@@ -2,8 +2,10 @@
 
 Example:
     >>> from vlm_reward_wrappers.study.presets import PRESETS
-    >>> [row.label for row in study_rows(PRESETS["tiny"])]
+    >>> [row.label for row in study_rows(PRESETS["tiny"]) if row.splits == SPLITS]
     ['zero-shot', 'triplet', 'tcn (image goal)', 'tcn (sentence)']
+    >>> [row.label for row in study_rows(PRESETS["tiny"]) if row.variant == "triplet"]
+    ['triplet', 'triplet (1 demo: progress)', 'triplet (1 demo: goal image)']
 """
 
 from __future__ import annotations
@@ -17,10 +19,9 @@ import numpy as np
 import torch
 
 from vlm_reward_wrappers.data import DemoDataset
-from vlm_reward_wrappers.evaluation.evaluate import TABLE_FILES
+from vlm_reward_wrappers.evaluation.evaluate import TABLE_FILES, RewardChoice
 from vlm_reward_wrappers.evaluation.plots import bar_value, new_figure
 from vlm_reward_wrappers.evaluation.report import legend
-from vlm_reward_wrappers.evaluation.scoring import GoalChoice
 from vlm_reward_wrappers.metrics import ordered_metrics
 from vlm_reward_wrappers.objectives import get_objective
 from vlm_reward_wrappers.study.presets import SPLITS, VARIANTS, Preset
@@ -39,18 +40,23 @@ class Row:
         reward: ``native`` (the goal the objective trains) or ``sentence``.
         goal_kind: the kind of goal the row's reward uses.
         table_file: the evaluation's frame-table file of that reward.
+        splits: the splits the row is scored on (demonstration rewards: held-out tasks only).
     """
 
     label: str
     variant: str
-    reward: GoalChoice
+    reward: RewardChoice
     goal_kind: str
     table_file: str
+    splits: tuple[str, ...] = SPLITS
 
 
 def study_rows(preset: Preset) -> list[Row]:
-    """Every variant with its native reward; image-goal variants also with the sentence reward they never train."""
+    """Every variant with its native reward; image-goal variants also with the sentence reward they never train;
+    on held-out tasks, every variant also with the rewards of one demonstration (progress along it, its goal image).
+    """
     rows = []
+    demos = f"{preset.demonstrations} demo" + ("s" if preset.demonstrations > 1 else "")
     for variant in preset.objectives:
         objective, options = VARIANTS[variant]
         kind = get_objective(objective, **options).goal_kind
@@ -59,6 +65,14 @@ def study_rows(preset: Preset) -> list[Row]:
         else:
             rows.append(Row(f"{variant} (image goal)", variant, "native", kind, TABLE_FILES["native"]))
             rows.append(Row(f"{variant} (sentence)", variant, "sentence", "sentence", TABLE_FILES["sentence"]))
+        if preset.demonstrations:
+            demo_rewards: tuple[tuple[RewardChoice, str], ...] = (
+                ("demo-progress", "progress"),
+                ("demo-goal-image", "goal image"),
+            )
+            for reward, name in demo_rewards:
+                label = f"{variant} ({demos}: {name})"
+                rows.append(Row(label, variant, reward, "demonstration", TABLE_FILES[reward], ("held-out-tasks",)))
     return rows
 
 
@@ -100,6 +114,8 @@ def results_tables(result: dict[str, Any]) -> str:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in result["rows"]:
             label = row["label"]
+            if split not in row.get("splits", SPLITS):
+                continue
             if label not in statistics["ranking_accuracy"]["objectives"]:
                 lines.append(f"| {label} | {row['goal_kind']} |" + " n/a |" * (len(header) - 2))
                 continue

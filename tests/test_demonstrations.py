@@ -1,0 +1,150 @@
+"""A task given by demonstrations: progress and goal-image rewards, their checks, and the guard against leaks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vlm_reward_wrappers import VLMRewardWrapper, make_metaworld_env
+from vlm_reward_wrappers.data import CollectionConfig, DemoDataset, collect
+from vlm_reward_wrappers.evaluation import evaluate
+from vlm_reward_wrappers.models import Demonstration, RewardModel, demonstration_goal
+from vlm_reward_wrappers.models.demonstration import DemonstrationGoal, dataset_demonstrations
+from vlm_reward_wrappers.study.presets import PRESETS
+from vlm_reward_wrappers.study.report import study_rows
+from vlm_reward_wrappers.wrappers import RewardSpec
+
+SIZE = 32
+
+
+def unit(vectors: list[list[float]]) -> torch.Tensor:
+    return torch.nn.functional.normalize(torch.tensor(vectors, dtype=torch.float32), dim=-1)
+
+
+def test_progress_is_the_mean_time_of_the_nearest_demonstration_frames() -> None:
+    """Hand-made embeddings: a frame's reward is the mean demonstration time of its k most similar frames."""
+    demo = unit([[1, 0, 0], [0.8, 0.6, 0], [0, 1, 0], [0, 0.6, 0.8], [0, 0, 1]])  # along the way from x to z
+    times = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0])
+    goal = DemonstrationGoal("progress", demo, times, unit([[0, 0, 1]])[0], neighbours=1)
+    queries = torch.tensor([[1.0, 0.05, 0], [0, 0.1, 3.0], [0.1, 2.0, 0.1]])  # unnormalised, as encode_images gives
+    np.testing.assert_allclose(goal.rewards(queries).numpy(), [0.0, 1.0, 0.5])
+    two = DemonstrationGoal("progress", demo, times, unit([[0, 0, 1]])[0], neighbours=2)
+    np.testing.assert_allclose(two.rewards(queries).numpy(), [0.125, 0.875, (0.5 + 0.25) / 2], atol=1e-6)
+
+
+def test_goal_image_reward_is_the_cosine_to_the_goal() -> None:
+    goal = DemonstrationGoal("goal-image", unit([[1, 0]]), torch.zeros(1), unit([[0, 1]])[0], neighbours=3)
+    rewards = goal.rewards(torch.tensor([[0.0, 2.0], [3.0, 0.0], [1.0, 1.0]]))
+    np.testing.assert_allclose(rewards.numpy(), [1.0, 0.0, 2**-0.5], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("frames", "first_success", "message"),
+    [
+        (np.zeros((0, 8, 8, 3), np.uint8), None, "has no frames"),
+        (np.zeros((4, 8, 8, 3), np.uint8), -1, "never succeeds"),
+        (np.zeros((4, 8, 8, 3), np.uint8), 4, "never succeeds"),
+        (np.zeros((4, 8, 8, 3), np.float32), None, "must be uint8 frames"),
+        (np.zeros((4, 8, 8), np.uint8), None, "must be uint8 frames"),
+    ],
+)
+def test_bad_demonstrations_are_refused_with_their_name(frames, first_success, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Demonstration.from_frames(frames, first_success, name="my demo")
+
+
+def test_a_folder_of_frames_is_a_demonstration_ending_in_success(tmp_path: Path) -> None:
+    for index in range(3):
+        Image.fromarray(np.full((8, 8, 3), 40 * index, np.uint8)).save(tmp_path / f"{index:03d}.png")
+    demo = Demonstration.from_folder(tmp_path)
+    assert len(demo) == 3 and demo.first_success == 2 and demo.frames[2, 0, 0, 0] == 80
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="holds no"):
+        Demonstration.from_folder(empty)
+
+
+@pytest.fixture(scope="module")
+def other_dataset(tmp_path_factory: pytest.TempPathFactory) -> DemoDataset:
+    """Demonstrations from a collection of their own (another seed), as the benchmark takes them."""
+    config = CollectionConfig(
+        tasks=("reach-v3",),
+        episodes_per_task=2,
+        noise_levels=(0.0,),
+        random_share=0.0,
+        image_size=SIZE,
+        max_steps=120,
+        steps_after_success=5,
+        seed=77,
+    )
+    return collect(config, tmp_path_factory.mktemp("demos") / "data", workers=1, progress=False)
+
+
+def test_demonstration_rewards_of_a_real_model(tiny_checkpoint: Path, other_dataset: DemoDataset) -> None:
+    """Progress is 0 at the demonstration's start and 1 at its success; a wrong-size demonstration is refused."""
+    model = RewardModel.from_pretrained(tiny_checkpoint)
+    demo = dataset_demonstrations(other_dataset, ["reach-v3"])["reach-v3"][0]
+    goal = demonstration_goal(model, demo, "progress", neighbours=1)
+    own = model.reward(demo.frames[: demo.first_success + 1], goal)
+    assert own[0] == pytest.approx(0.0) and own[-1] == pytest.approx(1.0)
+    assert np.all((own >= 0) & (own <= 1))
+    assert goal.reward_stats["std"] > 0 and model.reward_stats_for(goal) is goal.reward_stats
+    image_goal = demonstration_goal(model, demo, "goal-image")
+    expected = torch.nn.functional.normalize(model.encode_images(demo.frames[-1:]).detach(), dim=-1)
+    assert float(model.reward(demo.frames[-1:], image_goal)[0]) == pytest.approx(
+        float(expected[0] @ image_goal.goal), abs=1e-5
+    )
+    big = Demonstration.from_frames(np.zeros((3, SIZE * 2, SIZE * 2, 3), np.uint8), name="big")
+    with pytest.raises(ValueError, match=r"big.*64-px"):
+        demonstration_goal(model, big)
+
+
+def test_too_few_successful_episodes_for_the_demonstrations_asked(other_dataset: DemoDataset) -> None:
+    with pytest.raises(ValueError, match="holds 2 successful expert episodes of reach-v3; 3 are needed"):
+        dataset_demonstrations(other_dataset, ["reach-v3"], per_task=3)
+
+
+def test_the_wrapper_rewards_progress_along_a_demonstration(tiny_checkpoint: Path, other_dataset: DemoDataset) -> None:
+    demo = dataset_demonstrations(other_dataset, ["reach-v3"])["reach-v3"][0]
+    env = VLMRewardWrapper(make_metaworld_env("reach-v3", image_size=SIZE), tiny_checkpoint, demonstration=demo)
+    env.reset(seed=0)
+    rewards = [env.step(env.action_space.sample())[1] for _ in range(5)]
+    model = RewardModel.from_pretrained(tiny_checkpoint)
+    frame = env.frames.render()[None]
+    assert env.scorer(frame)[0] == pytest.approx(float(model.reward(frame, demonstration_goal(model, demo))[0]))
+    assert all(0.0 <= reward <= 1.0 for reward in rewards)
+    env.close()
+    with pytest.raises(ValueError, match="not goal and demonstration"):
+        RewardSpec.of(tiny_checkpoint, goal="reach", demonstration=demo)
+
+
+def test_evaluate_scores_demonstration_rewards_and_refuses_leaks(
+    tiny_checkpoint: Path, tiny_dataset: DemoDataset, other_dataset: DemoDataset, tmp_path: Path
+) -> None:
+    """Demonstrations from another collection are scored; one that is an evaluated episode is refused."""
+    demos = dataset_demonstrations(other_dataset, ["reach-v3"])
+    metrics = evaluate(tiny_checkpoint, tiny_dataset.root, tmp_path / "eval", demonstrations=demos, plots=False)
+    for key in ("demo_progress_reward", "demo_goal_image_reward"):
+        assert list(metrics[key]["per_task"]) == ["reach-v3"]
+        assert 0.0 <= metrics[key]["overall"]["ranking_accuracy"] <= 1.0
+    assert (tmp_path / "eval" / "predictions_demo_progress.npz").is_file()
+    assert metrics["evaluated"]["demonstrations"] == {"reach-v3": [demos["reach-v3"][0].name]}
+    leaking = dataset_demonstrations(tiny_dataset, ["reach-v3"])
+    with pytest.raises(ValueError, match="is also an evaluated episode"):
+        evaluate(tiny_checkpoint, tiny_dataset.root, tmp_path / "leak", demonstrations=leaking, plots=False)
+
+
+def test_the_study_scores_demonstration_rewards_on_held_out_tasks_only() -> None:
+    rows = [row for row in study_rows(PRESETS["quick"]) if row.variant == "triplet"]
+    assert [(row.label, row.splits) for row in rows] == [
+        ("triplet", ("train-tasks", "held-out-tasks")),
+        ("triplet (1 demo: progress)", ("held-out-tasks",)),
+        ("triplet (1 demo: goal image)", ("held-out-tasks",)),
+    ]
+    collection = PRESETS["quick"].demo_collection()
+    assert collection.seed not in (PRESETS["quick"].eval_collection().seed, PRESETS["quick"].train_collection().seed)
+    assert collection.tasks == PRESETS["quick"].held_out_tasks and collection.random_share == 0.0
