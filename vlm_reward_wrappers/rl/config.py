@@ -86,8 +86,10 @@ class RLConfig:
                 f"eval_every ({self.eval_every}) must be a positive multiple of max_episode_steps "
                 f"({self.max_episode_steps}): runs are evaluated and saved between episodes."
             )
-        if self.total_steps % self.eval_every:
-            raise ValueError(f"total_steps ({self.total_steps}) must be a multiple of eval_every ({self.eval_every}).")
+        if self.total_steps <= 0 or self.total_steps % self.eval_every:
+            raise ValueError(
+                f"total_steps ({self.total_steps}) must be a positive multiple of eval_every ({self.eval_every})."
+            )
         if not self.tasks or not self.sources or not self.seeds:
             raise ValueError("give at least one task, one reward source and one seed")
 
@@ -130,6 +132,9 @@ RL_PRESETS: dict[str, RLConfig] = {
 }
 """``vlm-rewards rl --preset NAME``: ``quick`` (about an hour on a 2-core CPU), ``full`` (MT10, every objective,
 3 seeds, 200k steps: for a GPU or a long night), ``tiny`` (a smoke test)."""
+
+SWEEP_FILE = "sweep.json"
+"""What a sweep's folder records of it: its config and its reward sources' names, in order (for the report)."""
 
 RL_PRESETS_HELP = "; ".join(
     [

@@ -70,6 +70,14 @@ class DeferredRewardBuffer(ReplayBuffer):
         deferred.pending = deque()
         return deferred
 
+    def as_plain_buffer(self) -> ReplayBuffer:
+        """The same transitions in SB3's buffer (a run saved with a reward worker, resumed without one)."""
+        if self.pending:
+            raise RuntimeError("rewards are still pending: flush the env first")
+        plain = ReplayBuffer.__new__(ReplayBuffer)
+        plain.__dict__.update({key: value for key, value in self.__dict__.items() if key != "pending"})
+        return plain
+
     def add(self, *args: Any, **kwargs: Any) -> None:
         if self.n_envs != 1:
             raise ValueError("DeferredRewardBuffer holds the transitions of one env")

@@ -22,6 +22,7 @@ import numpy as np
 
 from vlm_reward_wrappers.evaluation.plots import new_figure
 from vlm_reward_wrappers.io_utils import read_json, write_json_atomic, write_text_atomic
+from vlm_reward_wrappers.rl.config import SWEEP_FILE
 from vlm_reward_wrappers.rl.run import is_done, read_curve, read_run
 from vlm_reward_wrappers.rl.sources import SPARSE
 from vlm_reward_wrappers.study.report import machine_description
@@ -95,20 +96,41 @@ def _spread(values: list[float], digits: int = 2) -> str:
     return mean if len(finite) == 1 else f"{mean} [{min(finite):.{digits}f}, {max(finite):.{digits}f}]"
 
 
-def _steps_to(values: list[float]) -> str:
-    reached = [value for value in values if np.isfinite(value)]
+def _none_if_nan(value: float) -> float | None:
+    """JSON has no NaN: never reached is null."""
+    return None if np.isnan(value) else value
+
+
+def _steps(count: float) -> str:
+    """Env steps as ``12k`` (or ``600`` below a thousand)."""
+    return f"{count / 1000:.0f}k" if count >= 1000 else f"{count:.0f}"
+
+
+def _steps_to(values: list[float | None]) -> str:
+    reached = [value for value in values if value is not None]
     if not reached:
         return f"not reached (0/{len(values)})"
-    return f"{np.mean(reached) / 1000:.0f}k ({len(reached)}/{len(values)} seeds)"
+    return f"{_steps(float(np.mean(reached)))} ({len(reached)}/{len(values)} seeds)"
 
 
-def summary_rows(results: list[RunResult]) -> list[dict[str, Any]]:
+def source_order(results: list[RunResult], out: str | os.PathLike | None = None) -> list[str]:
+    """The reward sources of the runs: in the sweep's order where ``out/sweep.json`` gives it, then the rest."""
+    recorded = []
+    if out is not None and (Path(out) / SWEEP_FILE).is_file():
+        recorded = list(read_json(Path(out) / SWEEP_FILE).get("sources", []))
+    present = list(dict.fromkeys(result.source for result in results))
+    return [source for source in recorded if source in present] + [s for s in present if s not in recorded]
+
+
+def summary_rows(results: list[RunResult], sources: list[str] | None = None) -> list[dict[str, Any]]:
     """One row per task and source: the values of the report's table (as numbers, for ``summary.json``)."""
     rows = []
     for task in sorted({result.task for result in results}):
         of_task = [result for result in results if result.task == task]
         sparse = {result.seed: result for result in of_task if result.source == SPARSE}
-        for source in dict.fromkeys(result.source for result in of_task):
+        for source in sources or source_order(results):
+            if not any(result.source == source for result in of_task):
+                continue
             runs = [result for result in of_task if result.source == source]
             offline = [offline_metrics(run.record.get("checkpoint"), task) for run in runs]
             known = [metrics for metrics in offline if metrics is not None]
@@ -125,7 +147,7 @@ def summary_rows(results: list[RunResult]) -> list[dict[str, Any]]:
                     "steps": [int(run.steps[-1]) for run in runs],
                     "final_success": [float(run.success[-1]) for run in runs],
                     "mean_success": [float(np.mean(run.success)) for run in runs],
-                    "steps_to_50": [run.steps_to() for run in runs],
+                    "steps_to_50": [_none_if_nan(run.steps_to()) for run in runs],
                     "ranking_accuracy": [metrics["ranking_accuracy"] for metrics in known],
                     "voc": [metrics["voc"] for metrics in known],
                     "mean_success_minus_sparse": versus_sparse,
@@ -144,7 +166,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        steps = f"{min(row['steps']) // 1000}k" + ("" if row["done"] else " (running)")
+        steps = _steps(min(row["steps"])) + ("" if row["done"] else " (running)")
         lines.append(
             f"| {row['task']} | {row['source']} | {len(row['seeds'])} | {steps} | {_spread(row['final_success'])} "
             f"| {_spread(row['mean_success'])} | {_steps_to(row['steps_to_50'])} "
@@ -157,7 +179,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 def plot_success_curves(results: list[RunResult], path: str | os.PathLike) -> None:
     """Success rate vs env steps, one panel per task: the mean over seeds, and the band from min to max."""
     tasks = sorted({result.task for result in results})
-    sources = list(dict.fromkeys(result.source for result in results))
+    sources = source_order(results, Path(path).parent)
     colors = {source: f"C{index}" for index, source in enumerate(sources)}
     figure = new_figure(4.0 * len(tasks), 3.2)
     axes = figure.subplots(1, len(tasks), squeeze=False)[0]
@@ -201,7 +223,7 @@ def write_rl_report(out: str | os.PathLike) -> str:
     results = read_results(out)
     if not results:
         raise FileNotFoundError(f"no RL runs with an evaluation under {out}: run `vlm-rewards rl --out {out}` first")
-    rows = summary_rows(results)
+    rows = summary_rows(results, source_order(results, out))
     table = markdown_table(rows)
     plot_success_curves(results, out / "success_curves.png")
     warnings_given = sorted({f"{r.task} {r.source}: {w}" for r in results for w in r.record.get("warnings", [])})

@@ -357,10 +357,12 @@ def run_one(
             raise CorruptFileError(
                 f"the saved state of run {spec.label} in {saved} cannot be read ({error}); delete {folder} to rerun it."
             ) from error
-        if isinstance(venv, PipelinedRewardVecEnv):
-            assert agent.replay_buffer is not None
+        assert agent.replay_buffer is not None
+        if isinstance(venv, PipelinedRewardVecEnv):  # the buffer of a run saved with or without a reward worker
             agent.replay_buffer = DeferredRewardBuffer.from_buffer(agent.replay_buffer)
             venv.attach(agent.replay_buffer)
+        elif isinstance(agent.replay_buffer, DeferredRewardBuffer):
+            agent.replay_buffer = agent.replay_buffer.as_plain_buffer()
         _set_rng_state(agent, stored["rng"])
         log(f"[{spec.label}] resuming at step {progress.steps}")
     counter = _TrainingSuccess()

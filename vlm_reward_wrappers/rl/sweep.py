@@ -22,9 +22,11 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+from vlm_reward_wrappers.configs import to_dict
+from vlm_reward_wrappers.io_utils import write_json_atomic
 from vlm_reward_wrappers.models import is_checkpoint
 from vlm_reward_wrappers.models.reward_model import GoalUnavailableError
-from vlm_reward_wrappers.rl.config import RLConfig
+from vlm_reward_wrappers.rl.config import SWEEP_FILE, RLConfig
 from vlm_reward_wrappers.rl.run import RunSpec, is_done, run_one
 from vlm_reward_wrappers.rl.sources import GROUND_TRUTH, SPARSE, SPARSE_SUFFIX, RewardSource, parse_source
 from vlm_reward_wrappers.study import PRESETS, run_benchmark
@@ -45,7 +47,10 @@ def resolve_source(text: str, seed: int, config: RLConfig) -> RewardSource:
     if is_checkpoint(row):
         return parse_source(text, name=Path(row).name + suffix, success_bonus=config.success_bonus)
     folder = Path(config.benchmark) / "checkpoints"
-    trained = sorted(path for path in folder.glob(f"{row}-seed*") if is_checkpoint(path))
+    trained = sorted(
+        (path for path in folder.glob(f"{row}-seed*") if path.name[len(row) + 5 :].isdigit() and is_checkpoint(path)),
+        key=lambda path: int(path.name[len(row) + 5 :]),  # seed2 before seed10
+    )
     if not trained:
         raise FileNotFoundError(
             f"reward source {text!r} is neither a checkpoint folder nor a row of the benchmark in {config.benchmark} "
@@ -79,6 +84,15 @@ def ensure_benchmark_rows(config: RLConfig, *, log: Callable[[str], None] = prin
 
 def planned_runs(config: RLConfig) -> list[RunSpec]:
     """Every run of the sweep, in the order they start (slowest sources first, so the pool ends together)."""
+    names: dict[str, str] = {}
+    for text in config.sources:
+        name = resolve_source(text, config.seeds_of(text)[0], config).name
+        if name in names:
+            raise ValueError(
+                f"reward sources {names[name]!r} and {text!r} would share the run folders of {name!r}: "
+                "give checkpoints whose folders have different names"
+            )
+        names[name] = text
     runs = [
         RunSpec(task, resolve_source(source, seed, config), seed)
         for source in config.sources
@@ -126,6 +140,8 @@ def run_sweep(config: RLConfig, out: str | os.PathLike, *, log: Callable[[str], 
     ensure_benchmark_rows(config, log=log)
     runs = planned_runs(config)
     check_runs(runs)
+    sources = [resolve_source(text, config.seeds_of(text)[0], config).name for text in config.sources]
+    write_json_atomic(Path(out) / SWEEP_FILE, {"config": to_dict(config), "sources": sources})
     todo = [spec for spec in runs if not is_done(run_folder(out, spec))]
     log(f"{len(runs)} runs, {len(runs) - len(todo)} done, {len(todo)} to run into {out}")
     jobs = max(1, min(config.jobs or os.cpu_count() or 1, len(todo) or 1))

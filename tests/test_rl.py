@@ -1,0 +1,777 @@
+"""The RL subpackage (``vlm_reward_wrappers.rl``) on real parts: Meta-World envs, SB3 SAC, tiny real checkpoints.
+
+Reward sources are checked against Meta-World's own reward and success flag;
+the pipelined reward worker against the in-process ``VLMRewardWrapper``; runs
+are killed (SIGKILL), stopped and resumed, and their curves, files and agents
+compared with uninterrupted runs; the report is checked on run folders written
+by hand with values computed by hand.
+
+Every run here is tiny (``RL_PRESETS["tiny"]`` shrunk further) and the torch in
+this process uses one thread, as the sweep's workers do: on a busy 2-core
+machine more threads make each reward-model call many times slower.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import json
+import multiprocessing
+import os
+import pickle
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from stable_baselines3 import SAC
+from stable_baselines3.common.buffers import ReplayBuffer
+
+from vlm_reward_wrappers import VLMRewardWrapper, make_metaworld_env
+from vlm_reward_wrappers.cli import main as cli_main
+from vlm_reward_wrappers.io_utils import CorruptFileError
+from vlm_reward_wrappers.rl import RL_PRESETS, RLConfig, RunSpec, parse_source, read_curve, run_one, write_rl_report
+from vlm_reward_wrappers.rl.pipelined import DeferredRewardBuffer, PipelinedRewardVecEnv
+from vlm_reward_wrappers.rl.run import CURVE_FIELDS, _worker_env, evaluate_agent, make_run_env, uses_reward_worker
+from vlm_reward_wrappers.rl.sources import GroundTruthReward, RewardSource, SparseSuccessReward, with_reward
+from vlm_reward_wrappers.rl.sweep import check_runs, planned_runs, resolve_source, run_folder, run_sweep
+from vlm_reward_wrappers.wrappers import RewardSpec
+
+TASK = "reach-v3"
+BONUS = 2.5
+
+# A run of four evaluations, 30 steps apart, one 30-step episode each: the agent trains from step 30 on.
+TINY = dataclasses.replace(
+    RL_PRESETS["tiny"],
+    tasks=(TASK,),
+    total_steps=120,
+    eval_every=30,
+    eval_episodes=1,
+    max_episode_steps=30,
+    learning_starts=30,
+    batch_size=16,
+    net_arch=(32, 32),
+    reward_worker="off",
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def curve_steps(curve: list[dict[str, float]]) -> list[int]:
+    return [int(row["step"]) for row in curve]
+
+
+def without_wall_time(curve: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [{key: value for key, value in row.items() if key != "wall_s"} for row in curve]
+
+
+def assert_finished(folder: Path, config: RLConfig) -> list[dict[str, float]]:
+    """A complete run folder: a continuous curve, ``done.json``, the final agent, no state left; the curve."""
+    curve = read_curve(folder)
+    assert curve_steps(curve) == list(range(config.eval_every, config.total_steps + 1, config.eval_every))
+    assert set(curve[0]) == set(CURVE_FIELDS)
+    assert (folder / "done.json").is_file() and (folder / "agent.zip").is_file()
+    assert not any((folder / name).exists() for name in ("state", "state.new", "state.old"))
+    assert json.loads((folder / "done.json").read_text())["steps"] == config.total_steps
+    return curve
+
+
+def assert_skipped_when_done(spec: RunSpec, config: RLConfig, folder: Path, curve: list[dict[str, float]]) -> None:
+    """A finished run is not trained again: the same curve comes back at once, nothing logged."""
+    lines: list[str] = []
+    again = run_one(spec, config, folder, log=lines.append)
+    assert again == curve and lines == []  # a run that trained would log its evaluations
+
+
+def policy_parameters(path: Path) -> dict[str, torch.Tensor]:
+    return SAC.load(path, device="cpu").policy.state_dict()
+
+
+def assert_same_parameters(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+# ------------------------------------------------------------ reward sources
+
+
+def test_parse_source_names_each_kind_of_source() -> None:
+    """``gt``, ``sparse``, ``PATH`` and ``PATH+sparse`` parse to the right reward; ``+sparse`` alone is refused."""
+    assert parse_source("gt") == RewardSource("gt", "gt")
+    assert parse_source("sparse", success_bonus=BONUS) == RewardSource("sparse", "none", success_bonus=BONUS)
+    learned = parse_source("runs/quick/checkpoints/triplet-seed0", name="triplet")
+    assert learned == RewardSource("triplet", "learned", "runs/quick/checkpoints/triplet-seed0", 0.0)
+    assert learned.learned and not parse_source("gt").learned and not parse_source("sparse").learned
+    plus = parse_source("ckpt/triplet+sparse", success_bonus=BONUS)
+    assert plus == RewardSource("ckpt/triplet+sparse", "learned", "ckpt/triplet", BONUS)
+    with pytest.raises(ValueError, match=r"'\+sparse'.*gt, sparse, a checkpoint folder, or CHECKPOINT\+sparse"):
+        parse_source("+sparse")
+
+
+def test_sparse_and_ground_truth_rewards_follow_metaworld() -> None:
+    """``sparse`` pays exactly the bonus on Meta-World's success steps and 0 elsewhere; ``gt`` keeps Meta-World's
+    reward; both report it as ``gt_reward`` beside ``is_success``. Three envs with one seed and one action sequence
+    (random steps, then Meta-World's scripted expert until past its first success) are compared step by step."""
+    from metaworld.policies import ENV_POLICY_MAP
+
+    plain = make_metaworld_env(TASK, image_size=32)
+    ground_truth = with_reward(make_metaworld_env(TASK, image_size=32), parse_source("gt"))
+    sparse = with_reward(make_metaworld_env(TASK, image_size=32), parse_source("sparse", success_bonus=BONUS))
+    assert isinstance(ground_truth, GroundTruthReward) and isinstance(sparse, SparseSuccessReward)
+    assert sparse.bonus == BONUS
+
+    expert = ENV_POLICY_MAP[TASK]()
+    rng = np.random.default_rng(0)
+    obs = [env.reset(seed=7)[0] for env in (plain, ground_truth, sparse)]
+    successes, first_success = [], None
+    for step in range(200):
+        action = rng.uniform(-1, 1, size=4) if step < 5 else np.clip(expert.get_action(obs[0]), -1, 1)
+        action = action.astype(np.float32)
+        results = [env.step(action) for env in (plain, ground_truth, sparse)]
+        (obs_p, reward_p, *_, info_p), (obs_g, reward_g, *_, info_g), (obs_s, reward_s, *_, info_s) = results
+        obs = [obs_p, obs_g, obs_s]
+        np.testing.assert_array_equal(obs_p, obs_g)
+        np.testing.assert_array_equal(obs_p, obs_s)
+        success = bool(info_p["success"])
+        assert reward_g == reward_p
+        assert info_g["gt_reward"] == info_s["gt_reward"] == float(reward_p)
+        assert info_g["is_success"] is success and info_s["is_success"] is success
+        assert reward_s == (BONUS if success else 0.0)
+        successes.append(success)
+        if success and first_success is None:
+            first_success = step
+        if first_success is not None and step >= first_success + 3:
+            break
+    # so both kinds of step were seen: no success (reward 0) first, then success (reward BONUS)
+    assert first_success is not None and first_success > 5, "the expert should reach success after a few steps"
+    for env in (plain, ground_truth, sparse):
+        env.close()
+
+
+class ScriptedExpert:
+    """Meta-World's scripted expert behind SB3's ``predict``: an agent that succeeds."""
+
+    def __init__(self, task: str) -> None:
+        from metaworld.policies import ENV_POLICY_MAP
+
+        self.policy = ENV_POLICY_MAP[task]()
+
+    def predict(self, obs: np.ndarray, deterministic: bool = False) -> tuple[np.ndarray, None]:
+        return np.clip(self.policy.get_action(obs), -1, 1).astype(np.float32), None
+
+
+def test_evaluation_scores_episodes_with_seeds_from_zero() -> None:
+    """``evaluate_agent`` runs episodes with seeds 0, 1, ... and reports the success rate, Meta-World's mean return
+    and the mean return of the run's own reward (here ``sparse``), as a replay of the same episodes by hand gives."""
+    config = dataclasses.replace(TINY, max_episode_steps=60, eval_every=60, success_bonus=BONUS)
+    env = make_run_env(RunSpec(TASK, parse_source("sparse", success_bonus=BONUS), 0), config)
+    agent = ScriptedExpert(TASK)
+    result = evaluate_agent(agent, env, episodes=2)  # type: ignore[arg-type]
+    env.close()
+
+    plain = make_metaworld_env(TASK, max_episode_steps=60, image_size=32)
+    gt_returns, success_steps = [], []
+    for seed in (0, 1):
+        obs, _ = plain.reset(seed=seed)
+        gt_return, successes, done = 0.0, 0, False
+        while not done:
+            obs, reward, terminated, truncated, info = plain.step(agent.predict(obs)[0])
+            gt_return, successes, done = (
+                gt_return + float(reward),
+                successes + bool(info["success"]),
+                terminated or truncated,
+            )
+        gt_returns.append(gt_return)
+        success_steps.append(successes)
+    plain.close()
+    assert min(success_steps) > 0  # the expert succeeds in both episodes
+    assert result["success_rate"] == 1.0
+    assert result["gt_return"] == pytest.approx(np.mean(gt_returns))
+    assert result["reward_return"] == pytest.approx(BONUS * np.mean(success_steps))
+
+
+def test_reward_worker_is_for_learned_sources_only() -> None:
+    """Only a learned source renders in a worker: ``on`` and ``auto`` (with two cores or more) give it one, ``off``
+    never; ``gt`` and ``sparse`` have no frames to render."""
+    learned = RunSpec(TASK, parse_source("runs/quick/checkpoints/triplet-seed0"), 0)
+    for source in ("gt", "sparse"):
+        assert not uses_reward_worker(
+            RunSpec(TASK, parse_source(source), 0), dataclasses.replace(TINY, reward_worker="on")
+        )
+    assert uses_reward_worker(learned, dataclasses.replace(TINY, reward_worker="on"))
+    assert not uses_reward_worker(learned, dataclasses.replace(TINY, reward_worker="off"))
+    auto = uses_reward_worker(learned, dataclasses.replace(TINY, reward_worker="auto"))
+    assert auto == ((os.cpu_count() or 1) >= 2)
+
+
+# ------------------------------------------------------------ DeferredRewardBuffer
+
+OBS_SPACE = spaces.Box(-1e6, 1e6, shape=(3,), dtype=np.float32)
+ACTION_SPACE = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+PENDING = -999.0  # the reward SB3 stores for a transition whose reward is still pending (here: a sentinel)
+
+
+def deferred_buffer(size: int = 8) -> DeferredRewardBuffer:
+    return DeferredRewardBuffer(size, OBS_SPACE, ACTION_SPACE, device="cpu", n_envs=1)
+
+
+def add_transition(buffer: ReplayBuffer, number: int, reward: float) -> None:
+    """Transition ``number``: its observation and action hold the number, so samples can be traced back."""
+    obs = np.full((1, 3), number, dtype=np.float32)
+    buffer.add(obs, obs + 1, np.full((1, 2), 0.5, dtype=np.float32), np.array([reward]), np.array([False]), [{}])
+
+
+@pytest.mark.parametrize(
+    "added, pending",
+    [(5, 1), (5, 3), (8, 1), (9, 2), (11, 2), (11, 4)],
+    ids=["partial", "partial-3-pending", "just-full", "pending-across-the-wrap", "wrapped", "wrapped-4-pending"],
+)
+def test_deferred_buffer_never_samples_a_pending_transition(added: int, pending: int) -> None:
+    """``sample`` draws from every transition that has its reward and never from a pending one, whether the buffer
+    is partly filled, just full, or has wrapped around (pending slots on either side of the end included)."""
+    buffer = deferred_buffer(8)
+    for number in range(added):
+        add_transition(buffer, number, PENDING)
+        if number < added - pending:
+            buffer.fill_oldest(float(number))  # the reward of a transition is its number
+    assert len(buffer.pending) == pending
+    live = set(range(max(0, added - 8), added - pending))  # in the buffer (not overwritten) and rewarded
+    seen: set[float] = set()
+    np.random.seed(0)
+    for _ in range(300):
+        samples = buffer.sample(16)
+        rewards = samples.rewards.numpy()[:, 0]
+        assert PENDING not in rewards
+        np.testing.assert_array_equal(samples.observations.numpy()[:, 0], rewards)  # rewards stay with their obs
+        seen.update(rewards.tolist())
+    assert seen == live
+
+
+def test_deferred_buffer_fills_rewards_in_order_and_refuses_what_it_cannot_do() -> None:
+    """``fill_oldest`` writes the oldest pending reward first; sampling with no reward yet, filling with nothing
+    pending, several envs and ``optimize_memory_usage`` are refused with errors that say why."""
+    buffer = deferred_buffer(8)
+    for number in range(3):
+        add_transition(buffer, number, PENDING)
+    with pytest.raises(RuntimeError, match="no transition has its reward yet"):
+        buffer.sample(4)
+    buffer.fill_oldest(10.0)
+    buffer.fill_oldest(11.0)
+    assert list(buffer.pending) == [2]
+    np.testing.assert_array_equal(buffer.rewards[:3, 0], [10.0, 11.0, PENDING])
+    buffer.fill_oldest(12.0)
+    with pytest.raises(RuntimeError, match="no transition is waiting"):
+        buffer.fill_oldest(13.0)
+    np.testing.assert_array_equal(buffer.rewards[:4, 0], [10.0, 11.0, 12.0, 0.0])
+
+    two_envs = DeferredRewardBuffer(8, OBS_SPACE, ACTION_SPACE, device="cpu", n_envs=2)
+    with pytest.raises(ValueError, match="one env"):
+        two_envs.add(np.zeros((2, 3)), np.zeros((2, 3)), np.zeros((2, 2)), np.zeros(2), np.zeros(2), [{}, {}])
+    with pytest.raises(ValueError, match="optimize_memory_usage"):
+        DeferredRewardBuffer(8, OBS_SPACE, ACTION_SPACE, device="cpu", optimize_memory_usage=True)
+
+
+def test_deferred_buffer_pickles_only_without_pending_rewards() -> None:
+    """A buffer with pending rewards refuses to be pickled (a saved run would keep placeholder rewards); once
+    they are filled it round-trips with its contents."""
+    buffer = deferred_buffer(8)
+    for number in range(4):
+        add_transition(buffer, number, PENDING)
+    buffer.fill_oldest(1.0)
+    with pytest.raises(RuntimeError, match="flush"):
+        pickle.dumps(buffer)
+    for reward in (2.0, 3.0, 4.0):
+        buffer.fill_oldest(reward)
+    restored = pickle.loads(pickle.dumps(buffer))
+    assert isinstance(restored, DeferredRewardBuffer) and len(restored.pending) == 0
+    np.testing.assert_array_equal(restored.rewards, buffer.rewards)
+    np.testing.assert_array_equal(restored.observations, buffer.observations)
+    assert restored.pos == 4 and not restored.full
+
+
+def test_deferred_buffer_from_a_plain_replay_buffer_keeps_its_transitions() -> None:
+    """``from_buffer`` turns a saved plain ``ReplayBuffer`` (a run resumed with a reward worker) into a deferred one
+    with the same transitions and nothing pending; a deferred buffer comes back as itself."""
+    plain = ReplayBuffer(8, OBS_SPACE, ACTION_SPACE, device="cpu", n_envs=1)
+    for number in range(10):
+        add_transition(plain, number, float(number))
+    deferred = DeferredRewardBuffer.from_buffer(plain)
+    assert isinstance(deferred, DeferredRewardBuffer) and len(deferred.pending) == 0
+    assert deferred.pos == plain.pos == 2 and deferred.full
+    for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
+        np.testing.assert_array_equal(getattr(deferred, name), getattr(plain, name))
+    add_transition(deferred, 10, PENDING)  # now it defers like one made as such
+    np.random.seed(1)
+    rewards = np.concatenate([deferred.sample(32).rewards.numpy()[:, 0] for _ in range(50)])
+    assert PENDING not in rewards and set(rewards.tolist()) == set(range(3, 10))
+    assert DeferredRewardBuffer.from_buffer(deferred) is deferred
+
+
+# ------------------------------------------------------------ PipelinedRewardVecEnv
+
+
+def test_pipelined_rewards_equal_the_in_process_wrappers(tiny_checkpoint: Path) -> None:
+    """The rewards the reward worker's env writes into the replay buffer (one step late) equal, step by step, those
+    of ``VLMRewardWrapper(reward_mode="normalized")`` for the same episode seeds and actions, across episode ends;
+    observations, ``gt_reward``, ``is_success`` and terminal observations match too, and closing ends the worker."""
+    max_steps, seed_base, count = 15, 1000, 40
+    actions = np.random.default_rng(3).uniform(-1, 1, size=(count, 4)).astype(np.float32)
+
+    reference = VLMRewardWrapper(
+        make_metaworld_env(TASK, image_size=64, max_episode_steps=max_steps), tiny_checkpoint, reward_mode="normalized"
+    )
+    episode = 0
+    obs, _ = reference.reset(seed=seed_base)
+    expected: list[tuple[Any, ...]] = []  # (obs, reward, next obs, done, gt_reward, is_success)
+    for action in actions:
+        next_obs, reward, terminated, truncated, info = reference.step(action)
+        expected.append((obs, reward, next_obs, terminated or truncated, info["gt_reward"], info["is_success"]))
+        obs = next_obs
+        if terminated or truncated:
+            episode += 1
+            obs, _ = reference.reset(seed=seed_base + episode)
+    reference.close()
+    assert episode == 2  # two episode ends crossed
+
+    children = set(multiprocessing.active_children())
+    env_fn = functools.partial(_worker_env, TASK, max_steps, seed_base, 0)
+    venv = PipelinedRewardVecEnv(env_fn, RewardSpec.of(tiny_checkpoint, reward_mode="normalized"), TASK)
+    buffer = DeferredRewardBuffer(64, venv.observation_space, venv.action_space, device="cpu")
+    venv.attach(buffer)
+    obs = venv.reset()
+    for step, action in enumerate(actions):  # what SB3's off-policy loop does with a VecEnv
+        venv.step_async(action[None])
+        next_obs, placeholder, dones, infos = venv.step_wait()
+        assert placeholder.tolist() == [0.0]
+        stored_next = infos[0]["terminal_observation"][None] if dones[0] else next_obs
+        buffer.add(obs, stored_next, action[None], placeholder, dones, infos)
+        assert len(buffer.pending) == 1  # the newest reward comes with the next step
+        want_obs, _, want_next, want_done, want_gt, want_success = expected[step]
+        np.testing.assert_allclose(obs[0], want_obs, atol=1e-6)
+        np.testing.assert_allclose(stored_next[0], want_next, atol=1e-6)
+        assert bool(dones[0]) == want_done and ("terminal_observation" in infos[0]) == want_done
+        assert infos[0]["gt_reward"] == pytest.approx(want_gt) and infos[0]["is_success"] is want_success
+        if want_done:
+            assert infos[0]["TimeLimit.truncated"] is True
+        obs = next_obs
+    venv.flush()
+    assert len(buffer.pending) == 0
+    np.testing.assert_allclose(buffer.rewards[:count, 0], [row[1] for row in expected], atol=1e-5)
+    assert np.ptp(buffer.rewards[:count, 0]) > 0  # real scores, not a constant
+    assert len(set(multiprocessing.active_children()) - children) == 1  # the worker
+    venv.close()
+    venv.close()  # closing twice is fine
+    assert set(multiprocessing.active_children()) <= children
+
+
+# ------------------------------------------------------------ runs: kill, stop, resume
+
+KILLED = dataclasses.replace(TINY, total_steps=90)  # three evaluations
+KILLED_RUN = """
+import pickle, sys
+import torch
+torch.set_num_threads(1)
+from vlm_reward_wrappers.rl import run_one
+spec, config, folder = pickle.loads(bytes.fromhex(sys.argv[1]))
+run_one(spec, config, folder)
+"""
+
+
+def test_learned_run_killed_and_resumed_is_continuous(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """A learned-reward run SIGKILLed in another process after its first evaluation resumes from its last save:
+    one evaluation per ``eval_every`` steps, no gap, no duplicate; ``done.json`` and ``agent.zip`` (the agent after
+    ``total_steps`` steps) are written and the state is gone; a second call returns the curve without training."""
+    spec, folder = RunSpec(TASK, parse_source(str(tiny_checkpoint)), 0), tmp_path / "run"
+    payload = pickle.dumps((spec, KILLED, str(folder))).hex()
+    with open(tmp_path / "stderr.txt", "w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-c", KILLED_RUN, payload], stdout=subprocess.DEVNULL, stderr=stderr
+        )
+        try:
+            deadline = time.monotonic() + 240
+            while not (folder / "curve.csv").is_file():
+                assert process.poll() is None, f"the run ended early: {(tmp_path / 'stderr.txt').read_text()}"
+                assert time.monotonic() < deadline, "no evaluation within 240 s"
+                time.sleep(0.02)
+            process.kill()
+        finally:
+            process.kill()
+            process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert not (folder / "done.json").exists(), "the run finished before it was killed: make it longer"
+    before = read_curve(folder)
+    evaluated = curve_steps(before)
+    assert evaluated and evaluated[-1] < KILLED.total_steps
+
+    lines: list[str] = []
+    curve = run_one(spec, KILLED, folder, log=lines.append)
+    resumed_at = [int(line.split()[-1]) for line in lines if "resuming at step" in line]
+    assert len(resumed_at) == 1 and resumed_at[0] >= evaluated[-1] >= KILLED.eval_every
+    assert curve == assert_finished(folder, KILLED)
+    assert curve[: len(before)] == before  # the evaluations before the kill are kept, not redone
+    assert json.loads((folder / "run.json").read_text())["reward_worker"] is False
+    assert SAC.load(folder / "agent.zip", device="cpu").num_timesteps == KILLED.total_steps
+    assert_skipped_when_done(spec, KILLED, folder, curve)
+
+
+PIPELINED = dataclasses.replace(TINY, total_steps=60, reward_worker="on")
+
+
+@pytest.fixture(scope="module")
+def stopped_pipelined_run(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A learned-reward run with a reward worker, stopped after its first evaluation (of two)."""
+    folder = tmp_path_factory.mktemp("pipelined") / "run"
+    spec = RunSpec(TASK, parse_source(str(tiny_checkpoint)), 0)
+    curve = run_one(spec, PIPELINED, folder, log=lambda line: None, stop_after=1)
+    assert curve_steps(curve) == [30] and (folder / "state").is_dir() and not (folder / "done.json").exists()
+    assert json.loads((folder / "run.json").read_text())["reward_worker"] is True
+    return folder
+
+
+def test_pipelined_run_stopped_and_resumed_is_continuous(
+    stopped_pipelined_run: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """A run with a reward worker stopped after one evaluation resumes where it stopped and finishes: a continuous
+    curve, ``done.json``, ``agent.zip``, no state left; the finished run is skipped."""
+    folder = Path(shutil.copytree(stopped_pipelined_run, tmp_path / "run"))
+    spec = RunSpec(TASK, parse_source(str(tiny_checkpoint)), 0)
+    children = set(multiprocessing.active_children())
+    lines: list[str] = []
+    curve = run_one(spec, PIPELINED, folder, log=lines.append)
+    assert any(line.endswith("resuming at step 30") for line in lines)
+    assert curve == assert_finished(folder, PIPELINED)
+    assert curve[0] == read_curve(stopped_pipelined_run)[0]
+    assert set(multiprocessing.active_children()) <= children  # the worker ended with the run
+    assert_skipped_when_done(spec, PIPELINED, folder, curve)
+
+
+def test_run_saved_with_a_reward_worker_resumes_without_one(
+    stopped_pipelined_run: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """A run saved with a reward worker can be resumed without one (``reward_worker`` "off", or "auto" deciding
+    otherwise on a resumed sweep with more jobs or fewer cores) and finishes with a continuous curve."""
+    folder = Path(shutil.copytree(stopped_pipelined_run, tmp_path / "run"))
+    spec = RunSpec(TASK, parse_source(str(tiny_checkpoint)), 0)
+    curve = run_one(spec, dataclasses.replace(PIPELINED, reward_worker="off"), folder, log=lambda line: None)
+    assert curve == assert_finished(folder, PIPELINED)
+
+
+# Learning starts before the first save, so a resume must restore the RNGs the agent has drawn from to match.
+GT_RUN = dataclasses.replace(TINY, total_steps=60, learning_starts=10)
+GT_SPEC = RunSpec(TASK, parse_source("gt"), 0)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_gt_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ground-truth run of two evaluations, never interrupted."""
+    folder = tmp_path_factory.mktemp("gt-uninterrupted") / "run"
+    run_one(GT_SPEC, GT_RUN, folder, log=lambda line: None)
+    assert_finished(folder, GT_RUN)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def stopped_gt_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same run stopped after its first evaluation (copy it before resuming)."""
+    folder = tmp_path_factory.mktemp("gt-stopped") / "run"
+    assert curve_steps(run_one(GT_SPEC, GT_RUN, folder, log=lambda line: None, stop_after=1)) == [30]
+    assert (folder / "state" / "progress.pkl").is_file()
+    return folder
+
+
+def test_kill_inside_the_state_swap_resumes_as_the_uninterrupted_run(
+    stopped_gt_run: Path, uninterrupted_gt_run: Path, tmp_path: Path
+) -> None:
+    """A kill inside the state swap (``state`` renamed to ``state.old``, a half-written ``state.new``) loses
+    nothing: the run resumes from ``state.old``, drops ``state.new``, and ends with exactly the curve and agent of
+    the run that was never interrupted (same agent, replay buffer, RNGs and episode seeds after the resume)."""
+    folder = Path(shutil.copytree(stopped_gt_run, tmp_path / "run"))
+    (folder / "state").rename(folder / "state.old")
+    (folder / "state.new").mkdir()
+    (folder / "state.new" / "progress.pkl").write_bytes(b"half-written")
+    lines: list[str] = []
+    curve = run_one(GT_SPEC, GT_RUN, folder, log=lines.append)
+    assert any(line.endswith("resuming at step 30") for line in lines)
+    assert curve == assert_finished(folder, GT_RUN)
+    assert without_wall_time(curve) == without_wall_time(read_curve(uninterrupted_gt_run))
+    assert_same_parameters(
+        policy_parameters(folder / "agent.zip"), policy_parameters(uninterrupted_gt_run / "agent.zip")
+    )
+
+
+def test_corrupt_saved_state_names_the_run_folder(stopped_gt_run: Path, tmp_path: Path) -> None:
+    """An unreadable ``state/progress.pkl`` raises ``CorruptFileError`` naming the state and the folder to delete."""
+    folder = Path(shutil.copytree(stopped_gt_run, tmp_path / "run"))
+    (folder / "state" / "progress.pkl").write_bytes(b"\x80\x04not a pickle")
+    with pytest.raises(
+        CorruptFileError, match=rf"{re.escape(str(folder / 'state'))}.*delete {re.escape(str(folder))} "
+    ):
+        run_one(GT_SPEC, GT_RUN, folder, log=lambda line: None)
+
+
+# ------------------------------------------------------------ sweeps
+
+
+@pytest.fixture(scope="module")
+def tcn_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Any, tiny_backbone: Any) -> Path:
+    """A TCN checkpoint (image goals, stored for the tiny dataset's tasks only), heads finetuning, a few steps."""
+    from vlm_reward_wrappers.training.trainer import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("tcn") / "tcn"
+    config = TrainConfig(objective="tcn", finetune="heads", batch_size=8, max_steps=4, eval_every=2)
+    train(config, tiny_dataset.root, out, backbone=tiny_backbone, progress=False)
+    return out
+
+
+def benchmark_with_rows(root: Path, checkpoint: Path, row: str, seeds: range) -> Path:
+    """An offline benchmark folder whose ``checkpoints/<row>-seed<k>`` link to ``checkpoint``."""
+    (root / "checkpoints").mkdir(parents=True)
+    for seed in seeds:
+        (root / "checkpoints" / f"{row}-seed{seed}").symlink_to(checkpoint, target_is_directory=True)
+    return root
+
+
+def test_sweep_resolves_benchmark_rows_and_seeds(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """Row names resolve to the benchmark's checkpoint of the agent's seed (modulo the seeds it trained), with
+    ``+sparse`` keeping the bonus; checkpoint folders keep their folder name; ``gt_seeds`` applies to ``gt`` only;
+    a missing row says to run the benchmark first."""
+    bench = benchmark_with_rows(tmp_path / "bench", tiny_checkpoint, "triplet", range(2))
+    mine = tmp_path / "my-reward"
+    mine.symlink_to(tiny_checkpoint, target_is_directory=True)
+    config = dataclasses.replace(
+        TINY,
+        sources=("sparse", "gt", "triplet", "triplet+sparse", str(mine)),
+        seeds=(0, 1, 2),
+        gt_seeds=(5,),
+        success_bonus=BONUS,
+        benchmark=str(bench),
+    )
+    runs = planned_runs(config)
+    by_source: dict[str, list[RunSpec]] = {}
+    for spec in runs:
+        by_source.setdefault(spec.source.name, []).append(spec)
+    assert {name: [spec.seed for spec in specs] for name, specs in by_source.items()} == {
+        "triplet": [0, 1, 2],
+        "triplet+sparse": [0, 1, 2],
+        "my-reward": [0, 1, 2],
+        "sparse": [0, 1, 2],
+        "gt": [5],
+    }
+    assert all(spec.task == TASK for spec in runs)
+    assert [spec.source.learned for spec in runs] == [True] * 9 + [False] * 4  # learned runs start first
+    checkpoints = [Path(str(spec.source.checkpoint)).name for spec in by_source["triplet"]]
+    assert checkpoints == ["triplet-seed0", "triplet-seed1", "triplet-seed0"]
+    assert {(spec.source.dense, spec.source.success_bonus) for spec in by_source["triplet"]} == {("learned", 0.0)}
+    plus = by_source["triplet+sparse"]
+    assert [Path(str(spec.source.checkpoint)).name for spec in plus] == checkpoints
+    assert {(spec.source.dense, spec.source.success_bonus) for spec in plus} == {("learned", BONUS)}
+    assert {spec.source for spec in by_source["my-reward"]} == {RewardSource("my-reward", "learned", str(mine))}
+    assert by_source["sparse"][0].source == RewardSource("sparse", "none", success_bonus=BONUS)
+    assert by_source["gt"][0].source == RewardSource("gt", "gt")
+    plus_mine = resolve_source(f"{mine}+sparse", 0, config)
+    assert plus_mine == RewardSource("my-reward+sparse", "learned", str(mine), BONUS)
+    check_runs(runs)  # a triplet (sentence-goal) checkpoint rewards any task
+
+    missing = re.escape(f"no {bench}/checkpoints/vip-seed*")
+    with pytest.raises(FileNotFoundError, match=rf"'vip'.*{missing}.*vlm-rewards benchmark"):
+        resolve_source("vip", 0, config)
+    out = tmp_path / "sweep"  # a benchmark folder that is no preset's: its rows are not trained on the fly
+    with pytest.raises(FileNotFoundError, match="Run `vlm-rewards benchmark --out"):
+        run_sweep(dataclasses.replace(config, sources=("sparse", "vip+sparse")), out, log=lambda line: None)
+    assert not out.exists()
+
+
+def test_sweep_gives_distinct_sources_distinct_run_folders(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """Two different reward sources whose run folders would be the same are refused before anything runs."""
+    assert tiny_checkpoint.name == "triplet"
+    bench = benchmark_with_rows(tmp_path / "bench", tiny_checkpoint, "triplet", range(1))
+    config = dataclasses.replace(TINY, sources=("triplet", str(tiny_checkpoint)), benchmark=str(bench))
+    with pytest.raises(ValueError, match="would share the run folders of 'triplet'"):
+        planned_runs(config)
+    distinct = dataclasses.replace(config, sources=("triplet", "sparse"))
+    folders = [run_folder(tmp_path / "out", spec) for spec in planned_runs(distinct)]
+    assert len(set(folders)) == len(folders) == 2
+
+
+def test_sweep_maps_agent_seeds_to_benchmark_seeds_numerically(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """With benchmark seeds 0..11, agent seed ``k`` is rewarded by ``<row>-seed<k>``, as the docstring says."""
+    bench = benchmark_with_rows(tmp_path / "bench", tiny_checkpoint, "triplet", range(12))
+    config = dataclasses.replace(TINY, sources=("triplet",), benchmark=str(bench))
+    resolved = [Path(str(resolve_source("triplet", seed, config).checkpoint)).name for seed in range(12)]
+    assert resolved == [f"triplet-seed{seed}" for seed in range(12)]
+
+
+def test_sweep_refuses_a_task_without_a_goal_before_training(
+    tcn_checkpoint: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """An image-goal checkpoint asked for a task it holds no goal image for fails the whole sweep with a
+    ``ValueError`` naming source and task before any run starts; the tasks it holds pass."""
+    good = dataclasses.replace(TINY, tasks=(TASK,), sources=(str(tcn_checkpoint), str(tiny_checkpoint)))
+    check_runs(planned_runs(good))
+    bad = dataclasses.replace(good, tasks=(TASK, "window-open-v3"), sources=("sparse", str(tcn_checkpoint)))
+    out = tmp_path / "sweep"
+    with pytest.raises(ValueError, match=r"reward source 'tcn' has no goal for window-open-v3.*Drop the task"):
+        run_sweep(bad, out, log=lambda line: None)
+    assert not out.exists()  # no run started, not even the sparse ones
+
+
+# ------------------------------------------------------------ report
+
+STEPS = [2000, 4000, 6000, 8000]
+BENCH_CHECKPOINTS = "bench/checkpoints"
+CAMERA_WARNING = "bench/checkpoints/triplet-seed0: frames from camera corner2, trained on corner"
+# (task, source, seed): success rates at STEPS (a shorter list: a run still going)
+CURVES: dict[tuple[str, str, int], list[float]] = {
+    ("drawer-close-v3", "triplet", 0): [0.0, 0.4, 0.6, 1.0],  # mean 0.5, 50% at 6000
+    ("drawer-close-v3", "triplet", 1): [0.2, 0.6, 0.8, 0.8],  # mean 0.6, 50% at 4000
+    ("drawer-close-v3", "sparse", 0): [0.0, 0.0, 0.2, 0.2],  # mean 0.1
+    ("drawer-close-v3", "sparse", 1): [0.0, 0.0, 0.0, 0.4],  # mean 0.1
+    ("drawer-close-v3", "gt", 0): [0.6, 1.0, 1.0, 1.0],  # mean 0.9, 50% at 2000
+    ("reach-v3", "triplet", 0): [0.6, 0.8],  # running; mean 0.7, 50% at 2000
+    ("reach-v3", "triplet", 1): [0.0, 0.0, 0.4, 0.4],  # mean 0.2, never 50%
+    ("reach-v3", "sparse", 0): [0.0, 0.0, 0.0, 0.0],  # first two: mean 0.0
+    ("reach-v3", "sparse", 1): [0.2, 0.2, 0.2, 0.2],  # mean 0.2
+    ("reach-v3", "gt", 0): [0.0, 0.0, 0.0, 0.0],
+}
+# The table's rows (tasks, then sources, sorted), by hand from CURVES: task | reward | seeds | steps | final
+# success | mean success over the curve | steps to 50% | minus sparse (paired by seed, at the steps both have) |
+# offline ranking acc. | VOC | steps/s
+EXPECTED_ROWS = [
+    "drawer-close-v3 | gt | 1 | 8k | 1.00 | 0.90 | 2k (1/1 seeds) | 0.80 | — | — | 100",
+    "drawer-close-v3 | sparse | 2 | 8k | 0.30 [0.20, 0.40] | 0.10 [0.10, 0.10] | not reached (0/2) | — | — | — "
+    "| 100 [100, 100]",
+    "drawer-close-v3 | triplet | 2 | 8k | 0.90 [0.80, 1.00] | 0.55 [0.50, 0.60] | 5k (2/2 seeds) "
+    "| 0.45 [0.40, 0.50] | 0.800 [0.750, 0.850] | 0.600 [0.500, 0.700] | 100 [100, 100]",
+    "reach-v3 | gt | 1 | 8k | 0.00 | 0.00 | not reached (0/1) | 0.00 | — | — | 100",
+    "reach-v3 | sparse | 2 | 8k | 0.10 [0.00, 0.20] | 0.10 [0.00, 0.20] | not reached (0/2) | — | — | — "
+    "| 100 [100, 100]",
+    "reach-v3 | triplet | 2 | 4k (running) | 0.60 [0.40, 0.80] | 0.45 [0.20, 0.70] | 2k (1/2 seeds) "
+    "| 0.35 [0.00, 0.70] | — | — | 100 [100, 100]",
+]
+
+
+def write_fake_run(out: Path, task: str, source: str, seed: int, success: list[float]) -> None:
+    folder = out / task / source / f"seed{seed}"
+    folder.mkdir(parents=True)
+    checkpoint = str(out / BENCH_CHECKPOINTS / f"triplet-seed{seed}") if source == "triplet" else None
+    record = {
+        "task": task,
+        "source": source,
+        "checkpoint": checkpoint,
+        "success_bonus": 1.0 if source == "sparse" else 0.0,
+        "seed": seed,
+        "agent": "SAC",
+        "settings": {"total_steps": 8000, "eval_every": 2000, "batch_size": 256},
+        "warnings": [CAMERA_WARNING] if (task, source, seed) == ("drawer-close-v3", "triplet", 0) else [],
+        "reward_worker": source == "triplet",
+    }
+    (folder / "run.json").write_text(json.dumps(record))
+    with open(folder / "curve.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CURVE_FIELDS)
+        writer.writeheader()
+        for step, rate in zip(STEPS[: len(success)], success, strict=True):
+            row = {"step": step, "success_rate": rate, "gt_return": 100 * rate, "reward_return": rate}
+            writer.writerow({**row, "train_success_rate": rate, "wall_s": step / 100})
+    if len(success) == len(STEPS):
+        (folder / "done.json").write_text(json.dumps({"steps": STEPS[-1], "wall_s": STEPS[-1] / 100}))
+
+
+def test_report_from_run_folders(tmp_path: Path) -> None:
+    """The report's table holds, per task and source over seeds, the final and mean success (mean [min, max]), the
+    steps to 50% success (or "not reached"), the mean success minus ``sparse``'s paired by seed at equal steps, the
+    offline metrics of the checkpoints' benchmark evaluation and the speed; it is written to ``report.md`` with the
+    runs' warnings, ``summary.json`` holds the numbers and ``success_curves.png`` the curves."""
+    out = tmp_path / "rl"
+    for (task, source, seed), success in CURVES.items():
+        write_fake_run(out, task, source, seed, success)
+    for seed, (accuracy, voc) in enumerate([(0.75, 0.5), (0.85, 0.7)]):
+        metrics = out / "bench" / "eval" / f"triplet-seed{seed}" / "train-tasks" / "metrics.json"
+        metrics.parent.mkdir(parents=True)
+        per_task = {"drawer-close-v3": {"ranking_accuracy": accuracy, "voc": voc}}  # nothing for reach-v3
+        metrics.write_text(json.dumps({"per_task": per_task}))
+
+    table = write_rl_report(out)
+    assert table.splitlines()[2:] == [f"| {row} |" for row in EXPECTED_ROWS]
+
+    report = (out / "report.md").read_text()
+    assert table in report and "total_steps 8000" in report
+    assert f"## Warnings\n\n- drawer-close-v3 triplet: {CAMERA_WARNING}" in report
+    summary = json.loads((out / "summary.json").read_text())
+    by_key = {(row["task"], row["source"]): row for row in summary["rows"]}
+    assert by_key["drawer-close-v3", "triplet"]["final_success"] == [1.0, 0.8]
+    assert by_key["drawer-close-v3", "triplet"]["steps_to_50"] == [6000, 4000]
+    assert by_key["drawer-close-v3", "triplet"]["mean_success_minus_sparse"] == pytest.approx([0.4, 0.5])
+    assert by_key["reach-v3", "triplet"]["steps_to_50"] == [2000, None]  # never reached: null, JSON has no NaN
+    assert by_key["reach-v3", "triplet"]["done"] is False and by_key["reach-v3", "sparse"]["done"] is True
+    assert by_key["drawer-close-v3", "triplet"]["ranking_accuracy"] == [0.75, 0.85]
+    png = (out / "success_curves.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
+
+    with pytest.raises(FileNotFoundError, match="no RL runs"):
+        write_rl_report(tmp_path / "empty")
+
+
+# ------------------------------------------------------------ config and CLI
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"eval_every": 45}, r"eval_every \(45\) must be a positive multiple of max_episode_steps \(30\)"),
+        ({"eval_every": 0}, r"eval_every \(0\) must be a positive multiple"),
+        ({"total_steps": 100}, r"total_steps \(100\) must be a positive multiple of eval_every \(30\)"),
+        ({"reward_worker": "sometimes"}, r"RLConfig.reward_worker must be one of 'auto', 'on', 'off'; got 'sometimes'"),
+        ({"seeds": ()}, "at least one task, one reward source and one seed"),
+        ({"tasks": ("no-such-task-v3",)}, "no-such-task-v3"),
+    ],
+)
+def test_config_refuses_inconsistent_settings(changes: dict[str, Any], message: str) -> None:
+    """Settings a run cannot honour raise ``ValueError`` saying which and why."""
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(TINY, **changes)
+
+
+@pytest.mark.parametrize("total_steps", [0, -60])
+def test_config_refuses_runs_without_steps(total_steps: int) -> None:
+    """A run of no steps is refused when the config is made, not by a missing file after the run."""
+    with pytest.raises(ValueError, match="total_steps"):
+        dataclasses.replace(TINY, total_steps=total_steps)
+
+
+def test_cli_rl_runs_the_sweep_reports_and_skips_done_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``vlm-rewards rl --preset tiny`` trains its runs (sparse and gt: no checkpoint needed), writes the report and
+    returns 0; run again, it finds every run done and trains nothing."""
+    out = tmp_path / "rl-tiny"
+    argv = ["rl", "--preset", "tiny", "--out", str(out), "--total-steps", "60", "--eval-every", "30"]
+    argv += ["--max-episode-steps", "30"]
+    assert cli_main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "2 runs, 0 done, 2 to run" in printed and "| drawer-close-v3 | sparse |" in printed
+    for source in ("sparse", "gt"):
+        folder = out / "drawer-close-v3" / source / "seed0"
+        assert curve_steps(read_curve(folder)) == [30, 60] and (folder / "done.json").is_file()
+    report = (out / "report.md").read_text()
+    assert "| drawer-close-v3 | gt |" in report and (out / "summary.json").is_file()
+    curve_written = (out / "drawer-close-v3" / "gt" / "seed0" / "curve.csv").stat().st_mtime_ns
+
+    assert cli_main(argv) == 0
+    assert "2 runs, 2 done, 0 to run" in capsys.readouterr().out
+    assert (out / "drawer-close-v3" / "gt" / "seed0" / "curve.csv").stat().st_mtime_ns == curve_written
+    assert (out / "report.md").read_text() == report  # the same runs, the same report
