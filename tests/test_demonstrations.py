@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +21,8 @@ from vlm_reward_wrappers.models import Demonstration, RewardModel, demonstration
 from vlm_reward_wrappers.models.demonstration import DemonstrationGoal, dataset_demonstrations
 from vlm_reward_wrappers.study.presets import PRESETS
 from vlm_reward_wrappers.study.report import study_rows
+from vlm_reward_wrappers.training.adapt import AdaptConfig, adapt
+from vlm_reward_wrappers.training.trainer import STATE_NAME
 from vlm_reward_wrappers.wrappers import RewardSpec
 
 SIZE = 32
@@ -144,7 +151,71 @@ def test_the_study_scores_demonstration_rewards_on_held_out_tasks_only() -> None
         ("triplet", ("train-tasks", "held-out-tasks")),
         ("triplet (1 demo: progress)", ("held-out-tasks",)),
         ("triplet (1 demo: goal image)", ("held-out-tasks",)),
+        ("triplet (adapted on 1 demo)", ("held-out-tasks",)),
+        ("triplet (adapted on 5 demos)", ("held-out-tasks",)),
     ]
     collection = PRESETS["quick"].demo_collection()
     assert collection.seed not in (PRESETS["quick"].eval_collection().seed, PRESETS["quick"].train_collection().seed)
     assert collection.tasks == PRESETS["quick"].held_out_tasks and collection.random_share == 0.0
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_adapt_learns_the_new_task_from_its_first_successful_demonstrations(
+    tiny_checkpoint: Path, other_dataset: DemoDataset, tmp_path: Path
+) -> None:
+    """The adapted checkpoint keeps the objective, starts from the checkpoint's weights, trains on k demonstrations
+    and stores the new task's goal image; asking for more demonstrations than the data holds is refused."""
+    base = RewardModel.from_pretrained(tiny_checkpoint)
+    model = adapt(tiny_checkpoint, other_dataset.root, tmp_path / "one", AdaptConfig(max_steps=4, batch_size=4))
+    training = model.config.training
+    assert model.config.objective == base.config.objective
+    mine, theirs = model.config.backbone, base.config.backbone
+    assert (mine.model, mine.sha256) == (theirs.model, theirs.sha256)
+    assert training["tasks"] == ["reach-v3"] and training["train_episodes"] == 1 and training["steps"] == 4
+    assert model.config.goal_image_tasks == ["reach-v3"]
+    assert set(base.config.goal_texts) <= set(model.config.goal_texts)
+    moved = [name for name, value in model.weights_to_save().items() if name != "goal_images"]
+    assert any(not torch.equal(model.weights_to_save()[name], base.weights_to_save()[name]) for name in moved)
+    two = adapt(tiny_checkpoint, other_dataset.root, tmp_path / "two", AdaptConfig(demonstrations=2, max_steps=2))
+    assert two.config.training["train_episodes"] == 2
+    with pytest.raises(ValueError, match="holds 2 successful expert episodes of reach-v3; 3 are needed"):
+        adapt(tiny_checkpoint, other_dataset.root, tmp_path / "three", AdaptConfig(demonstrations=3))
+
+
+def test_adapt_killed_resumes_to_the_uninterrupted_result(
+    tiny_checkpoint: Path, other_dataset: DemoDataset, tmp_path: Path
+) -> None:
+    """``vlm-rewards adapt`` killed with SIGKILL after a save, run again, ends with the uninterrupted run's state."""
+    max_steps = 40
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "vlm_reward_wrappers", "adapt", "--ckpt", str(tiny_checkpoint)]
+    command += ["--data", str(other_dataset.root), "--out", str(out), "--max-steps", str(max_steps)]
+    command += ["--batch-size", "4", "--device", "cpu"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / STATE_NAME).exists():
+            assert process.poll() is None and time.monotonic() < deadline, "adapt ended or wrote no state"
+            time.sleep(0.005)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    if (out / STATE_NAME).exists():  # normally; a kill inside the save's swap leaves none
+        killed_at = torch.load(out / STATE_NAME, map_location="cpu", weights_only=False)["step"]
+        assert killed_at < max_steps, "the run finished before it could be killed"
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    config = AdaptConfig(max_steps=max_steps, batch_size=4)
+    reference = adapt(tiny_checkpoint, other_dataset.root, tmp_path / "reference", config)
+    resumed = torch.load(out / STATE_NAME, map_location="cpu", weights_only=False)
+    expected = torch.load(tmp_path / "reference" / STATE_NAME, map_location="cpu", weights_only=False)
+    assert resumed["step"] == expected["step"] == max_steps
+    for name, tensor in expected["model"].items():
+        assert torch.equal(resumed["model"][name], tensor), name
+    assert RewardModel.from_pretrained(out).config.goal_image_tasks == reference.config.goal_image_tasks

@@ -90,7 +90,20 @@ def test_tiny_benchmark_end_to_end_cached_rerun_and_identical_second_run(tmp_pat
     lines: list[str] = []
     result = run_benchmark(PRESETS["tiny"], out, log=lines.append, progress=False)
     labels = [row["label"] for row in result["rows"]]
-    assert labels == ["zero-shot", "triplet", "tcn (image goal)", "tcn (sentence)"]
+    assert [row["label"] for row in result["rows"] if len(row["splits"]) == 2] == [
+        "zero-shot",
+        "triplet",
+        "tcn (image goal)",
+        "tcn (sentence)",
+    ]
+    held_out_only = {row["label"] for row in result["rows"] if row["splits"] == ["held-out-tasks"]}
+    assert held_out_only == {
+        f"{variant} ({reward})"
+        for variant in ("zero-shot", "triplet", "tcn")
+        for reward in ("1 demo: progress", "1 demo: goal image", "adapted on 1 demo")
+    }
+    assert held_out_only <= set(result["statistics"]["held-out-tasks"]["ranking_accuracy"]["objectives"])
+    assert not held_out_only & set(result["statistics"]["train-tasks"]["ranking_accuracy"]["objectives"])
     for split in ("train-tasks", "held-out-tasks"):
         ranking = result["statistics"][split]["ranking_accuracy"]
         assert ranking["num_seeds"] == 2 and ranking["num_resamples"] >= 2000
@@ -114,7 +127,7 @@ def test_tiny_benchmark_end_to_end_cached_rerun_and_identical_second_run(tmp_pat
     again = tmp_path / "again"
     run_benchmark(PRESETS["tiny"], again, log=lambda _: None, progress=False)
     first = sorted((out / "eval").rglob("metrics.json"))
-    assert len(first) == 2 * 3 * 2  # seeds x objectives x splits
+    assert len(first) == 2 * 3 * 2 + 2 * 3  # seeds x objectives x splits, and the adapted ones on held-out tasks
     for path in first:
         twin = again / path.relative_to(out)
         assert _without_paths(json.loads(path.read_text())) == _without_paths(json.loads(twin.read_text())), path

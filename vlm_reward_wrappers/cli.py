@@ -6,6 +6,7 @@
     vlm-rewards train --objective triplet --data data/demo --out runs/triplet
     vlm-rewards evaluate --ckpt runs/triplet --data data/eval --out runs/eval/triplet
     vlm-rewards evaluate --ckpt runs/triplet --data data/eval --demonstrations data/demos --out runs/eval/demos
+    vlm-rewards adapt --ckpt runs/triplet --data data/demos --demonstrations 1 --out runs/adapted
     vlm-rewards pack runs/triplet                      make an old checkpoint folder complete (portable)
     vlm-rewards benchmark                               the whole study, offline (preset quick: ~15 min on 2 CPUs)
     vlm-rewards rl                                      SAC agents on learned, sparse and ground-truth rewards
@@ -39,6 +40,7 @@ from vlm_reward_wrappers.rendering import RenderingUnavailableError
 from vlm_reward_wrappers.rl import RL_PRESETS, RL_PRESETS_HELP, RLConfig, run_sweep, write_rl_report
 from vlm_reward_wrappers.study import PRESETS, Preset, run_benchmark
 from vlm_reward_wrappers.tasks import ML45_TEST, MT10, TASKS, expand_tasks
+from vlm_reward_wrappers.training.adapt import AdaptConfig, adapt
 from vlm_reward_wrappers.training.pretrain import PretrainConfig, default_backbone, pretrain_backbone
 from vlm_reward_wrappers.training.trainer import NonFiniteLossError, TrainConfig, train
 
@@ -180,6 +182,23 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     print(f"written to {args.out}")
 
 
+def _add_adapt(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "adapt", help="finetune a checkpoint on a few demonstrations of new tasks, with its own objective"
+    )
+    add_config_arguments(parser, AdaptConfig)
+    parser.add_argument("--ckpt", required=True, help="the checkpoint to adapt")
+    parser.add_argument("--data", required=True, help="dataset folder holding the demonstrations of the new tasks")
+    parser.add_argument("--out", required=True, help="the adapted checkpoint's folder (re-running resumes it)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.set_defaults(handler=_run_adapt)
+
+
+def _run_adapt(args: argparse.Namespace) -> None:
+    model = adapt(args.ckpt, args.data, args.out, config_from_args(AdaptConfig, args), device=args.device)
+    print(f"{args.out}: {args.ckpt} adapted to {', '.join(model.config.training['tasks'])}")
+
+
 def _add_pack(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "pack", help="make a checkpoint folder complete (its backbone weights inside), to copy or publish it"
@@ -246,6 +265,7 @@ _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_pretrain,
     _add_train,
     _add_evaluate,
+    _add_adapt,
     _add_pack,
     _add_benchmark,
     _add_rl,

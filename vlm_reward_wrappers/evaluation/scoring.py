@@ -120,8 +120,14 @@ def score_dataset(
     selected = [i for i in selected if dataset.episodes[i].task in goals]
     if not selected:
         return ScoredDataset(None, skipped)
-    training_tasks = sorted(model.config.goal_texts)
-    training_goals = [_goal(model, task, "native" if isinstance(goal, Mapping) else goal) for task in training_tasks]
+    training_goals: list[Goal] = []
+    training_tasks = []
+    for task in sorted(model.config.goal_texts):  # tasks with a goal of this kind (adapted checkpoints: fewer images)
+        try:
+            training_goals.append(_goal(model, task, "native" if isinstance(goal, Mapping) else goal))
+            training_tasks.append(task)
+        except GoalUnavailableError:
+            continue
     frozen = model.config.finetune.mode in ("heads", "frozen")
     cached = backbone_features(model, dataset, selected, batch_size) if frozen else {}
     own, others, parts = [], [], []

@@ -29,15 +29,16 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
+from vlm_reward_wrappers.models.config import RewardModelConfig
+
 if TYPE_CHECKING:
     from vlm_reward_wrappers.data.storage import DemoDataset
-    from vlm_reward_wrappers.models.reward_model import RewardModel
 
 DemoReward = Literal["progress", "goal-image"]
 """``progress``: demonstration time of the nearest demonstration frames; ``goal-image``: cosine to its final frames."""
@@ -116,7 +117,7 @@ class Demonstration:
         return cls(
             dataset.read_frames(episode),
             info.first_success_step,
-            f"{info.task} episode {info.path.name} of {dataset.root}",
+            f"{info.task} episode {info.path.name} of {Path(dataset.root).name}",  # no absolute path in reports
             str(Path(info.path).resolve()),
             dataset.camera,
         )
@@ -139,6 +140,19 @@ def dataset_demonstrations(
             )
         chosen[task] = [Demonstration.from_dataset(dataset, i) for i in episodes[:per_task]]
     return chosen
+
+
+class ImageEncoder(Protocol):
+    """What a demonstration goal needs of a model: its config and image embeddings (a ``RewardModel``)."""
+
+    config: RewardModelConfig
+    training: bool
+
+    def encode_images(self, frames: np.ndarray) -> torch.Tensor: ...
+
+    def eval(self) -> Any: ...
+
+    def train(self, mode: bool = True) -> Any: ...
 
 
 class DemonstrationGoal:
@@ -178,7 +192,7 @@ class DemonstrationGoal:
 
 @torch.no_grad()
 def demonstration_goal(
-    model: RewardModel,
+    model: ImageEncoder,
     demonstrations: Demonstration | Sequence[Demonstration],
     kind: DemoReward = "progress",
     *,

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from vlm_reward_wrappers.configs import to_dict
-from vlm_reward_wrappers.data import collect
+from vlm_reward_wrappers.data import DemoDataset, collect
 from vlm_reward_wrappers.evaluation import evaluate
 from vlm_reward_wrappers.evaluation.scoring import load_table
 from vlm_reward_wrappers.io_utils import read_json, write_json_atomic, write_text_atomic
@@ -47,6 +47,7 @@ from vlm_reward_wrappers.study.report import (
     study_rows,
 )
 from vlm_reward_wrappers.study.statistics import compare_objectives
+from vlm_reward_wrappers.training.adapt import AdaptConfig, adapt
 from vlm_reward_wrappers.training.pretrain import pretrain_backbone
 from vlm_reward_wrappers.training.trainer import STATE_NAME, TrainConfig, train
 
@@ -103,6 +104,7 @@ def run_benchmark(
     )
     eval_data = collect(preset.eval_collection(), out / "data" / "eval", progress=progress)
     demonstrations: dict[str, list[Demonstration]] = {}
+    demo_data: DemoDataset | None = None
     if preset.demonstrations:
         demo_data = collect(preset.demo_collection(), out / "data" / "demos", progress=progress)
         demonstrations = dataset_demonstrations(demo_data, preset.held_out_tasks, preset.demonstrations)
@@ -148,20 +150,35 @@ def run_benchmark(
             if not _trained(folder, expected_steps):
                 train(config, train_data.root, folder, backbone=backbone, progress=progress)
             checkpoints[(variant, seed)] = folder
+    if preset.adapt_demonstrations and demo_data is not None:
+        log(f"      adapting every checkpoint to the held-out tasks on {preset.adapt_demonstrations} demonstration(s)")
+        for (variant, seed), folder in list(checkpoints.items()):
+            objective, options = VARIANTS[variant]
+            steps = preset.adapt_steps if get_objective(objective, **options).trains else 0
+            for count in preset.adapt_demonstrations:
+                adapted_folder = out / "adapted" / f"{folder.name}-adapted{count}"
+                if not _trained(adapted_folder, steps):
+                    adapt_config = AdaptConfig(demonstrations=count, max_steps=preset.adapt_steps, seed=seed)
+                    adapt(folder, demo_data.root, adapted_folder, adapt_config, progress=progress)
+                checkpoints[(f"{variant}-adapted{count}", seed)] = adapted_folder
     timings["training"] = time.perf_counter() - t
 
     t = _stage("[5/5] evaluating every checkpoint on held-out episodes and held-out tasks; paired statistics", log)
     split_tasks = {"train-tasks": list(preset.train_tasks), "held-out-tasks": list(preset.held_out_tasks)}
     split_demos = {"train-tasks": {}, "held-out-tasks": demonstrations}
-    for folder in checkpoints.values():
+    for (variant, _), folder in checkpoints.items():
         weights_sha256 = read_checkpoint_config(folder)[1]
+        is_adapted = "-adapted" in variant
         for split, tasks in split_tasks.items():
+            if is_adapted and split != "held-out-tasks":
+                continue
             target = out / "eval" / folder.name / split
             metrics_file = target / "metrics.json"
-            wanted = {task: [demo.name for demo in demos] for task, demos in split_demos[split].items()}
+            demos = {} if is_adapted else split_demos[split]
+            wanted = {task: [demo.name for demo in given] for task, given in demos.items()}
             evaluated = read_json(metrics_file)["evaluated"] if metrics_file.is_file() else {}
             if evaluated.get("weights_sha256") != weights_sha256 or evaluated.get("demonstrations", {}) != wanted:
-                evaluate(folder, eval_data.root, target, tasks=tasks, seed=0, demonstrations=split_demos[split])
+                evaluate(folder, eval_data.root, target, tasks=tasks, seed=0, demonstrations=demos)
     rows = study_rows(preset)
     statistics = {
         split: compare_objectives(_frame_tables(out, rows, preset.seeds, split), num_resamples=preset.num_resamples)
@@ -170,7 +187,7 @@ def run_benchmark(
     timings["evaluation and statistics"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
 
-    histories = {
+    histories = {  # of the study's own training runs, not the adaptations
         variant: [
             read_checkpoint_config(checkpoints[(variant, s)])[0].training.get("history", []) for s in preset.seeds
         ]
@@ -205,9 +222,8 @@ def _frame_tables(out: Path, rows: list[Row], seeds: tuple[int, ...], split: str
     """Each row's frame table of every seed on a split; rows without one (image goals, held-out tasks) are left out."""
     tables = {}
     for row in rows:
-        paths = [
-            out / "eval" / checkpoint_folder(out, row.variant, seed).name / split / row.table_file for seed in seeds
-        ]
+        names = [checkpoint_folder(out, row.variant, seed).name + row.checkpoint_suffix for seed in seeds]
+        paths = [out / "eval" / name / split / row.table_file for name in names]
         if all(path.is_file() for path in paths):
             tables[row.label] = [load_table(path) for path in paths]
     return tables

@@ -72,6 +72,9 @@ class Preset:
         demonstrations: demonstrations per held-out task that give the task to the demonstration rewards
             (0: none); taken from a collection of their own, never among the evaluation episodes.
         demo_episodes: expert episodes collected per held-out task for that collection.
+        adapt_demonstrations: adapt every checkpoint to the held-out tasks on this many demonstrations
+            each (``vlm-rewards adapt``), one adapted checkpoint per number; () adapts none.
+        adapt_steps: optimisation steps of each adaptation.
     """
 
     name: str
@@ -96,17 +99,19 @@ class Preset:
     objectives: tuple[str, ...] = tuple(VARIANTS)
     num_resamples: int = 2000
     demonstrations: int = 1
-    demo_episodes: int = 5
+    demo_episodes: int = 8
+    adapt_demonstrations: tuple[int, ...] = (1, 5)
+    adapt_steps: int = 100
 
     def __post_init__(self) -> None:
         check_choices(self)
         unknown = [name for name in self.objectives if name not in VARIANTS]
         if unknown:
             raise ValueError(f"unknown objectives {unknown}; the study's rows are {', '.join(VARIANTS)}")
-        if self.demonstrations > self.demo_episodes:
+        if max((self.demonstrations, *self.adapt_demonstrations)) > self.demo_episodes:
             raise ValueError(
-                f"demonstrations ({self.demonstrations}) cannot exceed demo_episodes ({self.demo_episodes}), the "
-                "demonstrations collected per held-out task"
+                f"demonstrations ({self.demonstrations}) and adapt_demonstrations ({self.adapt_demonstrations}) "
+                f"cannot exceed demo_episodes ({self.demo_episodes}), the demonstrations collected per held-out task"
             )
 
     def train_collection(self) -> CollectionConfig:
@@ -128,7 +133,7 @@ class Preset:
             noise_levels=(0.0,),
             random_share=0.0,
             image_size=self.image_size,
-            max_steps=self.episode_steps,
+            max_steps=max(self.episode_steps, 200),  # long enough for the experts to succeed
             seed=2000,
         )
 
@@ -206,5 +211,7 @@ PRESETS: dict[str, Preset] = {
         seeds=(0, 1),
         objectives=("zero-shot", "triplet", "tcn"),
         demo_episodes=1,
+        adapt_demonstrations=(1,),
+        adapt_steps=2,
     ),
 }

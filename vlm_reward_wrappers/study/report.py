@@ -5,7 +5,7 @@ Example:
     >>> [row.label for row in study_rows(PRESETS["tiny"]) if row.splits == SPLITS]
     ['zero-shot', 'triplet', 'tcn (image goal)', 'tcn (sentence)']
     >>> [row.label for row in study_rows(PRESETS["tiny"]) if row.variant == "triplet"]
-    ['triplet', 'triplet (1 demo: progress)', 'triplet (1 demo: goal image)']
+    ['triplet', 'triplet (1 demo: progress)', 'triplet (1 demo: goal image)', 'triplet (adapted on 1 demo)']
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ class Row:
         goal_kind: the kind of goal the row's reward uses.
         table_file: the evaluation's frame-table file of that reward.
         splits: the splits the row is scored on (demonstration rewards: held-out tasks only).
+        checkpoint_suffix: after ``<variant>-seed<k>`` in the name of the evaluated checkpoint
+            (``-adapted<n>``: adapted to the held-out tasks on n demonstrations).
     """
 
     label: str
@@ -49,11 +51,13 @@ class Row:
     goal_kind: str
     table_file: str
     splits: tuple[str, ...] = SPLITS
+    checkpoint_suffix: str = ""
 
 
 def study_rows(preset: Preset) -> list[Row]:
     """Every variant with its native reward; image-goal variants also with the sentence reward they never train;
-    on held-out tasks, every variant also with the rewards of one demonstration (progress along it, its goal image).
+    on held-out tasks, every variant also with the rewards of one demonstration (progress along it, its goal image)
+    and adapted on the preset's numbers of demonstrations.
     """
     rows = []
     demos = f"{preset.demonstrations} demo" + ("s" if preset.demonstrations > 1 else "")
@@ -73,6 +77,10 @@ def study_rows(preset: Preset) -> list[Row]:
             for reward, name in demo_rewards:
                 label = f"{variant} ({demos}: {name})"
                 rows.append(Row(label, variant, reward, "demonstration", TABLE_FILES[reward], ("held-out-tasks",)))
+        for count in preset.adapt_demonstrations:
+            label = f"{variant} (adapted on {count} demo{'s' if count > 1 else ''})"
+            table = TABLE_FILES["native"]
+            rows.append(Row(label, variant, "native", kind, table, ("held-out-tasks",), f"-adapted{count}"))
     return rows
 
 

@@ -95,6 +95,11 @@ class TrainConfig:
             validation trajectories; ``final`` keeps the last weights.
         val_frames_per_task: validation frames per task for the monitoring numbers (evenly drawn).
         val_batches: fixed batches of validation trajectories the validation loss averages.
+        episodes_per_task: train on the first N successful expert episodes of each task only (default: all
+            episodes): the demonstrations of ``vlm-rewards adapt``.
+        init_from: a checkpoint to start from (``vlm-rewards adapt``): its trained weights and its tasks' goal
+            sentences; the tasks trained on may then be ML45 test tasks. The backbone must be the checkpoint's.
+            Goal images are stored for the tasks trained on only.
     """
 
     objective: str = "triplet"
@@ -114,6 +119,8 @@ class TrainConfig:
     select_by: SelectBy = "validation_loss"
     val_frames_per_task: int = 400
     val_batches: int = 4
+    episodes_per_task: int | None = None
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -141,12 +148,19 @@ class _Split:
     val: list[int]
 
 
-def split_episodes(dataset: DemoDataset, tasks: list[str], val_fraction: float, seed: int) -> _Split:
-    """Seeded per-task split of episode indices into train and validation."""
+def split_episodes(
+    dataset: DemoDataset, tasks: list[str], val_fraction: float, seed: int, episodes_per_task: int | None = None
+) -> _Split:
+    """Seeded per-task split of episode indices into train and validation.
+
+    With ``episodes_per_task``, only the first that many successful expert episodes of each task are split.
+    """
     rng = np.random.default_rng([seed, 7])
     train, val = [], []
     for task in tasks:
         indices = [i for i, e in enumerate(dataset.episodes) if e.task == task]
+        if episodes_per_task is not None:
+            indices = [i for i in indices if dataset.episodes[i].is_successful_expert][:episodes_per_task]
         rng.shuffle(indices)
         count = math.ceil(val_fraction * len(indices)) if len(indices) > 1 and val_fraction > 0 else 0
         val.extend(indices[:count])
@@ -154,12 +168,12 @@ def split_episodes(dataset: DemoDataset, tasks: list[str], val_fraction: float, 
     return _Split(sorted(train), sorted(val))
 
 
-def choose_tasks(dataset: DemoDataset, requested: tuple[str, ...] | None) -> list[str]:
-    """Training tasks: the requested ones, or every task in the data but the ML45 test tasks."""
+def choose_tasks(dataset: DemoDataset, requested: tuple[str, ...] | None, *, adapting: bool = False) -> list[str]:
+    """Training tasks: the requested ones, or every task in the data but the ML45 test tasks (unless adapting)."""
     if requested is None:
-        return [task for task in dataset.tasks if task not in ML45_TEST]
+        return [task for task in dataset.tasks if adapting or task not in ML45_TEST]
     held_out = sorted(set(requested) & set(ML45_TEST))
-    if held_out:
+    if held_out and not adapting:
         raise ValueError(
             f"{', '.join(held_out)} are ML45 test tasks, held out from every training stage; train on other tasks."
         )
@@ -243,20 +257,25 @@ def train(
     if device == "cuda" and world_size > 1:
         device = f"cuda:{rank % torch.cuda.device_count()}"
     dataset = DemoDataset(data)
-    tasks = choose_tasks(dataset, config.tasks)
-    split = split_episodes(dataset, tasks, config.val_fraction, config.seed)
+    tasks = choose_tasks(dataset, config.tasks, adapting=config.init_from is not None)
+    split = split_episodes(dataset, tasks, config.val_fraction, config.seed, config.episodes_per_task)
     objective = get_objective(config.objective, **config.objective_options)
     finetune = FinetuneConfig(mode=config.finetune if objective.trains else "frozen", rank=config.lora_rank)
+    base = RewardModel.from_pretrained(config.init_from, device=device) if config.init_from else None
+    if base is not None and base.config.backbone != backbone:
+        raise ValueError(f"adapting {config.init_from}: train on its own backbone, {base.config.backbone.model}")
     model_config = RewardModelConfig(
         backbone=backbone,
         finetune=finetune,
         objective=objective.config(),
-        goal_texts={task: goal_text(task) for task in tasks},
+        goal_texts={**(base.config.goal_texts if base else {}), **{task: goal_text(task) for task in tasks}},
         camera=dataset.camera,
         image_size=dataset.image_size,
     )
     torch.manual_seed(config.seed)
     model = RewardModel(model_config, load_backbone(backbone, device=device)).to(device)
+    if base is not None:  # start from its weights (its goal images belong to its old weights: not kept)
+        model.load_state_dict({k: v for k, v in base.weights_to_save().items() if k != "goal_images"}, strict=False)
     model.train()
 
     trajectories = [i for i in split.train if config.trajectories == "all" or dataset.episodes[i].is_successful_expert]
@@ -401,7 +420,9 @@ def train(
             if (step + 1) % config.eval_every == 0 and step + 1 < config.max_steps:
                 if rank == 0:
                     save(step + 1)
-                    bar.set_postfix(loss=f"{float(loss.detach()):.4f}", val=f"{history[-1]['validation_loss']:.4f}")
+                    validated = history[-1]["validation_loss"]  # None without validation trajectories
+                    shown = "n/a" if validated is None else f"{validated:.4f}"
+                    bar.set_postfix(loss=f"{float(loss.detach()):.4f}", val=shown)
                 distributed.barrier()
         if rank == 0:
             save(max(start_step, config.max_steps), final=True)
