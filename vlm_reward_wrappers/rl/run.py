@@ -394,7 +394,7 @@ def run_one(
     venv.close()
     eval_env.close()
     if progress.steps >= config.total_steps:
-        os.replace(folder / STATE / "agent.zip", folder / "agent.zip")
+        shutil.copyfile(folder / STATE / "agent.zip", folder / "agent.zip")  # the state stays whole until done
         write_json_atomic(folder / DONE, {"steps": progress.steps, "wall_s": progress.wall_s})
         shutil.rmtree(folder / STATE, ignore_errors=True)
     return progress.curve
