@@ -113,6 +113,8 @@ def test_tiny_benchmark_end_to_end_cached_rerun_and_identical_second_run(tmp_pat
     assert "tcn (image goal)" not in result["statistics"]["held-out-tasks"]["ranking_accuracy"]["objectives"]
     report = (out / "report.md").read_text()
     assert "not web-pretrained" in report and "| tcn (image goal) | image |" in report and "vs best" in report
+    assert "| objective | sentence | 1 demo: progress | 1 demo: goal image | adapted on 1 demo |" in report
+    assert "Per task, the best one-demonstration reward" in report
     assert (out / "benchmark.png").stat().st_size > 0 and (out / "learning_curves.png").stat().st_size > 0
     assert any(line.startswith("[5/5]") for line in lines)
     # Nothing leaked from the held-out task into training.

@@ -25,9 +25,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from vlm_reward_wrappers.configs import to_dict
 from vlm_reward_wrappers.data import DemoDataset, collect
 from vlm_reward_wrappers.evaluation import evaluate
+from vlm_reward_wrappers.evaluation.evaluate import METRICS_KEYS
 from vlm_reward_wrappers.evaluation.scoring import load_table
 from vlm_reward_wrappers.io_utils import read_json, write_json_atomic, write_text_atomic
 from vlm_reward_wrappers.metrics import DEFAULT_DELTA, FrameTable
@@ -37,7 +40,9 @@ from vlm_reward_wrappers.objectives import get_objective
 from vlm_reward_wrappers.study.presets import PRESETS, SPLITS, VARIANTS, Preset
 from vlm_reward_wrappers.study.report import (
     Row,
+    best_demonstration_row,
     data_summary,
+    held_out_table,
     late_improvement,
     machine_description,
     plot_benchmark,
@@ -184,6 +189,7 @@ def run_benchmark(
         split: compare_objectives(_frame_tables(out, rows, preset.seeds, split), num_resamples=preset.num_resamples)
         for split in SPLITS
     }
+    held_out_per_task = {row.label: _per_task(out, row, preset.seeds) for row in rows if "held-out-tasks" in row.splits}
     timings["evaluation and statistics"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
 
@@ -198,6 +204,7 @@ def run_benchmark(
         "backbone": to_dict(backbone),
         "rows": [to_dict(row) for row in rows],
         "statistics": statistics,
+        "held_out_per_task": held_out_per_task,
         "learning": {variant: [late_improvement(run) for run in runs] for variant, runs in histories.items()},
         "data": {"train": data_summary(train_data), "eval": data_summary(eval_data)},
         "timings_s": timings,
@@ -209,6 +216,9 @@ def run_benchmark(
     plot_benchmark(statistics, out / "benchmark.png")
     write_text_atomic(out / "report.md", render_report(result))
     log("\n" + results_tables(result))
+    if best_demonstration_row(result) is not None:
+        log("\nheld-out tasks by how the task is given (pooled ranking accuracy [95% interval] / pooled VOC)\n")
+        log(held_out_table(result))
     log(f"\nwall time {timings['total'] / 60:.1f} min; report: {out / 'report.md'}")
     return result
 
@@ -216,6 +226,27 @@ def run_benchmark(
 def checkpoint_folder(out: Path, variant: str, seed: int) -> Path:
     """Where the benchmark keeps the checkpoint of one objective and seed."""
     return out / "checkpoints" / f"{variant}-seed{seed}"
+
+
+def _per_task(out: Path, row: Row, seeds: tuple[int, ...]) -> dict[str, dict[str, float | None]]:
+    """A row's ranking accuracy and VOC per held-out task, means over seeds (from the evaluations' metrics)."""
+    values: dict[str, dict[str, list[float]]] = {}
+    key = METRICS_KEYS.get(row.reward)
+    for seed in seeds:
+        folder = out / "eval" / (checkpoint_folder(out, row.variant, seed).name + row.checkpoint_suffix)
+        metrics_file = folder / "held-out-tasks" / "metrics.json"
+        if not metrics_file.is_file():
+            continue
+        metrics = read_json(metrics_file)
+        block = metrics.get(key, {}) if key else metrics
+        for task, task_metrics in block.get("per_task", {}).items():
+            for name in ("ranking_accuracy", "voc"):
+                if task_metrics.get(name) is not None:
+                    values.setdefault(task, {}).setdefault(name, []).append(task_metrics[name])
+    return {
+        task: {name: float(np.mean(found[name])) if found.get(name) else None for name in ("ranking_accuracy", "voc")}
+        for task, found in values.items()
+    }
 
 
 def _frame_tables(out: Path, rows: list[Row], seeds: tuple[int, ...], split: str) -> dict[str, list[FrameTable]]:

@@ -140,6 +140,55 @@ def results_tables(result: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def _specification(row: dict[str, Any]) -> str:
+    """Which column of the held-out-task table a row belongs to (its label after the variant)."""
+    rest = row["label"][len(row["variant"]) :].strip(" ()")
+    return rest or "sentence"
+
+
+def held_out_table(result: dict[str, Any]) -> str:
+    """Held-out tasks by how the task is given: per objective, its sentence (or, for image-goal objectives, the
+    sentence reward), one demonstration (progress, goal image) and adaptation; pooled ranking accuracy with its
+    interval, and pooled VOC."""
+    statistics = result["statistics"]["held-out-tasks"]
+    ranking, voc = statistics["ranking_accuracy"]["objectives"], statistics["voc"]["objectives"]
+    rows = [row for row in result["rows"] if row["label"] in ranking]
+    columns = list(dict.fromkeys(_specification(row) for row in rows if _specification(row) != "image goal"))
+    lines = [
+        "| objective | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for variant in dict.fromkeys(row["variant"] for row in rows):
+        cells = []
+        for column in columns:
+            match = [row["label"] for row in rows if row["variant"] == variant and _specification(row) == column]
+            if not match:
+                cells.append("n/a")
+                continue
+            rank, progress = ranking[match[0]], voc[match[0]]
+            progress_text = "n/a" if progress["pooled"] is None else f"{progress['pooled']:.2f}"
+            cells.append(f"{_interval(rank['pooled'], rank['pooled_ci'])} / {progress_text}")
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def per_task_table(per_task: dict[str, dict[str, dict[str, float | None]]], label: str) -> str:
+    """One row's ranking accuracy and VOC per held-out task (means over seeds)."""
+    lines = ["| task | ranking acc. | VOC |", "|---|---|---|"]
+    for task, values in per_task[label].items():
+        voc = values["voc"]
+        lines.append(f"| {task} | {values['ranking_accuracy']:.3f} | {'n/a' if voc is None else f'{voc:.3f}'} |")
+    return "\n".join(lines)
+
+
+def best_demonstration_row(result: dict[str, Any]) -> str | None:
+    """The one-demonstration row with the highest pooled ranking accuracy on held-out tasks."""
+    ranking = result["statistics"]["held-out-tasks"]["ranking_accuracy"]["objectives"]
+    demo_rows = [row["label"] for row in result["rows"] if row["goal_kind"] == "demonstration"]
+    demo_rows = [label for label in demo_rows if label in ranking]
+    return max(demo_rows, key=lambda label: ranking[label]["pooled"], default=None)
+
+
 def data_summary(dataset: DemoDataset) -> dict[str, Any]:
     """What a dataset of the run holds, for the report."""
     return {
@@ -161,6 +210,24 @@ def machine_description() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
+
+
+def _held_out_section(result: dict[str, Any]) -> str:
+    """The held-out tasks by task specification, and the best one-demonstration reward per task."""
+    best = best_demonstration_row(result)
+    if best is None:
+        return ""
+    return f"""### Held-out tasks by how the task is given
+
+Pooled ranking accuracy [95% interval] / pooled VOC, on the held-out tasks' evaluation episodes. The
+demonstrations come from a collection of their own (another seed), never from the evaluation episodes.
+
+{held_out_table(result)}
+
+Per task, the best one-demonstration reward (`{best}`, mean over seeds):
+
+{per_task_table(result["held_out_per_task"], best)}
+"""
 
 
 def render_report(result: dict[str, Any]) -> str:
@@ -197,6 +264,8 @@ no goal image for held-out tasks (n/a there).
 {legend(result["delta"], [metric.name for metric in ordered_metrics(headline=True)])}
 
 ![benchmark](benchmark.png)
+
+{_held_out_section(result)}
 
 ### Learning curves
 
