@@ -42,7 +42,14 @@ from vlm_reward_wrappers.cli import main as cli_main
 from vlm_reward_wrappers.io_utils import CorruptFileError
 from vlm_reward_wrappers.rl import RL_PRESETS, RLConfig, RunSpec, parse_source, read_curve, run_one, write_rl_report
 from vlm_reward_wrappers.rl.pipelined import DeferredRewardBuffer, PipelinedRewardVecEnv
-from vlm_reward_wrappers.rl.run import CURVE_FIELDS, _worker_env, evaluate_agent, make_run_env, uses_reward_worker
+from vlm_reward_wrappers.rl.run import (
+    CURVE_FIELDS,
+    _worker_env,
+    evaluate_agent,
+    make_run_env,
+    read_run,
+    uses_reward_worker,
+)
 from vlm_reward_wrappers.rl.sources import GroundTruthReward, RewardSource, SparseSuccessReward, with_reward
 from vlm_reward_wrappers.rl.sweep import check_runs, planned_runs, resolve_source, run_folder, run_sweep
 from vlm_reward_wrappers.wrappers import RewardSpec
@@ -775,3 +782,20 @@ def test_cli_rl_runs_the_sweep_reports_and_skips_done_runs(tmp_path: Path, capsy
     assert "2 runs, 2 done, 0 to run" in capsys.readouterr().out
     assert (out / "drawer-close-v3" / "gt" / "seed0" / "curve.csv").stat().st_mtime_ns == curve_written
     assert (out / "report.md").read_text() == report  # the same runs, the same report
+
+
+def test_a_fresh_machine_trains_the_benchmark_row_before_the_sweep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no checkpoints in ``runs/<preset>``, a sweep rewarded by a benchmark row first runs that offline preset
+    for the row alone (what ``vlm-rewards rl --preset quick`` does on a fresh machine), then trains on it."""
+    monkeypatch.setenv("VLM_REWARDS_CACHE", str(tmp_path / "cache"))
+    bench = tmp_path / "runs" / "tiny"  # the offline preset named by the folder
+    config = dataclasses.replace(TINY, sources=("triplet",), benchmark=str(bench), total_steps=30, eval_every=30)
+    lines: list[str] = []
+    run_sweep(config, tmp_path / "rl", log=lines.append)
+    assert any("running the tiny benchmark for them first" in line for line in lines)
+    assert sorted(path.name for path in (bench / "checkpoints").iterdir()) == ["triplet-seed0", "triplet-seed1"]
+    run = read_run(tmp_path / "rl" / TASK / "triplet" / "seed0")
+    assert run["checkpoint"] == str(bench / "checkpoints" / "triplet-seed0")
+    assert curve_steps(read_curve(tmp_path / "rl" / TASK / "triplet" / "seed0")) == [30]

@@ -8,7 +8,7 @@
     vlm-rewards evaluate --ckpt runs/triplet --data data/eval --demonstrations data/demos --out runs/eval/demos
     vlm-rewards adapt --ckpt runs/triplet --data data/demos --demonstrations 1 --out runs/adapted
     vlm-rewards pack runs/triplet                      make an old checkpoint folder complete (portable)
-    vlm-rewards benchmark                               the whole study, offline (preset quick: ~15 min on 2 CPUs)
+    vlm-rewards benchmark                               the whole study, offline (preset quick: ~16 min on 2 CPUs)
     vlm-rewards rl                                      SAC agents on learned, sparse and ground-truth rewards
 
 Each subcommand is a thin layer over the Python API of the same name. Its

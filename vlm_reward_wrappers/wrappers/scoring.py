@@ -96,7 +96,7 @@ def resolve_goal(spec: RewardSpec, task: str | None, model: RewardModel) -> Scor
     if task is None:
         raise ValueError(
             "cannot tell the goal: the env is not a Meta-World v3 task. Pass the goal sentence, "
-            "e.g. VLMRewardWrapper(env, checkpoint, goal='balance the pole'), or goal_image=."
+            "e.g. VLMRewardWrapper(env, checkpoint, goal='balance the pole'), or goal_image= or demonstration=."
         )
     goal = model.native_goal(task)
     return goal.cpu().numpy() if isinstance(goal, torch.Tensor) else goal
