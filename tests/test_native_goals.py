@@ -144,7 +144,7 @@ def test_a_bad_goal_image_is_refused_clearly(tiny_checkpoint, goal_image, messag
     env = make_metaworld_env("reach-v3", image_size=SIZE)
     with pytest.raises(ValueError, match=message):
         VLMRewardWrapper(env, tiny_checkpoint, goal_image=goal_image)
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(ValueError, match="not goal and goal_image"):
         VLMRewardWrapper(env, tiny_checkpoint, goal="reach", goal_image=np.zeros((8, 8, 3), np.uint8))
     env.close()
 
