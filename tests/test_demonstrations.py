@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from PIL import Image
 from vlm_reward_wrappers import VLMRewardWrapper, make_metaworld_env
 from vlm_reward_wrappers.data import CollectionConfig, DemoDataset, collect
 from vlm_reward_wrappers.evaluation import evaluate
+from vlm_reward_wrappers.evaluation.scoring import load_table, score_dataset
 from vlm_reward_wrappers.models import Demonstration, RewardModel, demonstration_goal
 from vlm_reward_wrappers.models.demonstration import DemonstrationGoal, dataset_demonstrations
 from vlm_reward_wrappers.study.presets import PRESETS
@@ -119,10 +119,13 @@ def test_the_wrapper_rewards_progress_along_a_demonstration(tiny_checkpoint: Pat
     demo = dataset_demonstrations(other_dataset, ["reach-v3"])["reach-v3"][0]
     env = VLMRewardWrapper(make_metaworld_env("reach-v3", image_size=SIZE), tiny_checkpoint, demonstration=demo)
     env.reset(seed=0)
-    rewards = [env.step(env.action_space.sample())[1] for _ in range(5)]
+    rewards, frames = [], []
+    for _ in range(5):
+        rewards.append(env.step(env.action_space.sample())[1])
+        frames.append(env.frames.render())  # the frame the wrapper scored at this step
     model = RewardModel.from_pretrained(tiny_checkpoint)
-    frame = env.frames.render()[None]
-    assert env.scorer(frame)[0] == pytest.approx(float(model.reward(frame, demonstration_goal(model, demo))[0]))
+    expected = model.reward(np.stack(frames), demonstration_goal(model, demo))
+    np.testing.assert_allclose(rewards, expected, atol=1e-5)
     assert all(0.0 <= reward <= 1.0 for reward in rewards)
     env.close()
     with pytest.raises(ValueError, match="not goal and demonstration"):
@@ -135,10 +138,20 @@ def test_evaluate_scores_demonstration_rewards_and_refuses_leaks(
     """Demonstrations from another collection are scored; one that is an evaluated episode is refused."""
     demos = dataset_demonstrations(other_dataset, ["reach-v3"])
     metrics = evaluate(tiny_checkpoint, tiny_dataset.root, tmp_path / "eval", demonstrations=demos, plots=False)
-    for key in ("demo_progress_reward", "demo_goal_image_reward"):
+    model = RewardModel.from_pretrained(tiny_checkpoint)
+    reach = [i for i, info in enumerate(tiny_dataset.episodes) if info.task == "reach-v3"]
+    for key, kind, table_file in (
+        ("demo_progress_reward", "progress", "predictions_demo_progress.npz"),
+        ("demo_goal_image_reward", "goal-image", "predictions_demo_goal_image.npz"),
+    ):
         assert list(metrics[key]["per_task"]) == ["reach-v3"]
         assert 0.0 <= metrics[key]["overall"]["ranking_accuracy"] <= 1.0
-    assert (tmp_path / "eval" / "predictions_demo_progress.npz").is_file()
+        # the table behind the metrics holds that demonstration reward of every reach frame
+        goal = {"reach-v3": demonstration_goal(model, demos["reach-v3"], kind)}
+        expected = score_dataset(model, tiny_dataset, reach, goal=goal).table
+        assert expected is not None
+        scored = load_table(tmp_path / "eval" / table_file)
+        np.testing.assert_allclose(scored.predicted, expected.predicted, atol=1e-6)
     assert metrics["evaluated"]["demonstrations"] == {"reach-v3": [demos["reach-v3"][0].name]}
     leaking = dataset_demonstrations(tiny_dataset, ["reach-v3"])
     with pytest.raises(ValueError, match="is also an evaluated episode"):
@@ -185,7 +198,7 @@ def test_adapt_learns_the_new_task_from_its_first_successful_demonstrations(
 
 
 def test_adapt_killed_resumes_to_the_uninterrupted_result(
-    tiny_checkpoint: Path, other_dataset: DemoDataset, tmp_path: Path
+    tiny_checkpoint: Path, other_dataset: DemoDataset, tmp_path: Path, sigkill_when_written: Callable[..., None]
 ) -> None:
     """``vlm-rewards adapt`` killed with SIGKILL after a save, run again, ends with the uninterrupted run's state."""
     max_steps = 40
@@ -193,22 +206,11 @@ def test_adapt_killed_resumes_to_the_uninterrupted_result(
     command = [sys.executable, "-m", "vlm_reward_wrappers", "adapt", "--ckpt", str(tiny_checkpoint)]
     command += ["--data", str(other_dataset.root), "--out", str(out), "--max-steps", str(max_steps)]
     command += ["--batch-size", "4", "--device", "cpu"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not (out / STATE_NAME).exists():
-            assert process.poll() is None and time.monotonic() < deadline, "adapt ended or wrote no state"
-            time.sleep(0.005)
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    sigkill_when_written(command, out / STATE_NAME, tmp_path / "killed.log", cwd=REPO)
     if (out / STATE_NAME).exists():  # normally; a kill inside the save's swap leaves none
         killed_at = torch.load(out / STATE_NAME, map_location="cpu", weights_only=False)["step"]
         assert killed_at < max_steps, "the run finished before it could be killed"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     config = AdaptConfig(max_steps=max_steps, batch_size=4)

@@ -22,11 +22,8 @@ import os
 import pickle
 import re
 import shutil
-import signal
-import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -401,27 +398,16 @@ run_one(spec, config, folder)
 """
 
 
-def test_learned_run_killed_and_resumed_is_continuous(tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_learned_run_killed_and_resumed_is_continuous(
+    tiny_checkpoint: Path, tmp_path: Path, sigkill_when_written: Callable[..., None]
+) -> None:
     """A learned-reward run SIGKILLed in another process after its first evaluation resumes from its last save:
     one evaluation per ``eval_every`` steps, no gap, no duplicate; ``done.json`` and ``agent.zip`` (the agent after
     ``total_steps`` steps) are written and the state is gone; a second call returns the curve without training."""
     spec, folder = RunSpec(TASK, parse_source(str(tiny_checkpoint)), 0), tmp_path / "run"
     payload = pickle.dumps((spec, KILLED, str(folder))).hex()
-    with open(tmp_path / "stderr.txt", "w") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-c", KILLED_RUN, payload], stdout=subprocess.DEVNULL, stderr=stderr
-        )
-        try:
-            deadline = time.monotonic() + 240
-            while not (folder / "curve.csv").is_file():
-                assert process.poll() is None, f"the run ended early: {(tmp_path / 'stderr.txt').read_text()}"
-                assert time.monotonic() < deadline, "no evaluation within 240 s"
-                time.sleep(0.02)
-            process.kill()
-        finally:
-            process.kill()
-            process.wait()
-    assert process.returncode == -signal.SIGKILL
+    command = [sys.executable, "-c", KILLED_RUN, payload]
+    sigkill_when_written(command, folder / "curve.csv", tmp_path / "killed.log", timeout=240)
     assert not (folder / "done.json").exists(), "the run finished before it was killed: make it longer"
     before = read_curve(folder)
     evaluated = curve_steps(before)

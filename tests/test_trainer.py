@@ -13,10 +13,8 @@ import math
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -192,29 +190,13 @@ def _env() -> dict[str, str]:
     return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def test_cli_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(tiny_dataset, tiny_backbone, tmp_path):
+def test_cli_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(
+    tiny_dataset, tiny_backbone, tmp_path, sigkill_when_written
+):
     max_steps = 16
     out = tmp_path / "killed"
     command = _cli_train(out, tiny_dataset.root, tiny_backbone, max_steps)
-    log = open(tmp_path / "killed.log", "wb")  # noqa: SIM115 (closed in the finally below)
-    process = subprocess.Popen(
-        command, cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while not (out / STATE_NAME).exists():
-            assert process.poll() is None, (tmp_path / "killed.log").read_text()
-            assert time.monotonic() < deadline, "no checkpoint within 90 s"
-            time.sleep(0.01)
-        assert process.poll() is None, "the run finished before it could be killed"
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
-    assert process.returncode == -signal.SIGKILL
+    sigkill_when_written(command, out / STATE_NAME, tmp_path / "killed.log", cwd=REPO, timeout=90)
     if (out / STATE_NAME).exists():  # normally; a kill between the two renames of the swap leaves no folder
         assert state_of(out)["step"] < max_steps
 
