@@ -309,6 +309,13 @@ def run_record(spec: RunSpec, config: RLConfig, warnings_given: list[str]) -> di
     }
 
 
+def _unreadable_state(spec: RunSpec, saved: Path, folder: Path, error: Exception) -> CorruptFileError:
+    """The error for a saved run state that does not load; it names the state and the folder to delete."""
+    return CorruptFileError(
+        f"the saved state of run {spec.label} in {saved} cannot be read ({error}); delete {folder} to rerun it."
+    )
+
+
 def is_done(folder: str | os.PathLike) -> bool:
     """Whether a run folder holds a finished run."""
     return (Path(folder) / DONE).is_file()
@@ -340,9 +347,7 @@ def run_one(
             with open(saved / "progress.pkl", "rb") as handle:
                 stored = pickle.load(handle)
         except Exception as error:
-            raise CorruptFileError(
-                f"the saved state of run {spec.label} in {saved} cannot be read ({error}); delete {folder} to rerun it."
-            ) from error
+            raise _unreadable_state(spec, saved, folder, error) from error
         progress = stored["progress"]
     venv = make_train_venv(spec, config, episode=progress.steps // config.max_episode_steps)
     eval_env = make_run_env(spec, config)
@@ -354,9 +359,7 @@ def run_one(
             agent.load_replay_buffer(saved / "replay_buffer.pkl")
         except Exception as error:
             venv.close()
-            raise CorruptFileError(
-                f"the saved state of run {spec.label} in {saved} cannot be read ({error}); delete {folder} to rerun it."
-            ) from error
+            raise _unreadable_state(spec, saved, folder, error) from error
         assert agent.replay_buffer is not None
         if isinstance(venv, PipelinedRewardVecEnv):  # the buffer of a run saved with or without a reward worker
             agent.replay_buffer = DeferredRewardBuffer.from_buffer(agent.replay_buffer)
