@@ -1,6 +1,7 @@
 """evaluate and benchmark end to end on real tiny data and checkpoints."""
 
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from vlm_reward_wrappers.evaluation.scoring import score_dataset
 from vlm_reward_wrappers.metrics import ranking_accuracy
 from vlm_reward_wrappers.models import RewardModel
 from vlm_reward_wrappers.study import PRESETS, run_benchmark
+from vlm_reward_wrappers.training.trainer import RunMismatchError
 
 
 def test_evaluate_writes_every_output_and_matches_the_model(tiny_checkpoint, tiny_dataset, tmp_path):
@@ -125,6 +127,19 @@ def test_tiny_benchmark_end_to_end_cached_rerun_and_identical_second_run(tmp_pat
     rerun = run_benchmark(PRESETS["tiny"], out, log=lambda _: None, progress=False)
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert rerun["statistics"] == result["statistics"]
+    # Wall time adds up over the runs into the folder, stage by stage (a run over several sittings).
+    assert rerun["runs"] == 2 and json.loads((out / "timings.json").read_text())["runs"] == 2
+    for stage, seconds in rerun["timings_s"].items():
+        assert rerun["timings_all_runs_s"][stage] >= seconds
+    assert rerun["timings_all_runs_s"]["training"] == pytest.approx(
+        result["timings_s"]["training"] + rerun["timings_s"]["training"]
+    )
+    assert "summed over the 2 run(s) into this folder" in (out / "report.md").read_text()
+    # Finished checkpoints of other settings are never reused as if they were this preset's.
+    other = dataclasses.replace(PRESETS["tiny"], batch_size=PRESETS["tiny"].batch_size + 1)
+    mismatch = r"zero-shot-seed0 holds a run with other settings \(differs in: batch_size\)"
+    with pytest.raises(RunMismatchError, match=mismatch):
+        run_benchmark(other, out, log=lambda _: None, progress=False)
     # The same command in a new folder on the same machine gives identical metrics, file by file.
     again = tmp_path / "again"
     run_benchmark(PRESETS["tiny"], again, log=lambda _: None, progress=False)

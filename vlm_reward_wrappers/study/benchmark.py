@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -54,21 +55,64 @@ from vlm_reward_wrappers.study.report import (
 from vlm_reward_wrappers.study.statistics import compare_objectives
 from vlm_reward_wrappers.training.adapt import AdaptConfig, adapt
 from vlm_reward_wrappers.training.pretrain import pretrain_backbone
-from vlm_reward_wrappers.training.trainer import STATE_NAME, TrainConfig, train
+from vlm_reward_wrappers.training.trainer import STATE_NAME, RunMismatchError, TrainConfig, train
 
 __all__ = ["PRESETS", "run_benchmark"]
 
 
-def _stage(message: str, log: Callable[[str], None]) -> float:
-    log(message)
-    return time.perf_counter()
+TIMINGS_NAME = "timings.json"
+"""Wall time per stage, summed over every run of the benchmark into its folder (a run over several sittings)."""
 
 
-def _trained(folder: Path, steps: int) -> bool:
-    """Whether a checkpoint folder holds a finished run of ``steps`` steps."""
+class _StageClock:
+    """Times the stages of one run, and adds each finished stage to the folder's ``timings.json``.
+
+    A run killed mid-stage loses only that stage's time; re-runs that find a stage done add the little time
+    they spend checking it.
+    """
+
+    def __init__(self, out: Path, log: Callable[[str], None]) -> None:
+        self.path = out / TIMINGS_NAME
+        self.log = log
+        self.this_run: dict[str, float] = {}
+        self.all_runs: dict[str, float] = read_json(self.path)["stages"] if self.path.is_file() else {}
+        self.runs = (read_json(self.path)["runs"] if self.path.is_file() else 0) + 1
+        self.started = time.perf_counter()
+
+    def start(self, message: str) -> None:
+        self.log(message)
+        self.started = time.perf_counter()
+
+    def stop(self, stage: str) -> None:
+        seconds = time.perf_counter() - self.started
+        self.this_run[stage] = seconds
+        self.all_runs[stage] = self.all_runs.get(stage, 0.0) + seconds
+        write_json_atomic(self.path, {"runs": self.runs, "stages": self.all_runs})
+
+
+_DEFAULT_RUN = {
+    field.name: field.default for field in dataclasses.fields(TrainConfig) if field.default is not dataclasses.MISSING
+}
+
+
+def _trained(folder: Path, config: TrainConfig, steps: int) -> bool:
+    """Whether ``folder`` holds a finished run of ``config`` that took ``steps`` steps.
+
+    Raises RunMismatchError when it holds a finished run of other settings, which a benchmark never reuses.
+    """
     if not is_checkpoint(folder) or not (folder / STATE_NAME).is_file():
         return False
-    return read_checkpoint_config(folder)[0].training.get("steps") == steps
+    training = read_checkpoint_config(folder)[0].training
+    wanted = {key: value for key, value in config.resume_key().items() if key != "init_from"}  # a path's spelling
+    # a setting added to TrainConfig after the run was trained took its default there
+    stored = {**_DEFAULT_RUN, **training.get("config", {})}
+    changed = sorted(key for key in wanted if stored.get(key) != wanted[key])
+    if changed:
+        raise RunMismatchError(
+            f"{folder} holds a run with other settings (differs in: {', '.join(changed)}); run the benchmark "
+            "into another --out, or delete that folder to train it again"
+        )
+    return training.get("steps") == steps
 
 
 def run_benchmark(
@@ -92,20 +136,17 @@ def run_benchmark(
     out.mkdir(parents=True, exist_ok=True)
     backbone = backbone or preset.backbone
     started = time.perf_counter()
-    timings: dict[str, float] = {}
+    clock = _StageClock(out, log)
 
-    t = _stage(
-        f"[1/5] collecting training demonstrations ({len(preset.train_tasks)} tasks x "
-        f"{preset.train_episodes} episodes)",
-        log,
+    clock.start(
+        f"[1/5] collecting training demonstrations ({len(preset.train_tasks)} tasks x {preset.train_episodes} episodes)"
     )
     train_data = collect(preset.train_collection(), out / "data" / "train", progress=progress)
-    timings["collect training data"] = time.perf_counter() - t
+    clock.stop("collect training data")
 
-    t = _stage(
+    clock.start(
         f"[2/5] collecting evaluation demonstrations (another seed; {len(preset.held_out_tasks)} held-out tasks), "
-        "and demonstrations that give the held-out tasks (a seed of their own)",
-        log,
+        "and demonstrations that give the held-out tasks (a seed of their own)"
     )
     eval_data = collect(preset.eval_collection(), out / "data" / "eval", progress=progress)
     demonstrations: dict[str, list[Demonstration]] = {}
@@ -113,27 +154,25 @@ def run_benchmark(
     if preset.demonstrations:
         demo_data = collect(preset.demo_collection(), out / "data" / "demos", progress=progress)
         demonstrations = dataset_demonstrations(demo_data, preset.held_out_tasks, preset.demonstrations)
-    timings["collect evaluation data"] = time.perf_counter() - t
+    clock.stop("collect evaluation data")
 
-    t = _stage(
+    clock.start(
         "[3/5] backbone: "
         + (
             f"{backbone.model} ({backbone.pretrained})"
             if backbone
             else f"the package's own {preset.pretrain.model}, pretrained on the training data (cached)"
-        ),
-        log,
+        )
     )
     if backbone is None:
         backbone = pretrain_backbone(
             train_data.root, tasks=preset.train_tasks, config=preset.pretrain, progress=progress
         )
-    timings["backbone"] = time.perf_counter() - t
+    clock.stop("backbone")
 
-    t = _stage(
+    clock.start(
         f"[4/5] training {len(preset.objectives)} objectives x {len(preset.seeds)} seed(s), "
-        f"{preset.train_steps} steps each ({preset.finetune})",
-        log,
+        f"{preset.train_steps} steps each ({preset.finetune})"
     )
     checkpoints: dict[tuple[str, int], Path] = {}
     for seed in preset.seeds:
@@ -152,7 +191,7 @@ def run_benchmark(
                 tasks=preset.train_tasks,
             )
             expected_steps = preset.train_steps if get_objective(objective, **options).trains else 0
-            if not _trained(folder, expected_steps):
+            if not _trained(folder, config, expected_steps):
                 train(config, train_data.root, folder, backbone=backbone, progress=progress)
             checkpoints[(variant, seed)] = folder
     if preset.adapt_demonstrations and demo_data is not None:
@@ -162,13 +201,14 @@ def run_benchmark(
             steps = preset.adapt_steps if get_objective(objective, **options).trains else 0
             for count in preset.adapt_demonstrations:
                 adapted_folder = out / "adapted" / f"{folder.name}-adapted{count}"
-                if not _trained(adapted_folder, steps):
-                    adapt_config = AdaptConfig(demonstrations=count, max_steps=preset.adapt_steps, seed=seed)
+                adapt_config = AdaptConfig(demonstrations=count, max_steps=preset.adapt_steps, seed=seed)
+                adapt_run = adapt_config.train_config(folder, tuple(demo_data.tasks))
+                if not _trained(adapted_folder, adapt_run, steps):
                     adapt(folder, demo_data.root, adapted_folder, adapt_config, progress=progress)
                 checkpoints[(f"{variant}-adapted{count}", seed)] = adapted_folder
-    timings["training"] = time.perf_counter() - t
+    clock.stop("training")
 
-    t = _stage("[5/5] evaluating every checkpoint on held-out episodes and held-out tasks; paired statistics", log)
+    clock.start("[5/5] evaluating every checkpoint on held-out episodes and held-out tasks; paired statistics")
     split_tasks = {"train-tasks": list(preset.train_tasks), "held-out-tasks": list(preset.held_out_tasks)}
     split_demos = {"train-tasks": {}, "held-out-tasks": demonstrations}
     for (variant, _), folder in checkpoints.items():
@@ -190,8 +230,7 @@ def run_benchmark(
         for split in SPLITS
     }
     held_out_per_task = {row.label: _per_task(out, row, preset.seeds) for row in rows if "held-out-tasks" in row.splits}
-    timings["evaluation and statistics"] = time.perf_counter() - t
-    timings["total"] = time.perf_counter() - started
+    clock.stop("evaluation and statistics")
 
     histories = {  # of the study's own training runs, not the adaptations
         variant: [
@@ -207,7 +246,9 @@ def run_benchmark(
         "held_out_per_task": held_out_per_task,
         "learning": {variant: [late_improvement(run) for run in runs] for variant, runs in histories.items()},
         "data": {"train": data_summary(train_data), "eval": data_summary(eval_data)},
-        "timings_s": timings,
+        "timings_s": {**clock.this_run, "total": time.perf_counter() - started},
+        "timings_all_runs_s": {**clock.all_runs, "total": sum(clock.all_runs.values())},
+        "runs": clock.runs,
         "machine": machine_description(),
         "delta": DEFAULT_DELTA,
     }
@@ -219,7 +260,15 @@ def run_benchmark(
     if best_demonstration_row(result) is not None:
         log("\nheld-out tasks by how the task is given (pooled ranking accuracy [95% interval] / pooled VOC)\n")
         log(held_out_table(result))
-    log(f"\nwall time {timings['total'] / 60:.1f} min; report: {out / 'report.md'}")
+    log(
+        f"\nwall time {result['timings_s']['total'] / 60:.1f} min"
+        + (
+            f" ({result['timings_all_runs_s']['total'] / 60:.1f} min over {clock.runs} runs into {out})"
+            if clock.runs > 1
+            else ""
+        )
+        + f"; report: {out / 'report.md'}"
+    )
     return result
 
 

@@ -241,7 +241,11 @@ def render_report(result: dict[str, Any]) -> str:
         if own
         else f"`{backbone['model']}` with weights `{backbone['pretrained']}`."
     )
-    timings = "\n".join(f"| {stage} | {seconds:.0f} s |" for stage, seconds in result["timings_s"].items())
+    all_runs = result["timings_all_runs_s"]
+    timings = "\n".join(
+        f"| {stage} | {seconds:.0f} s | {all_runs.get(stage, seconds):.0f} s |"
+        for stage, seconds in result["timings_s"].items()
+    )
     finetune = f"`{preset['finetune']}`" + (f" (rank {preset['lora_rank']})" if preset["finetune"] == "lora" else "")
     learning = learning_summary(result["learning"])
     budget = f"{preset['train_steps']} steps of {preset['batch_size']} trajectories, seeds {list(preset['seeds'])}"
@@ -286,8 +290,8 @@ no goal image for held-out tasks (n/a there).
 - Machine: {machine["processor"]}, {machine["cpus"]} CPUs, torch {machine["torch"]}
   ({machine["torch_threads"]} threads), GPU: {gpu}; {machine["platform"]}.
 
-| stage | wall time |
-|---|---|
+| stage | wall time, this run | summed over the {result["runs"]} run(s) into this folder |
+|---|---|---|
 {timings}
 
 Per-objective reports (tables per task, reward curves): `eval/<objective>/<split>/report.md`.
