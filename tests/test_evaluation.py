@@ -5,6 +5,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -171,3 +172,23 @@ def test_cli_evaluate_and_bad_checkpoint(tiny_checkpoint, tiny_dataset, tmp_path
         [*command[:5], str(tmp_path / "nope"), *command[6:]], capture_output=True, text=True, timeout=300
     )
     assert missing.returncode == 2 and "nope" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_stage_clock_writes_the_running_stage_so_a_killed_run_keeps_its_time(tmp_path):
+    from vlm_reward_wrappers.study.benchmark import TIMINGS_NAME, _StageClock
+
+    (tmp_path / TIMINGS_NAME).write_text(json.dumps({"runs": 1, "stages": {"collect": 10.0}}))
+    messages: list[str] = []
+    clock = _StageClock(tmp_path, messages.append, flush_every=0.05)
+    started = time.perf_counter()
+    with clock.stage("collect", "[1/2] collecting"):
+        time.sleep(0.3)
+        mid_stage = json.loads((tmp_path / TIMINGS_NAME).read_text())  # what a kill here would leave
+        elapsed = time.perf_counter() - started
+    assert mid_stage["runs"] == 2 and 10.0 < mid_stage["stages"]["collect"] <= 10.0 + elapsed
+    with pytest.raises(KeyboardInterrupt), clock.stage("train", "[2/2] training"):
+        raise KeyboardInterrupt  # an interrupted stage still counts the time it ran
+    stored = json.loads((tmp_path / TIMINGS_NAME).read_text())
+    assert stored == {"runs": 2, "stages": clock.all_runs} and set(stored["stages"]) == {"collect", "train"}
+    assert stored["stages"]["collect"] == pytest.approx(10.0 + clock.this_run["collect"])
+    assert messages == ["[1/2] collecting", "[2/2] training"]

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -65,29 +67,55 @@ TIMINGS_NAME = "timings.json"
 
 
 class _StageClock:
-    """Times the stages of one run, and adds each finished stage to the folder's ``timings.json``.
+    """Times the stages of a run, and keeps ``timings.json``: each stage's wall time summed over every run.
 
-    A run killed mid-stage loses only that stage's time; re-runs that find a stage done add the little time
-    they spend checking it.
+    The current stage's time so far is written every ``flush_every`` seconds and when it ends, so a run killed
+    mid-stage loses at most that much; re-runs that find a stage done add the little time they spend checking it.
     """
 
-    def __init__(self, out: Path, log: Callable[[str], None]) -> None:
+    def __init__(self, out: Path, log: Callable[[str], None], flush_every: float = 30.0) -> None:
         self.path = out / TIMINGS_NAME
         self.log = log
+        self.flush_every = flush_every
+        earlier: dict[str, Any] = read_json(self.path) if self.path.is_file() else {"runs": 0, "stages": {}}
+        self.runs: int = earlier["runs"] + 1
+        self.earlier_runs: dict[str, float] = earlier["stages"]
         self.this_run: dict[str, float] = {}
-        self.all_runs: dict[str, float] = read_json(self.path)["stages"] if self.path.is_file() else {}
-        self.runs = (read_json(self.path)["runs"] if self.path.is_file() else 0) + 1
-        self.started = time.perf_counter()
+        self._lock = threading.Lock()
 
-    def start(self, message: str) -> None:
-        self.log(message)
-        self.started = time.perf_counter()
+    @property
+    def all_runs(self) -> dict[str, float]:
+        """Each stage's seconds summed over the earlier runs and this one."""
+        with self._lock:
+            stages = {**self.earlier_runs, **self.this_run}  # in the order the stages first ran
+            return {stage: self.earlier_runs.get(stage, 0.0) + self.this_run.get(stage, 0.0) for stage in stages}
 
-    def stop(self, stage: str) -> None:
-        seconds = time.perf_counter() - self.started
-        self.this_run[stage] = seconds
-        self.all_runs[stage] = self.all_runs.get(stage, 0.0) + seconds
+    def _write(self) -> None:
         write_json_atomic(self.path, {"runs": self.runs, "stages": self.all_runs})
+
+    @contextmanager
+    def stage(self, name: str, message: str) -> Iterator[None]:
+        """Log ``message``, run the block, and add its wall time to stage ``name``."""
+        self.log(message)
+        started = time.perf_counter()
+        done = threading.Event()
+
+        def tick() -> None:
+            while not done.wait(self.flush_every):
+                with self._lock:
+                    self.this_run[name] = time.perf_counter() - started
+                self._write()
+
+        ticker = threading.Thread(target=tick, name=f"timing {name}", daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            done.set()
+            ticker.join()
+            with self._lock:
+                self.this_run[name] = time.perf_counter() - started
+            self._write()
 
 
 _DEFAULT_RUN = {
@@ -138,42 +166,92 @@ def run_benchmark(
     started = time.perf_counter()
     clock = _StageClock(out, log)
 
-    clock.start(
-        f"[1/5] collecting training demonstrations ({len(preset.train_tasks)} tasks x {preset.train_episodes} episodes)"
-    )
-    train_data = collect(preset.train_collection(), out / "data" / "train", progress=progress)
-    clock.stop("collect training data")
+    tasks = f"{len(preset.train_tasks)} tasks x {preset.train_episodes} episodes"
+    with clock.stage("collect training data", f"[1/5] collecting training demonstrations ({tasks})"):
+        train_data = collect(preset.train_collection(), out / "data" / "train", progress=progress)
 
-    clock.start(
+    with clock.stage(
+        "collect evaluation data",
         f"[2/5] collecting evaluation demonstrations (another seed; {len(preset.held_out_tasks)} held-out tasks), "
-        "and demonstrations that give the held-out tasks (a seed of their own)"
-    )
-    eval_data = collect(preset.eval_collection(), out / "data" / "eval", progress=progress)
-    demonstrations: dict[str, list[Demonstration]] = {}
-    demo_data: DemoDataset | None = None
-    if preset.demonstrations:
-        demo_data = collect(preset.demo_collection(), out / "data" / "demos", progress=progress)
-        demonstrations = dataset_demonstrations(demo_data, preset.held_out_tasks, preset.demonstrations)
-    clock.stop("collect evaluation data")
+        "and demonstrations that give the held-out tasks (a seed of their own)",
+    ):
+        eval_data = collect(preset.eval_collection(), out / "data" / "eval", progress=progress)
+        demo_data: DemoDataset | None = None
+        demonstrations: dict[str, list[Demonstration]] = {}
+        if preset.demonstrations:
+            demo_data = collect(preset.demo_collection(), out / "data" / "demos", progress=progress)
+            demonstrations = dataset_demonstrations(demo_data, preset.held_out_tasks, preset.demonstrations)
 
-    clock.start(
-        "[3/5] backbone: "
-        + (
-            f"{backbone.model} ({backbone.pretrained})"
-            if backbone
-            else f"the package's own {preset.pretrain.model}, pretrained on the training data (cached)"
-        )
-    )
-    if backbone is None:
-        backbone = pretrain_backbone(
-            train_data.root, tasks=preset.train_tasks, config=preset.pretrain, progress=progress
-        )
-    clock.stop("backbone")
+    own = f"the package's own {preset.pretrain.model}, pretrained on the training data (cached)"
+    with clock.stage("backbone", f"[3/5] backbone: {f'{backbone.model} ({backbone.pretrained})' if backbone else own}"):
+        if backbone is None:
+            backbone = pretrain_backbone(
+                train_data.root, tasks=preset.train_tasks, config=preset.pretrain, progress=progress
+            )
 
-    clock.start(
+    with clock.stage(
+        "training",
         f"[4/5] training {len(preset.objectives)} objectives x {len(preset.seeds)} seed(s), "
-        f"{preset.train_steps} steps each ({preset.finetune})"
-    )
+        f"{preset.train_steps} steps each ({preset.finetune})",
+    ):
+        checkpoints = _train_objectives(preset, out, train_data, backbone, progress)
+        if preset.adapt_demonstrations and demo_data is not None:
+            counts = preset.adapt_demonstrations
+            log(f"      adapting every checkpoint to the held-out tasks on {counts} demonstration(s)")
+            checkpoints.update(_adapt_checkpoints(preset, out, checkpoints, demo_data, progress))
+
+    with clock.stage(
+        "evaluation and statistics",
+        "[5/5] evaluating every checkpoint on held-out episodes and held-out tasks; paired statistics",
+    ):
+        _evaluate_checkpoints(preset, out, checkpoints, eval_data, demonstrations)
+        rows = study_rows(preset)
+        statistics = {
+            split: compare_objectives(_frame_tables(out, rows, preset.seeds, split), num_resamples=preset.num_resamples)
+            for split in SPLITS
+        }
+        held_out = [row for row in rows if "held-out-tasks" in row.splits]
+        held_out_per_task = {row.label: _per_task(out, row, preset.seeds) for row in held_out}
+
+    histories = {  # of the study's own training runs, not the adaptations
+        variant: [
+            read_checkpoint_config(checkpoints[(variant, s)])[0].training.get("history", []) for s in preset.seeds
+        ]
+        for variant in preset.objectives
+    }
+    all_runs = clock.all_runs
+    result: dict[str, Any] = {
+        "preset": to_dict(preset),
+        "backbone": to_dict(backbone),
+        "rows": [to_dict(row) for row in rows],
+        "statistics": statistics,
+        "held_out_per_task": held_out_per_task,
+        "learning": {variant: [late_improvement(run) for run in runs] for variant, runs in histories.items()},
+        "data": {"train": data_summary(train_data), "eval": data_summary(eval_data)},
+        "timings_s": {**clock.this_run, "total": time.perf_counter() - started},
+        "timings_all_runs_s": {**all_runs, "total": sum(all_runs.values())},
+        "runs": clock.runs,
+        "machine": machine_description(),
+        "delta": DEFAULT_DELTA,
+    }
+    write_json_atomic(out / "benchmark.json", result)
+    plot_learning_curves(histories, out / "learning_curves.png")
+    plot_benchmark(statistics, out / "benchmark.png")
+    write_text_atomic(out / "report.md", render_report(result))
+    log("\n" + results_tables(result))
+    if best_demonstration_row(result) is not None:
+        log("\nheld-out tasks by how the task is given (pooled ranking accuracy [95% interval] / pooled VOC)\n")
+        log(held_out_table(result))
+    minutes = result["timings_all_runs_s"]["total"] / 60
+    summed = f" ({minutes:.1f} min summed over {clock.runs} runs into {out})" if clock.runs > 1 else ""
+    log(f"\nwall time {result['timings_s']['total'] / 60:.1f} min{summed}; report: {out / 'report.md'}")
+    return result
+
+
+def _train_objectives(
+    preset: Preset, out: Path, train_data: DemoDataset, backbone: BackboneSpec, progress: bool
+) -> dict[tuple[str, int], Path]:
+    """Train (or find trained) every objective of the preset with every seed; their checkpoint folders."""
     checkpoints: dict[tuple[str, int], Path] = {}
     for seed in preset.seeds:
         for variant in preset.objectives:
@@ -194,21 +272,34 @@ def run_benchmark(
             if not _trained(folder, config, expected_steps):
                 train(config, train_data.root, folder, backbone=backbone, progress=progress)
             checkpoints[(variant, seed)] = folder
-    if preset.adapt_demonstrations and demo_data is not None:
-        log(f"      adapting every checkpoint to the held-out tasks on {preset.adapt_demonstrations} demonstration(s)")
-        for (variant, seed), folder in list(checkpoints.items()):
-            objective, options = VARIANTS[variant]
-            steps = preset.adapt_steps if get_objective(objective, **options).trains else 0
-            for count in preset.adapt_demonstrations:
-                adapted_folder = out / "adapted" / f"{folder.name}-adapted{count}"
-                adapt_config = AdaptConfig(demonstrations=count, max_steps=preset.adapt_steps, seed=seed)
-                adapt_run = adapt_config.train_config(folder, tuple(demo_data.tasks))
-                if not _trained(adapted_folder, adapt_run, steps):
-                    adapt(folder, demo_data.root, adapted_folder, adapt_config, progress=progress)
-                checkpoints[(f"{variant}-adapted{count}", seed)] = adapted_folder
-    clock.stop("training")
+    return checkpoints
 
-    clock.start("[5/5] evaluating every checkpoint on held-out episodes and held-out tasks; paired statistics")
+
+def _adapt_checkpoints(
+    preset: Preset, out: Path, checkpoints: dict[tuple[str, int], Path], demo_data: DemoDataset, progress: bool
+) -> dict[tuple[str, int], Path]:
+    """Adapt (or find adapted) every checkpoint to the held-out tasks on each number of demonstrations."""
+    adapted: dict[tuple[str, int], Path] = {}
+    for (variant, seed), folder in checkpoints.items():
+        objective, options = VARIANTS[variant]
+        steps = preset.adapt_steps if get_objective(objective, **options).trains else 0
+        for count in preset.adapt_demonstrations:
+            adapted_folder = out / "adapted" / f"{folder.name}-adapted{count}"
+            adapt_config = AdaptConfig(demonstrations=count, max_steps=preset.adapt_steps, seed=seed)
+            if not _trained(adapted_folder, adapt_config.train_config(folder, tuple(demo_data.tasks)), steps):
+                adapt(folder, demo_data.root, adapted_folder, adapt_config, progress=progress)
+            adapted[(f"{variant}-adapted{count}", seed)] = adapted_folder
+    return adapted
+
+
+def _evaluate_checkpoints(
+    preset: Preset,
+    out: Path,
+    checkpoints: dict[tuple[str, int], Path],
+    eval_data: DemoDataset,
+    demonstrations: dict[str, list[Demonstration]],
+) -> None:
+    """Evaluate every checkpoint on its splits, unless its weights and demonstrations were evaluated already."""
     split_tasks = {"train-tasks": list(preset.train_tasks), "held-out-tasks": list(preset.held_out_tasks)}
     split_demos = {"train-tasks": {}, "held-out-tasks": demonstrations}
     for (variant, _), folder in checkpoints.items():
@@ -224,52 +315,6 @@ def run_benchmark(
             evaluated = read_json(metrics_file)["evaluated"] if metrics_file.is_file() else {}
             if evaluated.get("weights_sha256") != weights_sha256 or evaluated.get("demonstrations", {}) != wanted:
                 evaluate(folder, eval_data.root, target, tasks=tasks, seed=0, demonstrations=demos)
-    rows = study_rows(preset)
-    statistics = {
-        split: compare_objectives(_frame_tables(out, rows, preset.seeds, split), num_resamples=preset.num_resamples)
-        for split in SPLITS
-    }
-    held_out_per_task = {row.label: _per_task(out, row, preset.seeds) for row in rows if "held-out-tasks" in row.splits}
-    clock.stop("evaluation and statistics")
-
-    histories = {  # of the study's own training runs, not the adaptations
-        variant: [
-            read_checkpoint_config(checkpoints[(variant, s)])[0].training.get("history", []) for s in preset.seeds
-        ]
-        for variant in preset.objectives
-    }
-    result: dict[str, Any] = {
-        "preset": to_dict(preset),
-        "backbone": to_dict(backbone),
-        "rows": [to_dict(row) for row in rows],
-        "statistics": statistics,
-        "held_out_per_task": held_out_per_task,
-        "learning": {variant: [late_improvement(run) for run in runs] for variant, runs in histories.items()},
-        "data": {"train": data_summary(train_data), "eval": data_summary(eval_data)},
-        "timings_s": {**clock.this_run, "total": time.perf_counter() - started},
-        "timings_all_runs_s": {**clock.all_runs, "total": sum(clock.all_runs.values())},
-        "runs": clock.runs,
-        "machine": machine_description(),
-        "delta": DEFAULT_DELTA,
-    }
-    write_json_atomic(out / "benchmark.json", result)
-    plot_learning_curves(histories, out / "learning_curves.png")
-    plot_benchmark(statistics, out / "benchmark.png")
-    write_text_atomic(out / "report.md", render_report(result))
-    log("\n" + results_tables(result))
-    if best_demonstration_row(result) is not None:
-        log("\nheld-out tasks by how the task is given (pooled ranking accuracy [95% interval] / pooled VOC)\n")
-        log(held_out_table(result))
-    log(
-        f"\nwall time {result['timings_s']['total'] / 60:.1f} min"
-        + (
-            f" ({result['timings_all_runs_s']['total'] / 60:.1f} min over {clock.runs} runs into {out})"
-            if clock.runs > 1
-            else ""
-        )
-        + f"; report: {out / 'report.md'}"
-    )
-    return result
 
 
 def checkpoint_folder(out: Path, variant: str, seed: int) -> Path:
