@@ -87,7 +87,7 @@ class _StageClock:
     def all_runs(self) -> dict[str, float]:
         """Each stage's seconds summed over the earlier runs and this one."""
         with self._lock:
-            stages = {**self.earlier_runs, **self.this_run}  # in the order the stages first ran
+            stages = {**self.earlier_runs, **self.this_run}
             return {stage: self.earlier_runs.get(stage, 0.0) + self.this_run.get(stage, 0.0) for stage in stages}
 
     def _write(self) -> None:

@@ -169,7 +169,7 @@ PRESETS: dict[str, Preset] = {
         name="full",
         description="all 45 ML45 training tasks, the 5 ML45 test tasks held out; 300-step episodes; frozen "
         "backbone with residual heads on cached features; 3 seeds; held-out tasks also given by 1 demonstration "
-        "and adapted on 1 and 5; a few hours on a 2-core CPU",
+        "and adapted on 1 and 5; about 80 minutes on a 2-core CPU",
         train_tasks=ML45_TRAIN,
         held_out_tasks=ML45_TEST,
         train_episodes=16,
