@@ -128,7 +128,7 @@ def test_sampling_is_capped_and_deterministic() -> None:
     again = ranking_accuracy(*data, max_pairs=50, seed=3)
     assert (first.num_within, first.num_across) == (50, 50)
     assert first == again
-    assert 0.0 <= first.overall <= 1.0
+    assert first.overall > 0.6  # the noisy reward still orders most sampled pairs (0.77 on all of them)
 
 
 def test_sampled_accuracy_estimates_the_full_one() -> None:
