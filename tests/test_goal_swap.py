@@ -119,7 +119,7 @@ def test_registered_and_summarized_with_interval() -> None:
         0.5,
         True,
         True,
-        2,
+        5,
     )
     task = np.repeat(GOALS, 4)
     own = (task[:, None] == GOALS[None, :]).astype(float)

@@ -19,9 +19,24 @@ from vlm_reward_wrappers.metrics import (
 )
 
 BLOCK_KEYS = {
-    "ranking_accuracy",
+    "time_balanced_accuracy",
+    "time_balanced_accuracy_ci",
+    "time_balanced_rising",
+    "time_balanced_falling",
+    "time_balanced_expert",
+    "time_balanced_noisy",
+    "time_balanced_random",
+    "num_rising_pairs",
+    "num_falling_pairs",
     "ranking_accuracy_within",
+    "ranking_accuracy_within_ci",
+    "ranking_accuracy_within_expert",
+    "ranking_accuracy_within_noisy",
+    "ranking_accuracy_within_random",
     "ranking_accuracy_across",
+    "ranking_accuracy_across_ci",
+    "num_across_pairs",
+    "ranking_accuracy",
     "ranking_accuracy_ci",
     "voc",
     "voc_ci",
@@ -34,6 +49,9 @@ BLOCK_KEYS = {
     "goal_swap_accuracy",
     "goal_swap_accuracy_ci",
     "num_goal_swap_pairs",
+    "same_scene_goal_swap_accuracy",
+    "same_scene_goal_swap_accuracy_ci",
+    "num_same_scene_goal_swap_pairs",
 }
 
 

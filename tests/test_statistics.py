@@ -13,6 +13,7 @@ from vlm_reward_wrappers.study.statistics import (
     Draws,
     compare_objectives,
     draw_resamples,
+    holm,
     macro_values,
     paired_bootstrap,
     pooled_values,
@@ -90,10 +91,13 @@ def test_objective_against_an_identical_one_differs_by_exactly_zero() -> None:
             "difference": 0.0,
             "ci": [0.0, 0.0],
             "verdict": "not distinguishable",
+            "p_value": 1.0,
             "skipped": 0,
+            "holm_verdict": "not distinguishable",
             "macro_difference": 0.0,
             "macro_ci": [0.0, 0.0],
             "macro_verdict": "not distinguishable",
+            "macro_p_value": 1.0,
             "macro_skipped": 0,
         }
     }
@@ -111,7 +115,32 @@ def test_objective_better_on_every_episode_is_better_although_its_interval_overl
     paired = result["paired"]["bad"]
     assert paired["difference"] == pytest.approx(1 / GOALS)
     assert paired["ci"] == pytest.approx([1 / GOALS, 1 / GOALS])  # the same episodes in every resample
-    assert (paired["verdict"], paired["macro_verdict"]) == ("better", "better")
+    assert (paired["verdict"], paired["macro_verdict"], paired["holm_verdict"]) == ("better", "better", "better")
+    assert paired["p_value"] == 0.0
+
+
+def test_a_declared_reference_is_compared_with_its_family_only_and_holm_corrects_the_verdicts() -> None:
+    bad = [2, 18, 5, 15, 8, 12, 3, 17]
+    tables = {
+        "oracle": [swap_table([GOALS] * 8)] * 2,  # a reference row: shown, never part of the family
+        "plain": [swap_table(bad)] * 2,
+        "better": [swap_table([k + 1 for k in bad])] * 2,
+        "same": [swap_table(bad)] * 2,
+    }
+    result = paired_bootstrap(tables, "goal_swap_accuracy", reference="plain", family=["better", "same"])
+    assert (result["best"], result["reference"]) == ("oracle", "plain")
+    assert set(result["paired"]) == {"better", "same"}
+    assert result["paired"]["better"]["difference"] == pytest.approx(-1 / GOALS)  # reference − row
+    assert result["paired"]["better"]["holm_verdict"] == "worse"  # the reference is worse than "better"
+    assert result["paired"]["same"]["holm_verdict"] == "not distinguishable"
+    # Without a declared reference, the comparison is against the best row, chosen after the data.
+    assert paired_bootstrap(tables, "goal_swap_accuracy")["reference"] == "oracle"
+
+
+def test_holm_is_stricter_than_each_test_alone() -> None:
+    p_values = {"a": 0.02, "b": 0.03, "c": 0.04}  # each below 0.05 alone
+    assert holm(p_values, 0.05) == {"a": False, "b": False, "c": False}  # 0.02 > 0.05 / 3
+    assert holm({"a": 0.01, "b": 0.02}, 0.05) == {"a": True, "b": True}  # 0.01 <= 0.025, 0.02 <= 0.05
 
 
 def test_verdicts() -> None:
@@ -228,14 +257,22 @@ def test_inputs_must_share_episodes_and_seed_counts() -> None:
         paired_bootstrap({"a": [swap_table([1, 2])], "b": [swap_table([1, 2, 3])]}, "goal_swap_accuracy")
     with pytest.raises(ValueError, match="number of seed tables"):
         paired_bootstrap({"a": [swap_table([1, 2])], "b": [swap_table([1, 2])] * 2}, "goal_swap_accuracy")
-    with pytest.raises(ValueError, match="given_copies"):
+    with pytest.raises(ValueError, match="resample"):
         paired_bootstrap({"a": [ranking_table(0)]}, "pearson")
 
 
 def test_compare_objectives_runs_the_headline_metrics_on_shared_draws() -> None:
     tables = {"a": [ranking_table(0)], "b": [ranking_table(1)]}
     results = compare_objectives(tables, seed=2)
-    assert list(results) == ["ranking_accuracy", "voc", "goal_swap_accuracy"]
+    assert list(results) == [
+        "time_balanced_accuracy",
+        "ranking_accuracy_within",
+        "ranking_accuracy_across",
+        "ranking_accuracy",
+        "voc",
+        "goal_swap_accuracy",
+        "same_scene_goal_swap_accuracy",
+    ]
     assert results["ranking_accuracy"] == paired_bootstrap(tables, "ranking_accuracy", seed=2)
 
 

@@ -30,7 +30,7 @@ from vlm_reward_wrappers.config_cli import add_config_arguments, config_from_arg
 from vlm_reward_wrappers.data import CollectionConfig, DemoDataset, collect
 from vlm_reward_wrappers.data.storage import OutputMode
 from vlm_reward_wrappers.evaluation import evaluate
-from vlm_reward_wrappers.evaluation.report import markdown_table
+from vlm_reward_wrappers.evaluation.report import PROBE_LEGEND, markdown_table, probe_table
 from vlm_reward_wrappers.io_utils import CorruptFileError
 from vlm_reward_wrappers.metrics import DEFAULT_DELTA
 from vlm_reward_wrappers.models import BackboneLoadError, BackboneSpec, CheckpointError
@@ -179,6 +179,8 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         args.ckpt, args.data, args.out, tasks=tasks, delta=args.delta, seed=args.seed, demonstrations=demonstrations
     )
     print(markdown_table(metrics))
+    if metrics["off_expert"]:
+        print(f"\noff the expert path (native reward)\n\n{probe_table(metrics['off_expert'])}\n\n{PROBE_LEGEND}")
     print(f"written to {args.out}")
 
 

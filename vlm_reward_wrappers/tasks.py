@@ -255,6 +255,27 @@ def goal_text(name: str) -> str:
     return TASKS[resolve_task(name)].goal
 
 
+SAME_SCENE_PAIRS = (
+    ("drawer-open-v3", "drawer-close-v3"),
+    ("window-open-v3", "window-close-v3"),
+    ("button-press-v3", "button-press-topdown-v3"),
+    ("faucet-open-v3", "faucet-close-v3"),
+    ("door-open-v3", "door-close-v3"),
+)
+"""Pairs of Meta-World tasks that share a scene and differ in the instruction: goal-swap accuracy over these
+pairs asks whether a reward reads the goal, not which scene a frame shows."""
+
+
+def same_scene_tasks(name: str) -> tuple[str, ...]:
+    """The tasks that share ``name``'s scene (see :data:`SAME_SCENE_PAIRS`), without ``name`` itself.
+
+    Example:
+        >>> same_scene_tasks("drawer-open-v3")
+        ('drawer-close-v3',)
+    """
+    return tuple(other for pair in SAME_SCENE_PAIRS if name in pair for other in pair if other != name)
+
+
 SPLITS: dict[str, tuple[str, ...]] = {"MT10": MT10, "ML45-train": ML45_TRAIN, "ML45-test": ML45_TEST}
 """Split names accepted wherever a list of tasks is: each stands for its tasks."""
 

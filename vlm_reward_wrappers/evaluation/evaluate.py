@@ -5,7 +5,9 @@ trains: a goal image for TCN and image-goal VIP, the sentence otherwise) and,
 where that differs, also with the sentence reward. Writes to the output folder:
 
 * ``metrics.json``: every metric overall and per task (:func:`~vlm_reward_wrappers.metrics.summarize`)
-  for the native reward, ``sentence_reward`` likewise where it differs, and what was evaluated;
+  for the native reward, the off-expert probe per task under ``off_expert``
+  (:mod:`~vlm_reward_wrappers.metrics.off_expert`), ``sentence_reward`` likewise where it differs, and what
+  was evaluated;
 * ``predictions.csv``: one row per frame (task, episode, step, gt_reward, success, predicted_reward);
 * ``predictions.npz`` (and ``predictions_sentence.npz``): the exact frame tables, for the benchmark's statistics;
 * with ``demonstrations`` (tasks given by demonstrations): ``demo_progress_reward`` and ``demo_goal_image_reward``
@@ -30,7 +32,7 @@ from typing import Any, Literal
 
 from vlm_reward_wrappers.data.storage import DemoDataset
 from vlm_reward_wrappers.evaluation.plots import plot_per_task, plot_reward_curves
-from vlm_reward_wrappers.evaluation.report import legend, markdown_table
+from vlm_reward_wrappers.evaluation.report import PROBE_LEGEND, legend, markdown_table, probe_table
 from vlm_reward_wrappers.evaluation.scoring import (
     GoalChoice,
     ScoredDataset,
@@ -41,6 +43,7 @@ from vlm_reward_wrappers.evaluation.scoring import (
 )
 from vlm_reward_wrappers.io_utils import write_json_atomic, write_text_atomic
 from vlm_reward_wrappers.metrics import DEFAULT_DELTA, summarize
+from vlm_reward_wrappers.metrics.off_expert import off_expert_probe
 from vlm_reward_wrappers.models import (
     Demonstration,
     DemoReward,
@@ -67,6 +70,9 @@ METRICS_KEYS: dict[RewardChoice, str] = {
 }
 """Where ``metrics.json`` keeps the metrics of each reward but the native one (at its top level)."""
 DEMO_REWARDS: dict[RewardChoice, DemoReward] = {"demo-progress": "progress", "demo-goal-image": "goal-image"}
+EVALUATION_FORMAT = 2
+"""What ``metrics.json`` holds: 2 added the time-balanced and split ranking metrics, same-scene goal swap, the
+off-expert probe, and each frame's action noise in the tables. A benchmark re-evaluates an older evaluation."""
 
 
 def check_no_leak(dataset: DemoDataset, demonstrations: Mapping[str, Sequence[Demonstration]]) -> None:
@@ -128,11 +134,14 @@ def evaluate(
             }
             scored[choice] = score_dataset(model, dataset, goal=goals)
     metrics = _summary(scored["native"], delta, seed, num_resamples)
+    native_table = scored["native"].table
+    metrics["off_expert"] = off_expert_probe(native_table) if native_table is not None else {}
     for choice, key in METRICS_KEYS.items():
         if choice in scored:
             metrics[key] = _summary(scored[choice], delta, seed, num_resamples)
     overall = metrics["overall"]
     metrics["evaluated"] = {
+        "format": EVALUATION_FORMAT,
         "checkpoint": str(checkpoint) if not isinstance(checkpoint, RewardModel) else None,
         "weights_sha256": weights_sha256,
         "objective": model.config.objective,
@@ -175,6 +184,8 @@ def _report(
     )
     if metrics["skipped_tasks"]:
         lines += ["", f"Left out (no stored goal image; pass a demonstration): {', '.join(metrics['skipped_tasks'])}."]
+    if metrics["off_expert"]:
+        lines += ["", "## Off the expert path", "", probe_table(metrics["off_expert"]), "", PROBE_LEGEND]
     if "sentence_reward" in metrics:
         lines += ["", "## Sentence reward s(o, l), which this objective never trains", ""]
         lines.append(markdown_table(metrics["sentence_reward"]))

@@ -35,6 +35,52 @@ def markdown_table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+PROBE_COLUMNS = (
+    ("success_auroc", "success AUC"),
+    ("spearman_expert", "ρ with R: expert"),
+    ("spearman_heavy_noise", "heavy noise"),
+    ("spearman_random", "random"),
+    ("expert_reward", "reward/step: expert"),
+    ("random_reward", "random"),
+    ("expert_above_random", "expert > random"),
+    ("random_above_success_median", "random frames above success median"),
+)
+"""The off-expert probe's columns (:mod:`vlm_reward_wrappers.metrics.off_expert`) and their headers."""
+
+
+def _probe_cell(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "**no**"
+    return f"{value:.2f}"
+
+
+def probe_table(probe: dict[str, dict[str, Any]], first_column: str = "task") -> str:
+    """The off-expert probe as a markdown table: one line per key of ``probe`` (tasks, or rows of a benchmark).
+
+    Example:
+        >>> print(probe_table({"reach-v3": {"success_auroc": 0.9, "expert_above_random": False}}).splitlines()[2])
+        | reach-v3 | 0.90 | n/a | n/a | n/a | n/a | n/a | **no** | n/a |
+    """
+    lines = [
+        f"| {first_column} | " + " | ".join(header for _, header in PROBE_COLUMNS) + " |",
+        "|---|" + "---|" * len(PROBE_COLUMNS),
+    ]
+    for name, values in probe.items():
+        lines.append(f"| {name} | " + " | ".join(_probe_cell(values.get(key)) for key, _ in PROBE_COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+PROBE_LEGEND = (
+    "Off the expert path (episodes run to their full length): success AUC of the reward for success frames against "
+    "the others; Spearman ρ of the reward with Meta-World's reward within episodes of clean experts, experts with "
+    "the heaviest action noise, and a random policy (mean over episodes); mean reward per step of clean experts and "
+    "of the random policy; the share of random-policy frames scoring above the median success frame (optima an "
+    "agent reaches without doing the task)."
+)
+
+
 def legend(delta: float, names: list[str] | None = None) -> str:
     """One line per metric (all, or those named): what it measures and its chance level."""
     lines = []
@@ -46,4 +92,4 @@ def legend(delta: float, names: list[str] | None = None) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["METRICS", "cell", "legend", "markdown_table"]
+__all__ = ["METRICS", "PROBE_LEGEND", "cell", "legend", "markdown_table", "probe_table"]

@@ -162,5 +162,6 @@ def score_dataset(
         is_expert=np.array([info.kind == "expert" for info in infos]),
         goal_rewards=np.concatenate(others),
         goal_tasks=np.array(training_tasks),
+        noise_std=np.array([info.noise_std for info in infos]),
     )
     return ScoredDataset(table, skipped)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from vlm_reward_wrappers.metrics.registry import Resample
 from vlm_reward_wrappers.metrics.table import check_arrays
 
 _MIN_BOOTSTRAP_VALUES = 10
@@ -62,18 +63,36 @@ def bootstrap_interval(
     return float(low), float(high)
 
 
-def interval_given_copies(
-    given_copies: Callable[[np.ndarray], float | None], episode_codes: np.ndarray, *, num_resamples: int, seed: int
+def copy_counts(num_episodes: int, *, num_resamples: int, seed: int) -> np.ndarray:
+    """``(num_resamples, num_episodes)``: how often each episode is drawn in each resample of as many episodes.
+
+    The draws are those of :func:`bootstrap_interval` with the same seed, resample by resample.
+    """
+    rng = np.random.default_rng(seed)
+    copies = np.zeros((num_resamples, num_episodes))
+    for row in copies:
+        row += np.bincount(rng.integers(0, num_episodes, size=num_episodes), minlength=num_episodes)
+    return copies
+
+
+def resample_in_chunks(resample: Resample, copies: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """``resample(copies)`` a block of rows at a time, so that per-pair weights never fill the memory."""
+    return np.concatenate([resample(copies[start : start + chunk]) for start in range(0, len(copies), chunk)])
+
+
+def interval_from_resamples(
+    resample: Resample, episode_codes: np.ndarray, *, num_resamples: int, seed: int, confidence: float = 0.95
 ) -> list[float] | None:
-    """:func:`bootstrap_interval` of a metric written as a function of episode copy counts.
+    """:func:`bootstrap_interval` of a metric written as a function of episode copy counts (:data:`Resample`).
 
     ``episode_codes`` numbers each frame's episode 0..E-1; a resample draws E
     episodes with replacement, and the metric sees how often each was drawn.
     """
-    sizes = np.bincount(episode_codes)
-
-    def metric(indices: np.ndarray, _episode_ids: np.ndarray) -> float | None:
-        return given_copies(np.bincount(episode_codes[indices], minlength=len(sizes)) / sizes)
-
-    interval = bootstrap_interval(metric, episode_codes, num_resamples=num_resamples, seed=seed)
-    return list(interval) if interval else None
+    copies = copy_counts(int(np.max(episode_codes)) + 1, num_resamples=num_resamples, seed=seed)
+    values = resample_in_chunks(resample, copies)
+    values = values[~np.isnan(values)]
+    if len(values) < _MIN_BOOTSTRAP_VALUES:
+        return None
+    tail = 50 * (1 - confidence)
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return [float(low), float(high)]

@@ -14,24 +14,31 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
-from vlm_reward_wrappers.metrics.registry import MetricResult, MetricSettings, register_metric
+from vlm_reward_wrappers.metrics.registry import MetricResult, MetricSettings, Resample, ratio, register_metric
 from vlm_reward_wrappers.metrics.table import FrameTable, check_arrays
+from vlm_reward_wrappers.tasks import same_scene_tasks
 
 
 def _frame_scores(
-    predicted: np.ndarray, task: np.ndarray, goal_rewards: np.ndarray, goal_tasks: np.ndarray
+    predicted: np.ndarray,
+    task: np.ndarray,
+    goal_rewards: np.ndarray,
+    goal_tasks: np.ndarray,
+    same_scene_only: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per frame: the summed score of its (frame, other goal) pairs and their number.
 
     A pair scores 1 when the frame's own-goal reward is higher than its reward for
     the other goal, 0.5 on a tie and 0 when lower. A column is another goal when
-    its task differs from the frame's (a held-out task's frame pairs with every column).
+    its task differs from the frame's (a held-out task's frame pairs with every column);
+    with ``same_scene_only``, only the goals of tasks that share the frame's scene count.
     """
     other = goal_tasks[None, :] != task[:, None]
+    if same_scene_only:
+        scene = {name: same_scene_tasks(str(name)) for name in np.unique(task)}
+        other &= np.array([np.isin(goal_tasks, scene[name]) for name in task]).reshape(other.shape)
     own = predicted[:, None]
     scores = (own > goal_rewards) + 0.5 * (own == goal_rewards)
     return (scores * other).sum(axis=1), other.sum(axis=1)
@@ -67,19 +74,12 @@ def goal_swap_accuracy(
     return float(sums.sum() / total) if total else None
 
 
-def _goal_swap_given_copies(
-    sums: np.ndarray, counts: np.ndarray, episode: np.ndarray
-) -> Callable[[np.ndarray], float | None]:
-    """Goal-swap accuracy as a function of how often each episode (code) is drawn: copies repeat its pairs."""
+def _goal_swap_resample(sums: np.ndarray, counts: np.ndarray, episode: np.ndarray) -> Resample:
+    """Goal-swap accuracy on resamples, as a function of how often each episode (code) is drawn."""
     size = int(episode.max()) + 1
     episode_sums = np.bincount(episode, weights=sums, minlength=size)
     episode_counts = np.bincount(episode, weights=counts, minlength=size)
-
-    def accuracy(copies: np.ndarray) -> float | None:
-        total = copies @ episode_counts
-        return float(copies @ episode_sums / total) if total else None
-
-    return accuracy
+    return lambda copies: ratio(copies @ episode_sums, copies @ episode_counts)
 
 
 @register_metric(
@@ -90,18 +90,34 @@ def _goal_swap_given_copies(
     chance=0.5,
     interval=True,
     headline=True,
-    order=2,
+    order=5,
 )
 def goal_swap_metric(table: FrameTable, settings: MetricSettings) -> MetricResult:
     """:func:`goal_swap_accuracy` of a frame table (``None`` without goal rewards), with its resampling function."""
+    return _goal_swap_result(table, same_scene_only=False)
+
+
+@register_metric(
+    "same_scene_goal_swap_accuracy",
+    label="same-scene goal-swap acc.",
+    description="goal-swap accuracy over the goals of tasks that share the frame's scene only (drawer-open and "
+    "drawer-close, window-open and window-close, ...: tasks.SAME_SCENE_PAIRS), where the scene cannot tell the goal",
+    chance=0.5,
+    interval=True,
+    headline=True,
+    order=6,
+)
+def same_scene_goal_swap_metric(table: FrameTable, settings: MetricSettings) -> MetricResult:
+    """Goal-swap accuracy against same-scene goals only (``None`` where no such goal was scored)."""
+    return _goal_swap_result(table, same_scene_only=True)
+
+
+def _goal_swap_result(table: FrameTable, *, same_scene_only: bool) -> MetricResult:
+    key = "num_same_scene_goal_swap_pairs" if same_scene_only else "num_goal_swap_pairs"
     if table.goal_rewards is None or table.goal_tasks is None:
-        return MetricResult(None, None, {"num_goal_swap_pairs": 0})
-    sums, counts = _frame_scores(table.predicted, table.task, table.goal_rewards, table.goal_tasks)
+        return MetricResult(None, None, {key: 0})
+    sums, counts = _frame_scores(table.predicted, table.task, table.goal_rewards, table.goal_tasks, same_scene_only)
     total = int(counts.sum())
     if total == 0:
-        return MetricResult(None, None, {"num_goal_swap_pairs": 0})
-    return MetricResult(
-        float(sums.sum() / total),
-        _goal_swap_given_copies(sums, counts, table.episode_codes),
-        {"num_goal_swap_pairs": total},
-    )
+        return MetricResult(None, None, {key: 0})
+    return MetricResult(float(sums.sum() / total), _goal_swap_resample(sums, counts, table.episode_codes), {key: total})

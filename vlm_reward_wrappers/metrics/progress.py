@@ -8,12 +8,10 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from scipy import stats
 
-from vlm_reward_wrappers.metrics.registry import MetricResult, MetricSettings, register_metric
+from vlm_reward_wrappers.metrics.registry import MetricResult, MetricSettings, Resample, ratio, register_metric
 from vlm_reward_wrappers.metrics.table import FrameTable, check_arrays, mean_or_none
 
 _MIN_VOC_FRAMES = 3
@@ -87,13 +85,12 @@ def value_order_correlation(
     return mean_or_none(correlations)
 
 
-def _voc_given_copies(episodes: np.ndarray, correlations: np.ndarray) -> Callable[[np.ndarray], float | None]:
-    """VOC as a function of how often each episode (code) is drawn: copies share one ρ."""
+def _voc_resample(episodes: np.ndarray, correlations: np.ndarray) -> Resample:
+    """VOC on resamples, as a function of how often each episode (code) is drawn: copies share one ρ."""
 
-    def voc(copies: np.ndarray) -> float | None:
-        weights = copies[episodes]
-        total = weights.sum()
-        return float(weights @ correlations / total) if total else None
+    def voc(copies: np.ndarray) -> np.ndarray:
+        weights = copies[:, episodes]
+        return ratio(weights @ correlations, weights.sum(axis=1))
 
     return voc
 
@@ -106,7 +103,7 @@ def _voc_given_copies(episodes: np.ndarray, correlations: np.ndarray) -> Callabl
     chance=0.0,
     interval=True,
     headline=True,
-    order=1,
+    order=4,
 )
 def voc_metric(table: FrameTable, settings: MetricSettings) -> MetricResult:
     """:func:`value_order_correlation` of a frame table, with its resampling function."""
@@ -114,4 +111,4 @@ def voc_metric(table: FrameTable, settings: MetricSettings) -> MetricResult:
         table.predicted, table.step, table.episode_codes, table.first_success_step, table.is_expert
     )
     value = mean_or_none(correlations)
-    return MetricResult(value, _voc_given_copies(episodes, correlations) if value is not None else None)
+    return MetricResult(value, _voc_resample(episodes, correlations) if value is not None else None)

@@ -9,7 +9,7 @@ reports list them from :data:`METRICS`.
 
 Example:
     >>> [metric.name for metric in ordered_metrics()][:2]
-    ['ranking_accuracy', 'voc']
+    ['time_balanced_accuracy', 'ranking_accuracy_within']
     >>> METRICS["voc"].label
     'VOC'
 """
@@ -55,21 +55,45 @@ MetricFunction = Callable[[FrameTable, "MetricSettings"], "MetricResult"]
 """A metric: frames and settings in, a result out."""
 
 
+Resample = Callable[[np.ndarray], np.ndarray]
+"""A metric on bootstrap resamples: ``(R, E)`` copy counts of each episode in R resamples in, ``(R,)`` values out
+(NaN where the metric cannot be computed on a resample)."""
+
+
 @dataclass(frozen=True)
 class MetricResult:
     """A metric's value on a frame table.
 
     Args:
         value: the metric (None: it cannot be computed on these frames).
-        given_copies: the metric on a bootstrap resample, as a function of how
-            often each episode (by ``FrameTable.episode_codes``) was drawn;
-            None when no interval is reported.
-        details: further numbers for the report (``{"ranking_accuracy_within": 0.8}``).
+        resample: the metric on bootstrap resamples, as a function of how often each episode (by
+            ``FrameTable.episode_codes``) was drawn in each (see :data:`Resample`); None when no interval is
+            reported. Copies re-weight what was computed once (pairs, per-episode correlations): no frame is copied.
+        details: further numbers for the report (``{"time_balanced_rising": 0.8}``).
     """
 
     value: float | None
-    given_copies: Callable[[np.ndarray], float | None] | None = None
+    resample: Resample | None = None
     details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def given_copies(self) -> Callable[[np.ndarray], float | None] | None:
+        """The metric on one resample, given ``(E,)`` copy counts (None where it cannot be computed)."""
+        resample = self.resample
+        if resample is None:
+            return None
+
+        def one(copies: np.ndarray) -> float | None:
+            value = float(resample(np.asarray(copies, dtype=float)[None, :])[0])
+            return None if np.isnan(value) else value
+
+        return one
+
+
+def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """``numerator / denominator`` elementwise, NaN where the denominator is 0 (a resample without a value)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.nan)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from vlm_reward_wrappers.metrics.bootstrap import interval_given_copies
+from vlm_reward_wrappers.metrics.bootstrap import interval_from_resamples
 from vlm_reward_wrappers.metrics.registry import DEFAULT_DELTA, MetricSettings, ordered_metrics
 from vlm_reward_wrappers.metrics.table import FrameTable
 
@@ -28,10 +28,10 @@ def summarize_block(table: FrameTable, settings: MetricSettings) -> dict[str, An
         block[metric.name] = result.value
         if metric.interval:
             block[f"{metric.name}_ci"] = (
-                interval_given_copies(
-                    result.given_copies, table.episode_codes, num_resamples=settings.num_resamples, seed=settings.seed
+                interval_from_resamples(
+                    result.resample, table.episode_codes, num_resamples=settings.num_resamples, seed=settings.seed
                 )
-                if result.given_copies is not None
+                if result.resample is not None
                 else None
             )
         block.update(result.details)

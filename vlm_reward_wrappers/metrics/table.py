@@ -62,6 +62,8 @@ class FrameTable:
         goal_rewards: optional ``(N, G)`` learned reward of every frame for each of
             ``G`` other goals (the training tasks' goals), for goal-sensitivity metrics.
         goal_tasks: the ``G`` task names of those goals' columns.
+        noise_std: optional std of the action noise of each frame's episode (0 for random-action episodes):
+            which expert rollouts are clean and which heavily perturbed, for the off-expert probe.
     """
 
     predicted: np.ndarray
@@ -74,9 +76,14 @@ class FrameTable:
     is_expert: np.ndarray
     goal_rewards: np.ndarray | None = None
     goal_tasks: np.ndarray | None = None
+    noise_std: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        columns = [field.name for field in dataclasses.fields(self) if field.name not in ("goal_rewards", "goal_tasks")]
+        columns = [
+            field.name
+            for field in dataclasses.fields(self)
+            if field.name not in ("goal_rewards", "goal_tasks") and getattr(self, field.name) is not None
+        ]
         checked = check_arrays(**{name: getattr(self, name) for name in columns})
         if (self.goal_rewards is None) != (self.goal_tasks is None):
             raise ValueError("give goal_rewards and goal_tasks together")
@@ -92,6 +99,8 @@ class FrameTable:
         checked["ground_truth"] = checked["ground_truth"].astype(float)
         checked["success"] = checked["success"].astype(bool)
         checked["is_expert"] = checked["is_expert"].astype(bool)
+        if "noise_std" in checked:
+            checked["noise_std"] = checked["noise_std"].astype(float)
         for name, array in checked.items():
             object.__setattr__(self, name, array)
 

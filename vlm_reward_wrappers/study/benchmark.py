@@ -23,33 +23,52 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from vlm_reward_wrappers.configs import to_dict
 from vlm_reward_wrappers.data import DemoDataset, collect
 from vlm_reward_wrappers.evaluation import evaluate
-from vlm_reward_wrappers.evaluation.evaluate import METRICS_KEYS
-from vlm_reward_wrappers.evaluation.scoring import load_table
+from vlm_reward_wrappers.evaluation.evaluate import EVALUATION_FORMAT, METRICS_KEYS, TABLE_FILES
+from vlm_reward_wrappers.evaluation.references import (
+    Embed,
+    FrameFree,
+    frame_free_reference,
+    knn_progress_reference,
+    pixel_vectors,
+)
+from vlm_reward_wrappers.evaluation.scoring import load_table, save_table
 from vlm_reward_wrappers.io_utils import read_json, write_json_atomic, write_text_atomic
-from vlm_reward_wrappers.metrics import DEFAULT_DELTA, FrameTable
-from vlm_reward_wrappers.models import BackboneSpec, Demonstration, is_checkpoint, read_checkpoint_config
+from vlm_reward_wrappers.metrics import DEFAULT_DELTA, METRICS, FrameTable
+from vlm_reward_wrappers.metrics.off_expert import PROBE_KEYS, off_expert_probe
+from vlm_reward_wrappers.models import (
+    BackboneSpec,
+    Demonstration,
+    RewardModel,
+    is_checkpoint,
+    read_checkpoint_config,
+)
 from vlm_reward_wrappers.models.demonstration import dataset_demonstrations
+from vlm_reward_wrappers.models.features import backbone_features
 from vlm_reward_wrappers.objectives import get_objective
 from vlm_reward_wrappers.study.presets import PRESETS, SPLITS, VARIANTS, Preset
 from vlm_reward_wrappers.study.report import (
+    COMPARED_WITH,
+    HEADLINE,
     Row,
     best_demonstration_row,
     data_summary,
     held_out_table,
     late_improvement,
     machine_description,
+    off_expert_summary,
     plot_benchmark,
     plot_learning_curves,
+    reference_rows,
     render_report,
     results_tables,
     study_rows,
@@ -123,14 +142,20 @@ _DEFAULT_RUN = {
 }
 
 
-def _trained(folder: Path, config: TrainConfig, steps: int) -> bool:
-    """Whether ``folder`` holds a finished run of ``config`` that took ``steps`` steps.
+def _trained(folder: Path, config: TrainConfig, steps: int, backbone: BackboneSpec | None = None) -> bool:
+    """Whether ``folder`` holds a finished run of ``config`` that took ``steps`` steps (on ``backbone``, if given).
 
     Raises RunMismatchError when it holds a finished run of other settings, which a benchmark never reuses.
     """
     if not is_checkpoint(folder) or not (folder / STATE_NAME).is_file():
         return False
-    training = read_checkpoint_config(folder)[0].training
+    stored_config = read_checkpoint_config(folder)[0]
+    if backbone is not None and backbone.sha256 is not None and stored_config.backbone.sha256 != backbone.sha256:
+        raise RunMismatchError(
+            f"{folder} holds a run on another backbone (weights sha256 {stored_config.backbone.sha256}); run the "
+            "benchmark into another --out, or delete that folder to train it again"
+        )
+    training = stored_config.training
     wanted = {key: value for key, value in config.resume_key().items() if key != "init_from"}  # a path's spelling
     # a setting added to TrainConfig after the run was trained took its default there
     stored = {**_DEFAULT_RUN, **training.get("config", {})}
@@ -182,19 +207,22 @@ def run_benchmark(
             demo_data = collect(preset.demo_collection(), out / "data" / "demos", progress=progress)
             demonstrations = dataset_demonstrations(demo_data, preset.held_out_tasks, preset.demonstrations)
 
-    own = f"the package's own {preset.pretrain.model}, pretrained on the training data (cached)"
+    own = f"the package's own {preset.pretrain.model}, one pretrained on the training data per seed (cached)"
     with clock.stage("backbone", f"[3/5] backbone: {f'{backbone.model} ({backbone.pretrained})' if backbone else own}"):
-        if backbone is None:
-            backbone = pretrain_backbone(
-                train_data.root, tasks=preset.train_tasks, config=preset.pretrain, progress=progress
+        backbones = {
+            seed: backbone
+            or pretrain_backbone(
+                train_data.root, tasks=preset.train_tasks, config=preset.pretrain_config(seed), progress=progress
             )
+            for seed in preset.seeds
+        }
 
     with clock.stage(
         "training",
         f"[4/5] training {len(preset.objectives)} objectives x {len(preset.seeds)} seed(s), "
         f"{preset.train_steps} steps each ({preset.finetune})",
     ):
-        checkpoints = _train_objectives(preset, out, train_data, backbone, progress)
+        checkpoints = _train_objectives(preset, out, train_data, backbones, progress)
         if preset.adapt_demonstrations and demo_data is not None:
             counts = preset.adapt_demonstrations
             log(f"      adapting every checkpoint to the held-out tasks on {counts} demonstration(s)")
@@ -202,16 +230,16 @@ def run_benchmark(
 
     with clock.stage(
         "evaluation and statistics",
-        "[5/5] evaluating every checkpoint on held-out episodes and held-out tasks; paired statistics",
+        "[5/5] evaluating every checkpoint and the reference predictors on held-out episodes and held-out tasks; "
+        "paired statistics; the off-expert probe",
     ):
         _evaluate_checkpoints(preset, out, checkpoints, eval_data, demonstrations)
-        rows = study_rows(preset)
-        statistics = {
-            split: compare_objectives(_frame_tables(out, rows, preset.seeds, split), num_resamples=preset.num_resamples)
-            for split in SPLITS
-        }
-        held_out = [row for row in rows if "held-out-tasks" in row.splits]
+        rows = reference_rows(preset) + study_rows(preset)
+        _score_references(preset, out, rows, checkpoints, train_data, eval_data)
+        statistics = {split: _statistics(preset, out, rows, split) for split in SPLITS}
+        held_out = [row for row in rows if "held-out-tasks" in row.splits and not row.reference]
         held_out_per_task = {row.label: _per_task(out, row, preset.seeds) for row in held_out}
+        off_expert = _off_expert(out, rows, preset.seeds)
 
     histories = {  # of the study's own training runs, not the adaptations
         variant: [
@@ -222,10 +250,12 @@ def run_benchmark(
     all_runs = clock.all_runs
     result: dict[str, Any] = {
         "preset": to_dict(preset),
-        "backbone": to_dict(backbone),
+        "backbone": to_dict(backbones[preset.seeds[0]]),
+        "backbones": {str(seed): to_dict(spec) for seed, spec in backbones.items()},
         "rows": [to_dict(row) for row in rows],
         "statistics": statistics,
         "held_out_per_task": held_out_per_task,
+        "off_expert": off_expert,
         "learning": {variant: [late_improvement(run) for run in runs] for variant, runs in histories.items()},
         "data": {"train": data_summary(train_data), "eval": data_summary(eval_data)},
         "timings_s": {**clock.this_run, "total": time.perf_counter() - started},
@@ -239,19 +269,27 @@ def run_benchmark(
     plot_benchmark(statistics, out / "benchmark.png")
     write_text_atomic(out / "report.md", render_report(result))
     log("\n" + results_tables(result))
+    log("\noff the expert path, training tasks (means over seeds; per task in the report)\n")
+    log(off_expert_summary(result))
     if best_demonstration_row(result) is not None:
-        log("\nheld-out tasks by how the task is given (pooled ranking accuracy [95% interval] / pooled VOC)\n")
+        log(
+            f"\nheld-out tasks by how the task is given (pooled {METRICS[HEADLINE].label} [95% interval] / pooled VOC)\n"
+        )
         log(held_out_table(result))
     minutes = result["timings_all_runs_s"]["total"] / 60
     summed = f" ({minutes:.1f} min summed over {clock.runs} runs into {out})" if clock.runs > 1 else ""
-    log(f"\nwall time {result['timings_s']['total'] / 60:.1f} min{summed}; report: {out / 'report.md'}")
+    machine = result["machine"]
+    log(
+        f"\nwall time {result['timings_s']['total'] / 60:.1f} min{summed} on {machine['processor']}, "
+        f"{machine['cpus']} CPUs, GPU: {machine['cuda'] or 'none'}; report: {out / 'report.md'}"
+    )
     return result
 
 
 def _train_objectives(
-    preset: Preset, out: Path, train_data: DemoDataset, backbone: BackboneSpec, progress: bool
+    preset: Preset, out: Path, train_data: DemoDataset, backbones: dict[int, BackboneSpec], progress: bool
 ) -> dict[tuple[str, int], Path]:
-    """Train (or find trained) every objective of the preset with every seed; their checkpoint folders."""
+    """Train (or find trained) every objective of the preset with every seed on that seed's backbone."""
     checkpoints: dict[tuple[str, int], Path] = {}
     for seed in preset.seeds:
         for variant in preset.objectives:
@@ -269,8 +307,8 @@ def _train_objectives(
                 tasks=preset.train_tasks,
             )
             expected_steps = preset.train_steps if get_objective(objective, **options).trains else 0
-            if not _trained(folder, config, expected_steps):
-                train(config, train_data.root, folder, backbone=backbone, progress=progress)
+            if not _trained(folder, config, expected_steps, backbones[seed]):
+                train(config, train_data.root, folder, backbone=backbones[seed], progress=progress)
             checkpoints[(variant, seed)] = folder
     return checkpoints
 
@@ -313,8 +351,86 @@ def _evaluate_checkpoints(
             demos = {} if is_adapted else split_demos[split]
             wanted = {task: [demo.name for demo in given] for task, given in demos.items()}
             evaluated = read_json(metrics_file)["evaluated"] if metrics_file.is_file() else {}
-            if evaluated.get("weights_sha256") != weights_sha256 or evaluated.get("demonstrations", {}) != wanted:
+            if (
+                evaluated.get("weights_sha256") != weights_sha256
+                or evaluated.get("demonstrations", {}) != wanted
+                or evaluated.get("format") != EVALUATION_FORMAT
+            ):
                 evaluate(folder, eval_data.root, target, tasks=tasks, seed=0, demonstrations=demos)
+
+
+def _score_references(
+    preset: Preset,
+    out: Path,
+    rows: list[Row],
+    checkpoints: dict[tuple[str, int], Path],
+    train_data: DemoDataset,
+    eval_data: DemoDataset,
+) -> None:
+    """Write the reference rows' frame tables (once), on the frames of the first objective's native tables."""
+    template_variant = next(row.variant for row in rows if not row.reference and row.goal_kind == "sentence")
+    for seed in preset.seeds:
+        model: RewardModel | None = None
+        for split in SPLITS:
+            template = load_table(out / "eval" / f"{template_variant}-seed{seed}" / split / TABLE_FILES["native"])
+            for row in rows:
+                target = out / "eval" / checkpoint_folder(out, row.variant, seed).name / split / row.table_file
+                if not row.reference or split not in row.splits or target.is_file():
+                    continue
+                name = row.variant.removeprefix("ref-")
+                if name == "pixel-knn":
+                    table = knn_progress_reference(template, train_data, eval_data, pixel_vectors)
+                elif name == "backbone-knn":
+                    model = model or RewardModel.from_pretrained(checkpoints[(preset.objectives[0], seed)])
+                    table = knn_progress_reference(
+                        template, train_data, eval_data, _backbone_embedding(model), metric="cosine"
+                    )
+                else:
+                    table = frame_free_reference(template, cast(FrameFree, name))
+                if table is not None:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    save_table(table, target)
+
+
+def _backbone_embedding(model: RewardModel) -> Embed:
+    """The frozen backbone's image features of a dataset's frames, as arrays (cached like every evaluation's)."""
+
+    def embed(dataset: DemoDataset, episodes: Sequence[int]) -> dict[int, np.ndarray]:
+        return {
+            index: value.float().cpu().numpy() for index, value in backbone_features(model, dataset, episodes).items()
+        }
+
+    return embed
+
+
+def _statistics(preset: Preset, out: Path, rows: list[Row], split: str) -> dict[str, Any]:
+    """Every headline metric of every row on a split, paired; objectives compared with :data:`COMPARED_WITH`."""
+    tables = _frame_tables(out, rows, preset.seeds, split)
+    family = [row.label for row in rows if not row.reference and row.label in tables]
+    return compare_objectives(
+        tables,
+        num_resamples=preset.num_resamples,
+        reference=COMPARED_WITH if COMPARED_WITH in tables else None,
+        family=family,
+    )
+
+
+def _off_expert(out: Path, rows: list[Row], seeds: tuple[int, ...]) -> dict[str, dict[str, dict[str, Any]]]:
+    """The off-expert probe of every row on the training tasks' evaluation episodes: per task, the mean over seeds
+    (for yes/no answers: the share of seeds answering yes)."""
+    probes = {}
+    for label, tables in _frame_tables(out, rows, seeds, "train-tasks").items():
+        per_seed = [off_expert_probe(table) for table in tables]
+        probes[label] = {
+            task: {key: _mean_answer([probe[task][key] for probe in per_seed]) for key in PROBE_KEYS}
+            for task in per_seed[0]
+        }
+    return probes
+
+
+def _mean_answer(values: list[Any]) -> float | None:
+    """The mean of the seeds' values (booleans count as 0 and 1); None when a seed has none."""
+    return None if any(value is None for value in values) else float(np.mean([float(value) for value in values]))
 
 
 def checkpoint_folder(out: Path, variant: str, seed: int) -> Path:
@@ -323,7 +439,7 @@ def checkpoint_folder(out: Path, variant: str, seed: int) -> Path:
 
 
 def _per_task(out: Path, row: Row, seeds: tuple[int, ...]) -> dict[str, dict[str, float | None]]:
-    """A row's ranking accuracy and VOC per held-out task, means over seeds (from the evaluations' metrics)."""
+    """A row's headline metric and VOC per held-out task, means over seeds (from the evaluations' metrics)."""
     values: dict[str, dict[str, list[float]]] = {}
     key = METRICS_KEYS.get(row.reward)
     for seed in seeds:
@@ -334,11 +450,11 @@ def _per_task(out: Path, row: Row, seeds: tuple[int, ...]) -> dict[str, dict[str
         metrics = read_json(metrics_file)
         block = metrics.get(key, {}) if key else metrics
         for task, task_metrics in block.get("per_task", {}).items():
-            for name in ("ranking_accuracy", "voc"):
+            for name in (HEADLINE, "voc"):
                 if task_metrics.get(name) is not None:
                     values.setdefault(task, {}).setdefault(name, []).append(task_metrics[name])
     return {
-        task: {name: float(np.mean(found[name])) if found.get(name) else None for name in ("ranking_accuracy", "voc")}
+        task: {name: float(np.mean(found[name])) if found.get(name) else None for name in (HEADLINE, "voc")}
         for task, found in values.items()
     }
 

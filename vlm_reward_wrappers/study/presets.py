@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,7 @@ QUICK_TRAIN_TASKS = (
     "drawer-close-v3",
     "door-open-v3",
     "window-open-v3",
+    "window-close-v3",
     "plate-slide-v3",
 )
 
@@ -53,14 +55,18 @@ class Preset:
         train_tasks: tasks of every training stage.
         held_out_tasks: tasks no training stage sees (evaluated only).
         train_episodes: training episodes per task.
-        eval_episodes: evaluation episodes per task (another collection seed).
+        eval_episodes: evaluation episodes per task (another collection seed), run to ``episode_steps`` (not
+            stopped after success): the states an agent visits, expert, noisy and random.
         image_size: frame size in pixels.
         episode_steps: step limit of a collected episode.
-        noise_levels: expert action-noise levels, cycled over episodes.
+        noise_levels: expert action-noise levels of the training episodes, cycled over episodes.
+        eval_noise_levels: expert action-noise levels of the evaluation episodes; the largest is the
+            off-expert probe's "heavy noise" rollout.
         train_random_share: share of random-action training episodes.
         eval_random_share: share of random-action evaluation episodes.
         backbone: the backbone (None: the package's own, pretrained on the training data).
-        pretrain: pretraining budget of the package's own backbone.
+        pretrain: pretraining budget of the package's own backbone; one backbone is pretrained per training
+            seed (its ``seed`` replaced), so resampling seeds resamples the backbone draw too.
         finetune: finetuning mode of every objective.
         lora_rank: LoRA rank.
         train_steps: training steps of every objective.
@@ -86,6 +92,7 @@ class Preset:
     image_size: int = 64
     episode_steps: int = 200
     noise_levels: tuple[float, ...] = (0.0, 0.1, 0.3, 0.5)
+    eval_noise_levels: tuple[float, ...] = (0.0, 0.1, 0.3, 0.5, 1.0)
     train_random_share: float = 0.1
     eval_random_share: float = 0.25
     backbone: BackboneSpec | None = None  # None: the package's own, pretrained with `pretrain`
@@ -114,6 +121,10 @@ class Preset:
                 f"cannot exceed demo_episodes ({self.demo_episodes}), the demonstrations collected per held-out task"
             )
 
+    def pretrain_config(self, seed: int) -> PretrainConfig:
+        """The backbone pretraining of training seed ``seed``: the preset's budget with that seed."""
+        return dataclasses.replace(self.pretrain, seed=seed)
+
     def train_collection(self) -> CollectionConfig:
         return CollectionConfig(
             tasks=self.train_tasks,
@@ -141,10 +152,11 @@ class Preset:
         return CollectionConfig(
             tasks=self.train_tasks + self.held_out_tasks,
             episodes_per_task=self.eval_episodes,
-            noise_levels=self.noise_levels,
+            noise_levels=self.eval_noise_levels,
             random_share=self.eval_random_share,
             image_size=self.image_size,
             max_steps=self.episode_steps,
+            steps_after_success=None,
             seed=1000,
         )
 
@@ -152,13 +164,13 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "quick": Preset(
         name="quick",
-        description="8 training tasks, the 5 ML45 test tasks held out; 64-px frames; frozen backbone with residual "
-        "heads on cached features; 3 seeds; held-out tasks also given by 1 demonstration and adapted on 1 and 5; "
-        "about 16 minutes on a 2-core CPU",
+        description="9 training tasks (two same-scene pairs), the 5 ML45 test tasks held out; 64-px frames; one "
+        "backbone per seed, frozen, with residual heads on cached features; 3 seeds; 20 full-length evaluation "
+        "episodes per task; held-out tasks also given by 1 demonstration and adapted on 1 and 5",
         train_tasks=QUICK_TRAIN_TASKS,
         held_out_tasks=ML45_TEST,
         train_episodes=10,
-        eval_episodes=4,
+        eval_episodes=20,
         pretrain=PretrainConfig(max_steps=200),
         finetune="heads",
         train_steps=600,

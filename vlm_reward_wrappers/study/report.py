@@ -21,8 +21,8 @@ import torch
 from vlm_reward_wrappers.data import DemoDataset
 from vlm_reward_wrappers.evaluation.evaluate import TABLE_FILES, RewardChoice
 from vlm_reward_wrappers.evaluation.plots import bar_value, new_figure
-from vlm_reward_wrappers.evaluation.report import legend
-from vlm_reward_wrappers.metrics import ordered_metrics
+from vlm_reward_wrappers.evaluation.report import PROBE_LEGEND, legend, probe_table
+from vlm_reward_wrappers.metrics import METRICS, ordered_metrics
 from vlm_reward_wrappers.objectives import get_objective
 from vlm_reward_wrappers.study.presets import SPLITS, VARIANTS, Preset
 
@@ -52,6 +52,37 @@ class Row:
     table_file: str
     splits: tuple[str, ...] = SPLITS
     checkpoint_suffix: str = ""
+    reference: bool = False
+
+
+REFERENCE_LABELS: dict[str, str] = {
+    "oracle": "ref: Meta-World reward (oracle)",
+    "clock": "ref: clock, step / first success",
+    "expert-flag": "ref: expert flag + 0.001·step",
+    "pixel-knn": "ref: raw-pixel kNN",
+    "backbone-knn": "ref: backbone kNN",
+}
+"""The reference rows (:mod:`vlm_reward_wrappers.evaluation.references`) by name, and their labels."""
+COMPARED_WITH = "triplet"
+"""The row every objective is compared with, declared before any data: the study's finding is that the triplet
+loss beats the other objectives."""
+
+
+def reference_rows(preset: Preset) -> list[Row]:
+    """The reference rows, printed first: the frame-free ones on both splits; the nearest-neighbour ones on training
+    tasks only (they need labelled training frames of the task), the backbone probe only with a frozen backbone.
+
+    >>> from vlm_reward_wrappers.study.presets import PRESETS
+    >>> [row.label for row in reference_rows(PRESETS["tiny"]) if "held-out-tasks" in row.splits]
+    ['ref: Meta-World reward (oracle)', 'ref: clock, step / first success', 'ref: expert flag + 0.001·step']
+    """
+    rows = []
+    for name, label in REFERENCE_LABELS.items():
+        if name == "backbone-knn" and preset.finetune not in ("heads", "frozen"):
+            continue
+        splits = ("train-tasks",) if name.endswith("knn") else SPLITS
+        rows.append(Row(label, f"ref-{name}", "native", "reference", TABLE_FILES["native"], splits, reference=True))
+    return rows
 
 
 def study_rows(preset: Preset) -> list[Row]:
@@ -90,51 +121,52 @@ def _interval(value: float | None, interval: list[float] | None) -> str:
     return f"{value:.3f}" + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
 
 
-def _versus_best(comparison: dict[str, Any], label: str) -> str:
-    """The row minus the best row, with its interval and verdict (the statistics hold best minus row)."""
-    if comparison.get("best") == label:
-        return "**best**"
+HEADLINE = "time_balanced_accuracy"
+"""The metric the study's verdicts are read on: one a clock cannot pass (see :mod:`~.metrics.time_balanced`)."""
+
+
+def _versus_reference(comparison: dict[str, Any], label: str) -> str:
+    """The row minus the reference row, its interval, and its verdict after Holm's correction (the statistics hold
+    reference minus row); blank for rows outside the compared family (the reference predictors)."""
+    if comparison.get("reference") == label:
+        return "**compared with**"
     paired = comparison["paired"].get(label)
-    difference = None if paired is None else paired["difference"]
-    if paired is None or difference is None:
-        return "n/a"
+    if paired is None or paired["difference"] is None:
+        return ""
     interval = f" [{-paired['ci'][1]:+.2f}, {-paired['ci'][0]:+.2f}]" if paired["ci"] else ""
-    text = f"{-difference:+.3f}{interval}"
-    readout = {"better": "worse", "worse": "better", "not distinguishable": "not distinguishable"}[paired["verdict"]]
-    return f"{text} {readout}"
+    readout = {"better": "worse", "worse": "better", "not distinguishable": "not distinguishable"}
+    return f"{-paired['difference']:+.3f}{interval} {readout[paired['holm_verdict']]}"
 
 
-def results_tables(result: dict[str, Any]) -> str:
-    """One markdown table per split: pooled and macro values with intervals, and the paired verdict against the best."""
+def results_tables(result: dict[str, Any], aggregate: str = "pooled") -> str:
+    """One markdown table per split: every headline metric with its interval (``pooled`` over all frames of the
+    split, or ``macro``, the mean over tasks), reference rows first, and each objective against the declared
+    comparison row on the headline metric (paired, Holm-corrected over the objectives)."""
     metrics = [metric for metric in ordered_metrics(headline=True) if metric.interval]
     parts = []
     for split in SPLITS:
         statistics = result["statistics"][split]
-        first = next(iter(statistics.values()))
+        first = statistics[HEADLINE]
         parts.append(
-            f"**{split}** (mean over {first['num_seeds']} seeds; 95% intervals from a task-stratified bootstrap "
-            f"over seeds and {first['num_episodes']} episodes, {first['num_resamples']} resamples, paired)"
+            f"**{split}**, {aggregate} (mean over {first['num_seeds']} seeds, each its own backbone and heads; 95% "
+            f"intervals from a task-stratified bootstrap over seeds and {first['num_episodes']} episodes, "
+            f"{first['num_resamples']} resamples, paired)"
         )
-        header = ["objective", "goal"]
-        for metric in metrics:
-            header += [f"{metric.label} pooled", f"{metric.label} macro"]
-        header.append("ranking acc. vs best (paired)")
+        header = ["row", "goal", *(metric.label for metric in metrics)]
+        header.append(f"{METRICS[HEADLINE].label} vs {first['reference']} (paired, Holm)")
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in result["rows"]:
             label = row["label"]
             if split not in row.get("splits", SPLITS):
                 continue
-            if label not in statistics["ranking_accuracy"]["objectives"]:
+            if label not in statistics[HEADLINE]["objectives"]:
                 lines.append(f"| {label} | {row['goal_kind']} |" + " n/a |" * (len(header) - 2))
                 continue
             cells = [label, row["goal_kind"]]
             for metric in metrics:
                 values = statistics[metric.name]["objectives"][label]
-                cells += [
-                    _interval(values["pooled"], values["pooled_ci"]),
-                    _interval(values["macro"], values["macro_ci"]),
-                ]
-            cells.append(_versus_best(statistics["ranking_accuracy"], label))
+                cells.append(_interval(values[aggregate], values[f"{aggregate}_ci"]))
+            cells.append(_versus_reference(statistics[HEADLINE], label))
             lines.append("| " + " | ".join(cells) + " |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
@@ -148,11 +180,11 @@ def _specification(row: dict[str, Any]) -> str:
 
 def held_out_table(result: dict[str, Any]) -> str:
     """Held-out tasks by how the task is given: per objective, its sentence (or, for image-goal objectives, the
-    sentence reward), one demonstration (progress, goal image) and adaptation; pooled ranking accuracy with its
+    sentence reward), one demonstration (progress, goal image) and adaptation; the pooled headline metric with its
     interval, and pooled VOC."""
     statistics = result["statistics"]["held-out-tasks"]
-    ranking, voc = statistics["ranking_accuracy"]["objectives"], statistics["voc"]["objectives"]
-    rows = [row for row in result["rows"] if row["label"] in ranking]
+    ranking, voc = statistics[HEADLINE]["objectives"], statistics["voc"]["objectives"]
+    rows = [row for row in result["rows"] if row["label"] in ranking and not row.get("reference")]
     columns = list(dict.fromkeys(_specification(row) for row in rows if _specification(row) != "image goal"))
     lines = [
         "| objective | " + " | ".join(columns) + " |",
@@ -173,19 +205,19 @@ def held_out_table(result: dict[str, Any]) -> str:
 
 
 def per_task_table(per_task: dict[str, dict[str, dict[str, float | None]]], label: str) -> str:
-    """One row's ranking accuracy and VOC per held-out task (means over seeds)."""
-    lines = ["| task | ranking acc. | VOC |", "|---|---|---|"]
+    """One row's headline metric and VOC per held-out task (means over seeds)."""
+    lines = [f"| task | {METRICS[HEADLINE].label} | VOC |", "|---|---|---|"]
     for task, values in per_task[label].items():
-        voc = values["voc"]
-        lines.append(f"| {task} | {values['ranking_accuracy']:.3f} | {'n/a' if voc is None else f'{voc:.3f}'} |")
+        cells = ["n/a" if values[name] is None else f"{values[name]:.3f}" for name in (HEADLINE, "voc")]
+        lines.append(f"| {task} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
 
 def best_demonstration_row(result: dict[str, Any]) -> str | None:
-    """The one-demonstration row with the highest pooled ranking accuracy on held-out tasks."""
-    ranking = result["statistics"]["held-out-tasks"]["ranking_accuracy"]["objectives"]
+    """The one-demonstration row with the highest pooled headline metric on held-out tasks."""
+    ranking = result["statistics"]["held-out-tasks"][HEADLINE]["objectives"]
     demo_rows = [row["label"] for row in result["rows"] if row["goal_kind"] == "demonstration"]
-    demo_rows = [label for label in demo_rows if label in ranking]
+    demo_rows = [label for label in demo_rows if label in ranking and ranking[label]["pooled"] is not None]
     return max(demo_rows, key=lambda label: ranking[label]["pooled"], default=None)
 
 
@@ -230,6 +262,77 @@ Per task, the best one-demonstration reward (`{best}`, mean over seeds):
 """
 
 
+def off_expert_summary(result: dict[str, Any]) -> str:
+    """One line per row of the training tasks: the off-expert probe summed up over tasks (means over seeds)."""
+    lines = [
+        "| row | success AUC: mean (lowest task) | expert > random, tasks | random frames above success median: "
+        "mean (highest task) | ρ with R on random episodes |",
+        "|---|---|---|---|---|",
+    ]
+    for label, per_task in result["off_expert"].items():
+        tasks = list(per_task)
+
+        def values(key: str, tasks: list[str] = tasks, per_task: dict[str, Any] = per_task) -> np.ndarray:
+            found = [per_task[task][key] for task in tasks if per_task[task][key] is not None]
+            return np.array(found, dtype=float)
+
+        auc, above, exploit, spearman = (
+            values(key)
+            for key in ("success_auroc", "expert_above_random", "random_above_success_median", "spearman_random")
+        )
+        cells = [
+            f"{auc.mean():.2f} ({auc.min():.2f})" if len(auc) else "n/a",
+            f"{above.sum():.1f} of {len(above)}" if len(above) else "n/a",
+            f"{exploit.mean():.2f} ({exploit.max():.2f})" if len(exploit) else "n/a",
+            f"{spearman.mean():+.2f}" if len(spearman) else "n/a",
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _off_expert_section(result: dict[str, Any]) -> str:
+    details = "\n\n".join(
+        f"#### {label}\n\n{probe_table(per_task)}" for label, per_task in result["off_expert"].items()
+    )
+    return f"""### Off the expert path (training tasks)
+
+The evaluation episodes run to their full length, past success: clean experts, experts with action noise up to
+the heaviest level, and a random policy, the kinds of states an agent visits. Means over seeds ("expert > random,
+tasks": summed over tasks of the share of seeds where the clean experts' mean reward per step is above the random
+policy's).
+
+{off_expert_summary(result)}
+
+{PROBE_LEGEND}
+
+<details><summary>Per task</summary>
+
+{details}
+
+</details>
+"""
+
+
+HONEST_LABELS = """- **References** (rows `ref: ...`, computed on the same frames and pairs): Meta-World's reward is the
+  ceiling; the clock (step / first-success step, step / episode length without success) and the expert flag never
+  look at a frame; the nearest-neighbour rows predict the mean progress (step / first success, 1 after it) of the
+  5 nearest frames of the task's successful training demonstrations, in raw pixels (averaged down to 32 × 32) or
+  in the frozen backbone's features (a probe of how much progress the backbone keeps).
+- **The headline** is the time-balanced accuracy: within each episode, the mean of the accuracy on frame pairs where
+  Meta-World's reward rises with time and on pairs where it falls. Any reward that grows with the step scores
+  exactly 0.5, whatever it knows about the episode; the within-episode accuracy, the study's ranking accuracy and
+  VOC can be won by a clock, and the across-episode accuracy by the expert flag (their reference rows show how far).
+- **Verdicts** compare each objective with the `triplet` row, declared before the data (the study's finding), on
+  the headline metric: paired differences on shared resamples of seeds and episodes, Holm-corrected over the
+  objectives. Each seed pretrains its own backbone, so the intervals include the backbone draw. Single figures vary
+  between machines within these intervals (float differences grow through training).
+- **zero-shot** on the package's own backbone is not VLM-RM: its baseline sentence ("a robot arm") was never
+  trained, so the projection direction is noise; the row is the untrained backbone's cosine reward.
+- **Held-out sentences** show whether a text tower that read a few training sentences composes new ones; with
+  this many training tasks they mostly do not (a one-token change such as lock/unlock is never trained).
+"""
+
+
 def render_report(result: dict[str, Any]) -> str:
     """The benchmark's ``report.md``."""
     preset, backbone, data, machine = result["preset"], result["backbone"], result["data"], result["machine"]
@@ -261,15 +364,21 @@ def render_report(result: dict[str, Any]) -> str:
 
 Every objective is scored with its native reward (the goal its loss trains: a goal image, the mean embedding of
 the final frames of the task's successful training trajectories, for TCN and image-goal VIP; the sentence
-otherwise); image-goal objectives are also scored with the sentence reward they never train. "pooled" is the
-metric over all frames of the split, "macro" the mean over tasks (the study's average). "vs best": the row minus
-the best row on the same resamples, read out as better, not distinguishable or worse. An image-goal reward has
-no goal image for held-out tasks (n/a there).
+otherwise); image-goal objectives are also scored with the sentence reward they never train. Values are pooled
+over all frames of the split; the macro values (mean over tasks, the study's average) follow below. The last
+column is the row minus the `{COMPARED_WITH}` row on the same resamples, read out after Holm's correction as
+better, not distinguishable or worse. An image-goal reward has no goal image for held-out tasks (n/a there).
+
+{HONEST_LABELS}
 {legend(result["delta"], [metric.name for metric in ordered_metrics(headline=True)])}
 
 ![benchmark](benchmark.png)
 
+{_off_expert_section(result)}
 {_held_out_section(result)}
+### Macro values (mean over tasks)
+
+{results_tables(result, "macro")}
 
 ### Learning curves
 
@@ -299,17 +408,15 @@ Per-objective reports (tables per task, reward curves): `eval/<objective>/<split
 
 
 def plot_benchmark(statistics: dict[str, dict[str, Any]], path: str | os.PathLike) -> None:
-    """Grouped bars: pooled ranking accuracy of each row on each split, with its interval."""
-    splits = [split for split in statistics if statistics[split]["ranking_accuracy"]["objectives"]]
-    labels = list(
-        dict.fromkeys(label for split in splits for label in statistics[split]["ranking_accuracy"]["objectives"])
-    )
+    """Grouped bars: the pooled headline metric of each row on each split, with its interval."""
+    splits = [split for split in statistics if statistics[split][HEADLINE]["objectives"]]
+    labels = list(dict.fromkeys(label for split in splits for label in statistics[split][HEADLINE]["objectives"]))
     positions = np.arange(len(labels))
     width = 0.8 / max(1, len(splits))
     figure = new_figure(max(5.0, 1.0 * len(labels) + 2), 3.6)
     axis = figure.subplots()
     for index, split in enumerate(splits):
-        rows = statistics[split]["ranking_accuracy"]["objectives"]
+        rows = statistics[split][HEADLINE]["objectives"]
         values = [bar_value(rows[label]["pooled"]) if label in rows else np.nan for label in labels]
         intervals = [
             (rows.get(label) or {}).get("pooled_ci") or [v, v] for label, v in zip(labels, values, strict=True)
@@ -320,7 +427,7 @@ def plot_benchmark(statistics: dict[str, dict[str, Any]], path: str | os.PathLik
         axis.bar(positions + offset, values, width=width, yerr=[low, high], capsize=2, label=split)
     axis.axhline(0.5, color="gray", linestyle="--", linewidth=0.8)
     axis.set_xticks(positions, labels, rotation=30, ha="right", fontsize=7)
-    axis.set_ylabel("ranking accuracy (pooled)")
+    axis.set_ylabel(f"{METRICS[HEADLINE].label} (pooled)")
     axis.set_ylim(0.3, 1.0)
     axis.legend(fontsize=7)
     figure.tight_layout()

@@ -5,7 +5,7 @@ evaluation episodes, so objectives are compared on the *same* resamples
 (DESIGN §5, "Intervals and comparisons"). A resample draws S training seeds
 with replacement and, within each task, that task's episodes with
 replacement; every objective's metric is recomputed on it from its
-``given_copies`` function (no frame is copied). The result gives each
+``resample`` function (no frame is copied). The result gives each
 objective's pooled and macro (mean over tasks) value with 95% percentile
 intervals, and the paired difference of the best objective to each other one.
 
@@ -23,21 +23,21 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from vlm_reward_wrappers.metrics import METRICS, FrameTable, MetricSettings, ordered_metrics
+from vlm_reward_wrappers.metrics.bootstrap import resample_in_chunks
+from vlm_reward_wrappers.metrics.registry import Resample
 
 MIN_RESAMPLES = 2000
 """DESIGN §5 asks for at least this many resamples; fewer are refused."""
 
 _MIN_VALUES = 10
 """An interval needs at least this many resamples with a value."""
-
-GivenCopies = Callable[[np.ndarray], "float | None"]
 
 _Estimate = tuple["float | None", np.ndarray]
 """A point estimate and its ``(R,)`` resampled values (NaN: skipped)."""
@@ -118,22 +118,17 @@ def _copy_counts(rng: np.random.Generator, rows: int, size: int) -> np.ndarray:
     return np.bincount(drawn.ravel(), minlength=rows * size).reshape(rows, size).astype(float)
 
 
-def _resampled(given_copies: GivenCopies | None, copies: np.ndarray) -> np.ndarray:
-    """The metric on each row of copy counts (NaN where it is None, or everywhere without a function).
-
-    Each distinct row is evaluated once: a task with a handful of episodes has
-    few distinct draws, so per-task metrics cost far fewer calls than resamples.
-    """
-    if given_copies is None:
+def _resampled(resample: Resample | None, copies: np.ndarray) -> np.ndarray:
+    """The metric on each row of copy counts (NaN where it has no value, or everywhere without a function)."""
+    if resample is None:
         return np.full(len(copies), np.nan)
-    rows, inverse = np.unique(copies, axis=0, return_inverse=True)
-    return np.array(list(map(given_copies, rows)), dtype=float)[inverse.reshape(-1)]  # None becomes NaN
+    return resample_in_chunks(resample, copies)
 
 
-def _checked_copies(name: str, value: float | None, given_copies: GivenCopies | None) -> GivenCopies | None:
-    if value is not None and given_copies is None:
-        raise ValueError(f"metric {name!r} has no given_copies function: it cannot be bootstrapped")
-    return given_copies
+def _checked_resample(name: str, value: float | None, resample: Resample | None) -> Resample | None:
+    if value is not None and resample is None:
+        raise ValueError(f"metric {name!r} has no resample function: it cannot be bootstrapped")
+    return resample
 
 
 def pooled_values(seeds: Sequence[FrameTable], metric: str, settings: MetricSettings, draws: Draws) -> SeedValues:
@@ -141,9 +136,9 @@ def pooled_values(seeds: Sequence[FrameTable], metric: str, settings: MetricSett
     point, resampled = [], []
     for table in seeds:
         result = METRICS[metric].compute(table, settings)
-        given_copies = _checked_copies(metric, result.value, result.given_copies)
+        resample = _checked_resample(metric, result.value, result.resample)
         point.append(np.nan if result.value is None else result.value)
-        resampled.append(_resampled(given_copies, draws.episode_copies))
+        resampled.append(_resampled(resample, draws.episode_copies))
     return SeedValues(np.array(point, dtype=float), np.stack(resampled, axis=1))
 
 
@@ -162,10 +157,10 @@ def macro_values(
             result = METRICS[metric].compute(table.select(table.task == name), settings)
             if result.value is None:
                 continue
-            given_copies = _checked_copies(metric, result.value, result.given_copies)
+            resample = _checked_resample(metric, result.value, result.resample)
             task_points.append(result.value)
             # The sub-table numbers its episodes 0..n_t-1 in id order: the columns ``codes`` of all episodes.
-            task_resampled.append(_resampled(given_copies, draws.episode_copies[:, codes]))
+            task_resampled.append(_resampled(resample, draws.episode_copies[:, codes]))
         point.append(np.mean(task_points) if task_points else np.nan)
         resampled.append(np.mean(task_resampled, axis=0) if task_resampled else np.full(len(draws.seed_copies), np.nan))
     return SeedValues(np.array(point, dtype=float), np.stack(resampled, axis=1))
@@ -203,17 +198,36 @@ def verdict(interval: list[float] | None) -> str:
     return "not distinguishable"
 
 
-def _difference(best: _Estimate, other: _Estimate, confidence: float) -> dict[str, Any]:
-    """Paired difference best − other: point, interval on the shared resamples, verdict, skipped resamples."""
-    differences = best[1] - other[1]
+def _difference(reference: _Estimate, other: _Estimate, confidence: float) -> dict[str, Any]:
+    """Paired difference reference − other: point, interval on the shared resamples, verdict, two-sided bootstrap
+    p-value (twice the share of resamples on the far side of 0), skipped resamples."""
+    differences = reference[1] - other[1]
     interval = percentile_interval(differences, confidence)
-    point = None if best[0] is None or other[0] is None else best[0] - other[0]
+    point = None if reference[0] is None or other[0] is None else reference[0] - other[0]
+    known = differences[~np.isnan(differences)]
+    p_value = min(1.0, 2 * min(np.mean(known <= 0), np.mean(known >= 0))) if len(known) >= _MIN_VALUES else 1.0
     return {
         "difference": point,
         "ci": interval,
         "verdict": verdict(interval),
+        "p_value": float(p_value),
         "skipped": int(np.isnan(differences).sum()),
     }
+
+
+def holm(p_values: Mapping[str, float], alpha: float) -> dict[str, bool]:
+    """Holm's step-down correction: which hypotheses are rejected at family-wise level ``alpha``.
+
+    Example:
+        >>> holm({"a": 0.01, "b": 0.04, "c": 0.03}, 0.05)   # 0.01 <= 0.05/3; 0.03 > 0.05/2 stops there
+        {'a': True, 'b': False, 'c': False}
+    """
+    rejected = dict.fromkeys(p_values, False)
+    for rank, name in enumerate(sorted(p_values, key=p_values.__getitem__)):
+        if p_values[name] > alpha / (len(p_values) - rank):
+            break
+        rejected[name] = True
+    return rejected
 
 
 def _check_inputs(tables: Mapping[str, Sequence[FrameTable]], num_resamples: int, confidence: float) -> int:
@@ -249,21 +263,32 @@ def _summary(
 
 
 def _paired(
-    pooled: dict[str, _Estimate], macro: dict[str, _Estimate], confidence: float
-) -> tuple[str | None, dict[str, Any]]:
-    """The best objective (highest pooled point estimate, the first listed on a tie) and its paired differences."""
+    pooled: dict[str, _Estimate],
+    macro: dict[str, _Estimate],
+    confidence: float,
+    reference: str | None,
+    family: Sequence[str] | None,
+) -> tuple[str | None, str | None, dict[str, Any]]:
+    """The best row (highest pooled point estimate, the first listed on a tie), the row every other is compared
+    with (``reference`` when given, else the best: then the comparison was chosen after the data), and the paired
+    differences of ``family`` (default: every other row) with Holm-corrected verdicts on the pooled metric."""
     points = {name: value for name, (value, _) in pooled.items() if value is not None}
     if not points:
-        return None, {}
+        return None, None, {}
     best = max(points, key=points.__getitem__)
+    against = reference if reference is not None and reference in pooled else best
+    compared = [name for name in (family if family is not None else pooled) if name in pooled and name != against]
     paired = {}
-    for name in pooled:
-        if name != best:
-            macro_difference = _difference(macro[best], macro[name], confidence)
-            paired[name] = _difference(pooled[best], pooled[name], confidence) | {
-                f"macro_{key}": value for key, value in macro_difference.items()
-            }
-    return best, paired
+    for name in compared:
+        macro_difference = _difference(macro[against], macro[name], confidence)
+        paired[name] = _difference(pooled[against], pooled[name], confidence) | {
+            f"macro_{key}": value for key, value in macro_difference.items()
+        }
+    rejected = holm({name: entry["p_value"] for name, entry in paired.items()}, 1 - confidence)
+    for name, entry in paired.items():
+        direction = "better" if (entry["difference"] or 0) > 0 else "worse"
+        entry["holm_verdict"] = direction if rejected[name] else "not distinguishable"
+    return best, against, paired
 
 
 def paired_bootstrap(
@@ -274,28 +299,37 @@ def paired_bootstrap(
     seed: int = 0,
     confidence: float = 0.95,
     settings: MetricSettings | None = None,
+    reference: str | None = None,
+    family: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Compare objectives on one registered metric, resampling training seeds and evaluation episodes.
 
     Args:
         tables: objective → one frame table per training seed (the same seeds in
             the same order for every objective; all tables of the same episodes).
-        metric: a registered metric with a ``given_copies`` function.
+        metric: a registered metric with a ``resample`` function.
         num_resamples: bootstrap resamples (at least :data:`MIN_RESAMPLES`).
         seed: seeds the draws (and, without ``settings``, the metric's pair sampling).
         confidence: of the percentile intervals.
         settings: for the metric (default ``MetricSettings(seed=seed)``).
+        reference: the row every row of ``family`` is compared with, declared before the data (default: the best
+            row, chosen after it: an exploratory comparison).
+        family: the rows compared with the reference (default: every other row); their verdicts are corrected
+            for multiple comparisons together (Holm).
 
     Returns:
         A JSON-ready dict: ``metric``, ``num_resamples``, ``seed``, ``confidence``,
         ``num_seeds``, ``num_episodes``, ``num_tasks``, ``best`` (the objective
-        with the highest pooled point estimate; None if none has one),
+        with the highest pooled point estimate; None if none has one), ``reference``
+        (the row the others were compared with: the given one, else the best),
         ``objectives`` (per objective: ``pooled``, ``pooled_ci``, ``macro``,
         ``macro_ci``, ``per_seed`` and ``macro_per_seed`` point values, and
         ``pooled_skipped`` / ``macro_skipped``, the resamples without a value)
-        and ``paired`` (per objective other than the best: ``difference``
-        best − other, ``ci``, ``verdict`` and ``skipped`` for the pooled metric,
-        and the same as ``macro_difference``, ``macro_ci``, ``macro_verdict``,
+        and ``paired`` (per compared row: ``difference`` reference − row, ``ci``,
+        ``verdict`` (from the interval alone), ``p_value``, ``holm_verdict`` (the
+        reference is ``better``, ``worse`` or ``not distinguishable``, corrected
+        over the family) and ``skipped`` for the pooled metric, and the same as
+        ``macro_difference``, ``macro_ci``, ``macro_verdict``, ``macro_p_value``,
         ``macro_skipped`` for the macro one). No objectives: empty
         ``objectives`` and ``paired``, zero counts.
 
@@ -318,7 +352,7 @@ def paired_bootstrap(
         pooled[name] = mean_over_seeds(values[0], draws.seed_copies)
         macro[name] = mean_over_seeds(values[1], draws.seed_copies)
         objectives[name] = _summary(pooled[name], macro[name], values, confidence)
-    best, paired = _paired(pooled, macro, confidence)
+    best, against, paired = _paired(pooled, macro, confidence, reference, family)
     return {
         "metric": metric,
         "num_resamples": num_resamples,
@@ -328,6 +362,7 @@ def paired_bootstrap(
         "num_episodes": len(episodes.ids),
         "num_tasks": len(episodes.task_names),
         "best": best,
+        "reference": against,
         "objectives": objectives,
         "paired": paired,
     }
