@@ -12,7 +12,7 @@ import pytest
 
 from vlm_reward_wrappers.data import CollectionConfig, collect
 from vlm_reward_wrappers.evaluation.evaluate import evaluate
-from vlm_reward_wrappers.evaluation.scoring import score_dataset
+from vlm_reward_wrappers.evaluation.scoring import load_table, score_dataset
 from vlm_reward_wrappers.metrics import ranking_accuracy
 from vlm_reward_wrappers.models import RewardModel
 from vlm_reward_wrappers.study import PRESETS, run_benchmark
@@ -93,7 +93,19 @@ def test_tiny_benchmark_end_to_end_cached_rerun_and_identical_second_run(tmp_pat
     lines: list[str] = []
     result = run_benchmark(PRESETS["tiny"], out, log=lines.append, progress=False)
     labels = [row["label"] for row in result["rows"]]
-    assert [row["label"] for row in result["rows"] if len(row["splits"]) == 2] == [
+    references = [row["label"] for row in result["rows"] if row["reference"]]
+    assert (
+        labels[: len(references)]
+        == references
+        == [
+            "ref: Meta-World reward (oracle)",
+            "ref: clock, step / first success",
+            "ref: expert flag + 0.001·step",
+            "ref: raw-pixel kNN",
+            "ref: backbone kNN",
+        ]
+    )
+    assert [row["label"] for row in result["rows"] if len(row["splits"]) == 2 and not row["reference"]] == [
         "zero-shot",
         "triplet",
         "tcn (image goal)",
@@ -108,18 +120,42 @@ def test_tiny_benchmark_end_to_end_cached_rerun_and_identical_second_run(tmp_pat
     assert held_out_only <= set(result["statistics"]["held-out-tasks"]["ranking_accuracy"]["objectives"])
     assert not held_out_only & set(result["statistics"]["train-tasks"]["ranking_accuracy"]["objectives"])
     for split in ("train-tasks", "held-out-tasks"):
-        ranking = result["statistics"][split]["ranking_accuracy"]
-        assert ranking["num_seeds"] == 2 and ranking["num_resamples"] >= 2000
-        assert ranking["best"] in labels and set(ranking["paired"]) == set(ranking["objectives"]) - {ranking["best"]}
+        within = result["statistics"][split]["ranking_accuracy_within"]
+        assert within["num_seeds"] == 2 and within["num_resamples"] >= 2000
+        # Every objective is compared with the declared row; the references are shown, not compared.
+        assert within["reference"] == "triplet"
+        assert set(within["paired"]) == set(within["objectives"]) - set(references) - {"triplet"}
+    # The held-out task's episodes have Meta-World rewards that fall as well as rise (the training tasks' few
+    # tiny episodes have none that fall: no headline there): the oracle scores 1, the clock exactly 0.5.
+    headline = result["statistics"]["held-out-tasks"]["time_balanced_accuracy"]["objectives"]
+    assert headline["ref: Meta-World reward (oracle)"]["pooled"] == 1.0
+    assert headline["ref: clock, step / first success"]["pooled"] == 0.5
+    assert result["statistics"]["train-tasks"]["time_balanced_accuracy"]["objectives"]["triplet"]["pooled"] is None
+    # The two seeds pretrained two backbones; the backbone probe differs between them.
+    assert len({spec["sha256"] for spec in result["backbones"].values()}) == 2
+    # The off-expert probe covers every row scored on the training tasks, task by task.
+    assert set(result["off_expert"]) == set(result["statistics"]["train-tasks"]["voc"]["objectives"])
+    assert set(result["off_expert"]["triplet"]) == {"reach-v3", "button-press-v3"}
     # TCN's native reward needs a goal image: held-out tasks have none, so that row is left out there.
     assert "tcn (image goal)" in result["statistics"]["train-tasks"]["ranking_accuracy"]["objectives"]
     assert "tcn (image goal)" not in result["statistics"]["held-out-tasks"]["ranking_accuracy"]["objectives"]
     report = (out / "report.md").read_text()
-    assert "not web-pretrained" in report and "| tcn (image goal) | image |" in report and "vs best" in report
+    assert "not web-pretrained" in report and "| tcn (image goal) | image |" in report and "vs triplet" in report
+    assert "### Off the expert path" in report and "zero-shot** on the package's own backbone is not VLM-RM" in report
     assert "| objective | sentence | 1 demo: progress | 1 demo: goal image | adapted on 1 demo |" in report
     assert "Per task, the best one-demonstration reward" in report
     assert (out / "benchmark.png").stat().st_size > 0 and (out / "learning_curves.png").stat().st_size > 0
     assert any(line.startswith("[5/5]") for line in lines)
+    # Each trained row swept its learning rates on seed 0 and trains every seed at the one of its lowest
+    # validation loss; the report says which.
+    assert set(result["learning_rates"]) == {"triplet", "tcn"}
+    for variant, sweep in result["learning_rates"].items():
+        losses = sweep["validation_loss"]
+        assert set(losses) == {"0.001", "0.003"} and losses[f"{sweep['chosen']:g}"] == min(losses.values())
+        for seed in (0, 1):
+            stored = json.loads((out / "checkpoints" / f"{variant}-seed{seed}" / "config.json").read_text())
+            assert stored["training"]["config"]["learning_rate"] == sweep["chosen"]
+    assert "| triplet | " in report and "chosen |" in report
     # Nothing leaked from the held-out task into training.
     trained_on = json.loads((out / "checkpoints" / "triplet-seed0" / "config.json").read_text())["training"]["tasks"]
     assert "door-lock-v3" not in trained_on
@@ -138,7 +174,7 @@ def test_tiny_benchmark_end_to_end_cached_rerun_and_identical_second_run(tmp_pat
     assert "summed over the 2 run(s) into this folder" in (out / "report.md").read_text()
     # Finished checkpoints of other settings are never reused as if they were this preset's.
     other = dataclasses.replace(PRESETS["tiny"], batch_size=PRESETS["tiny"].batch_size + 1)
-    mismatch = r"zero-shot-seed0 holds a run with other settings \(differs in: batch_size\)"
+    mismatch = r"tuning/triplet-lr0.001-seed0 holds a run with other settings \(differs in: batch_size\)"
     with pytest.raises(RunMismatchError, match=mismatch):
         run_benchmark(other, out, log=lambda _: None, progress=False)
     # The same command in a new folder on the same machine gives identical metrics, file by file.
@@ -146,6 +182,11 @@ def test_tiny_benchmark_end_to_end_cached_rerun_and_identical_second_run(tmp_pat
     run_benchmark(PRESETS["tiny"], again, log=lambda _: None, progress=False)
     first = sorted((out / "eval").rglob("metrics.json"))
     assert len(first) == 2 * 3 * 2 + 2 * 3  # seeds x objectives x splits, and the adapted ones on held-out tasks
+    references_written = sorted((out / "eval").glob("ref-*/*/predictions.npz"))
+    assert len(references_written) == 2 * (3 * 2 + 2)  # seeds x (frame-free x splits + kNN on training tasks)
+    for path in references_written:  # the references, identical too
+        mine, twin = load_table(path), load_table(again / path.relative_to(out))
+        assert np.array_equal(mine.predicted, twin.predicted), path
     for path in first:
         twin = again / path.relative_to(out)
         assert _without_paths(json.loads(path.read_text())) == _without_paths(json.loads(twin.read_text())), path

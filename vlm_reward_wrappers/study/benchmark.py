@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -222,7 +223,8 @@ def run_benchmark(
         f"[4/5] training {len(preset.objectives)} objectives x {len(preset.seeds)} seed(s), "
         f"{preset.train_steps} steps each ({preset.finetune})",
     ):
-        checkpoints = _train_objectives(preset, out, train_data, backbones, progress)
+        learning_rates = _choose_learning_rates(preset, out, train_data, backbones, progress)
+        checkpoints = _train_objectives(preset, out, train_data, backbones, learning_rates, progress)
         if preset.adapt_demonstrations and demo_data is not None:
             counts = preset.adapt_demonstrations
             log(f"      adapting every checkpoint to the held-out tasks on {counts} demonstration(s)")
@@ -254,6 +256,7 @@ def run_benchmark(
         "backbones": {str(seed): to_dict(spec) for seed, spec in backbones.items()},
         "rows": [to_dict(row) for row in rows],
         "statistics": statistics,
+        "learning_rates": learning_rates,
         "held_out_per_task": held_out_per_task,
         "off_expert": off_expert,
         "learning": {variant: [late_improvement(run) for run in runs] for variant, runs in histories.items()},
@@ -272,9 +275,8 @@ def run_benchmark(
     log("\noff the expert path, training tasks (means over seeds; per task in the report)\n")
     log(off_expert_summary(result))
     if best_demonstration_row(result) is not None:
-        log(
-            f"\nheld-out tasks by how the task is given (pooled {METRICS[HEADLINE].label} [95% interval] / pooled VOC)\n"
-        )
+        headline = METRICS[HEADLINE].label
+        log(f"\nheld-out tasks by how the task is given (pooled {headline} [95% interval] / pooled VOC)\n")
         log(held_out_table(result))
     minutes = result["timings_all_runs_s"]["total"] / 60
     summed = f" ({minutes:.1f} min summed over {clock.runs} runs into {out})" if clock.runs > 1 else ""
@@ -286,30 +288,74 @@ def run_benchmark(
     return result
 
 
-def _train_objectives(
+def _train_config(preset: Preset, variant: str, seed: int, learning_rate: float | None) -> TrainConfig:
+    """The training run of one row of the study: the preset's budget and batches, that seed and rate."""
+    objective, options = VARIANTS[variant]
+    return TrainConfig(
+        objective=objective,
+        objective_options=options,
+        finetune=preset.finetune,
+        lora_rank=preset.lora_rank,
+        batch_size=preset.batch_size,
+        max_steps=preset.train_steps,
+        learning_rate=learning_rate,
+        eval_every=preset.eval_every,
+        seed=seed,
+        tasks=preset.train_tasks,
+    )
+
+
+def _train_once(
+    folder: Path, config: TrainConfig, train_data: DemoDataset, backbone: BackboneSpec, progress: bool
+) -> Path:
+    """Train ``config`` into ``folder`` unless it holds that finished run already."""
+    steps = config.max_steps if get_objective(config.objective, **config.objective_options).trains else 0
+    if not _trained(folder, config, steps, backbone):
+        train(config, train_data.root, folder, backbone=backbone, progress=progress)
+    return folder
+
+
+def _choose_learning_rates(
     preset: Preset, out: Path, train_data: DemoDataset, backbones: dict[int, BackboneSpec], progress: bool
+) -> dict[str, dict[str, Any]]:
+    """Sweep the preset's learning rates for every trained row on its first seed, and choose, per row, the rate of
+    the lowest validation loss (the row's own loss, on the training tasks' validation episodes; no evaluation
+    episode is ever looked at). Returns, per row: the swept rates' losses and the chosen rate."""
+    seed, choices = preset.seeds[0], {}
+    for variant in preset.objectives:
+        objective, options = VARIANTS[variant]
+        if not preset.learning_rates or not get_objective(objective, **options).trains:
+            continue
+        losses = {}
+        for rate in preset.learning_rates:
+            folder = out / "tuning" / f"{variant}-lr{rate:g}-seed{seed}"
+            _train_once(folder, _train_config(preset, variant, seed, rate), train_data, backbones[seed], progress)
+            losses[f"{rate:g}"] = read_checkpoint_config(folder)[0].training["best_validation"]["validation_loss"]
+        chosen = min(preset.learning_rates, key=lambda rate: losses[f"{rate:g}"])
+        choices[variant] = {"validation_loss": losses, "chosen": chosen}
+    return choices
+
+
+def _train_objectives(
+    preset: Preset,
+    out: Path,
+    train_data: DemoDataset,
+    backbones: dict[int, BackboneSpec],
+    learning_rates: dict[str, dict[str, Any]],
+    progress: bool,
 ) -> dict[tuple[str, int], Path]:
-    """Train (or find trained) every objective of the preset with every seed on that seed's backbone."""
+    """Train (or find trained) every row of the preset with every seed on that seed's backbone, at its chosen
+    learning rate (the finetuning mode's default for rows without a sweep)."""
     checkpoints: dict[tuple[str, int], Path] = {}
     for seed in preset.seeds:
         for variant in preset.objectives:
-            objective, options = VARIANTS[variant]
+            rate = learning_rates.get(variant, {}).get("chosen")
+            config = _train_config(preset, variant, seed, rate)
             folder = checkpoint_folder(out, variant, seed)
-            config = TrainConfig(
-                objective=objective,
-                objective_options=options,
-                finetune=preset.finetune,
-                lora_rank=preset.lora_rank,
-                batch_size=preset.batch_size,
-                max_steps=preset.train_steps,
-                eval_every=preset.eval_every,
-                seed=seed,
-                tasks=preset.train_tasks,
-            )
-            expected_steps = preset.train_steps if get_objective(objective, **options).trains else 0
-            if not _trained(folder, config, expected_steps, backbones[seed]):
-                train(config, train_data.root, folder, backbone=backbones[seed], progress=progress)
-            checkpoints[(variant, seed)] = folder
+            tuned = out / "tuning" / f"{variant}-lr{rate:g}-seed{seed}" if rate is not None else None
+            if tuned is not None and not is_checkpoint(folder) and _trained(tuned, config, config.max_steps):
+                shutil.copytree(tuned, folder)  # the sweep's run at the chosen rate is this seed's run
+            checkpoints[(variant, seed)] = _train_once(folder, config, train_data, backbones[seed], progress)
     return checkpoints
 
 

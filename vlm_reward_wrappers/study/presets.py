@@ -70,6 +70,9 @@ class Preset:
         finetune: finetuning mode of every objective.
         lora_rank: LoRA rank.
         train_steps: training steps of every objective.
+        learning_rates: swept for every trained row on the first seed; each row then trains every seed with the
+            rate of its lowest validation loss (its own objective's loss on validation episodes of the training
+            tasks, never the evaluation episodes). (): the finetuning mode's default rate for all.
         batch_size: trajectories per training step.
         eval_every: steps between validations.
         seeds: training seeds.
@@ -100,6 +103,7 @@ class Preset:
     finetune: TrainableMode = "lora"
     lora_rank: int = 8
     train_steps: int = 150
+    learning_rates: tuple[float, ...] = ()
     batch_size: int = 32
     eval_every: int = 50
     seeds: tuple[int, ...] = (0,)
@@ -174,6 +178,7 @@ PRESETS: dict[str, Preset] = {
         pretrain=PretrainConfig(max_steps=200),
         finetune="heads",
         train_steps=600,
+        learning_rates=(3e-4, 1e-3, 3e-3),
         eval_every=50,
         seeds=(0, 1, 2),
     ),
@@ -222,6 +227,7 @@ PRESETS: dict[str, Preset] = {
         pretrain=PretrainConfig(model="vlmrw-nano", max_steps=4, batch_size=16),
         finetune="heads",
         train_steps=4,
+        learning_rates=(1e-3, 3e-3),
         batch_size=8,
         eval_every=2,
         seeds=(0, 1),

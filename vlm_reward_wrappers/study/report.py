@@ -153,7 +153,7 @@ def results_tables(result: dict[str, Any], aggregate: str = "pooled") -> str:
             f"{first['num_resamples']} resamples, paired)"
         )
         header = ["row", "goal", *(metric.label for metric in metrics)]
-        header.append(f"{METRICS[HEADLINE].label} vs {first['reference']} (paired, Holm)")
+        header.append(f"{METRICS[HEADLINE].label} vs {first['reference'] or 'the compared row'} (paired, Holm)")
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in result["rows"]:
             label = row["label"]
@@ -380,7 +380,9 @@ better, not distinguishable or worse. An image-goal reward has no goal image for
 
 {results_tables(result, "macro")}
 
-### Learning curves
+### Learning rates and curves
+
+{learning_rate_table(result["learning_rates"])}
 
 {learning}
 
@@ -432,6 +434,24 @@ def plot_benchmark(statistics: dict[str, dict[str, Any]], path: str | os.PathLik
     axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
+
+
+def learning_rate_table(learning_rates: dict[str, dict[str, Any]]) -> str:
+    """Per trained row: the validation loss of each swept learning rate (first seed) and the rate every seed used."""
+    if not learning_rates:
+        return "Every row trained at its finetuning mode's default learning rate (no sweep in this preset)."
+    rates = list(next(iter(learning_rates.values()))["validation_loss"])
+    lines = [
+        "| row | " + " | ".join(f"validation loss at {rate}" for rate in rates) + " | chosen |",
+        "|---|" + "---|" * (len(rates) + 1),
+    ]
+    for variant, sweep in learning_rates.items():
+        losses = " | ".join(f"{sweep['validation_loss'][rate]:.4f}" for rate in rates)
+        lines.append(f"| {variant} | {losses} | {sweep['chosen']:g} |")
+    return "\n".join(lines) + (
+        "\n\nEach row's own loss on validation episodes of the training tasks, seed 0; the rate with the lowest one "
+        "trains every seed. Evaluation episodes play no part in the choice."
+    )
 
 
 def learning_summary(learning: dict[str, list[float | None]]) -> str:
