@@ -100,6 +100,7 @@ def test_tiny_benchmark_end_to_end_cached_rerun_and_identical_second_run(tmp_pat
         == [
             "ref: Meta-World reward (oracle)",
             "ref: clock, step / first success",
+            "ref: clock capped at success",
             "ref: expert flag + 0.001·step",
             "ref: raw-pixel kNN",
             "ref: backbone kNN",
@@ -159,10 +160,15 @@ def test_tiny_benchmark_end_to_end_cached_rerun_and_identical_second_run(tmp_pat
     # Nothing leaked from the held-out task into training.
     trained_on = json.loads((out / "checkpoints" / "triplet-seed0" / "config.json").read_text())["training"]["tasks"]
     assert "door-lock-v3" not in trained_on
-    # A re-run reuses every stage: checkpoints are not rewritten.
+    # A re-run reuses every stage: checkpoints are not rewritten. A nearest-neighbour reference whose record no
+    # longer matches what it was computed from is computed again.
     stamps = {p: p.stat().st_mtime_ns for p in (out / "checkpoints").glob("*/model.safetensors")}
+    record = out / "eval" / "ref-pixel-knn-seed0" / "train-tasks" / "predictions.reference.json"
+    made_from = json.loads(record.read_text())
+    record.write_text(json.dumps({**made_from, "nearest": 99}))
     rerun = run_benchmark(PRESETS["tiny"], out, log=lambda _: None, progress=False)
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert json.loads(record.read_text()) == made_from
     assert rerun["statistics"] == result["statistics"]
     # Wall time adds up over the runs into the folder, stage by stage (a run over several sittings).
     assert rerun["runs"] == 2 and json.loads((out / "timings.json").read_text())["runs"] == 2
@@ -174,7 +180,7 @@ def test_tiny_benchmark_end_to_end_cached_rerun_and_identical_second_run(tmp_pat
     assert "summed over the 2 run(s) into this folder" in (out / "report.md").read_text()
     # Finished checkpoints of other settings are never reused as if they were this preset's.
     other = dataclasses.replace(PRESETS["tiny"], batch_size=PRESETS["tiny"].batch_size + 1)
-    mismatch = r"tuning/triplet-lr0.001-seed0 holds a run with other settings \(differs in: batch_size\)"
+    mismatch = r"tuning/triplet-lr0.001-seed2 holds a run with other settings \(differs in: batch_size\)"
     with pytest.raises(RunMismatchError, match=mismatch):
         run_benchmark(other, out, log=lambda _: None, progress=False)
     # The same command in a new folder on the same machine gives identical metrics, file by file.
@@ -183,7 +189,7 @@ def test_tiny_benchmark_end_to_end_cached_rerun_and_identical_second_run(tmp_pat
     first = sorted((out / "eval").rglob("metrics.json"))
     assert len(first) == 2 * 3 * 2 + 2 * 3  # seeds x objectives x splits, and the adapted ones on held-out tasks
     references_written = sorted((out / "eval").glob("ref-*/*/predictions.npz"))
-    assert len(references_written) == 2 * (3 * 2 + 2)  # seeds x (frame-free x splits + kNN on training tasks)
+    assert len(references_written) == 2 * (4 * 2 + 2)  # seeds x (frame-free x splits + kNN on training tasks)
     for path in references_written:  # the references, identical too
         mine, twin = load_table(path), load_table(again / path.relative_to(out))
         assert np.array_equal(mine.predicted, twin.predicted), path

@@ -66,7 +66,7 @@ def test_backbone_neighbours_use_real_features(table, tiny_checkpoint, tiny_data
     model = RewardModel.from_pretrained(tiny_checkpoint)
 
     def embed(dataset, episodes):
-        return {int(e): model.backbone_image_features(dataset.read_frames(int(e))).numpy() for e in episodes}
+        return {int(e): model.backbone_image_features(dataset.read_frames(int(e))).detach().numpy() for e in episodes}
 
     predicted = knn_progress_reference(table, tiny_dataset, tiny_dataset, embed, metric="cosine", nearest=3)
     assert predicted is not None and predicted.predicted.shape == table.predicted.shape

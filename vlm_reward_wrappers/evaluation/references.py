@@ -7,6 +7,8 @@ every table as a row of its own, computed on the same pairs and episodes:
 * ``oracle``: Meta-World's own reward (the ceiling of every ranking metric).
 * ``clock``: step / first-success step (step / episode length for episodes
   that never succeed). It never looks at a frame, but knows each episode's outcome.
+* ``clock-capped``: the same, held at 1 from the first success on (flat, so its ties
+  after success earn half points on every pair there).
 * ``expert-flag``: 1 for expert episodes, 0 for random ones, plus 0.001 · step.
 * ``pixel-knn``: progress of the ``k`` nearest training frames of the same task in raw pixels
   (frames averaged down to at most 32 × 32), a simple baseline that needs no model.
@@ -40,8 +42,8 @@ import numpy as np
 from vlm_reward_wrappers.data.storage import DemoDataset
 from vlm_reward_wrappers.metrics import FrameTable
 
-FrameFree = Literal["oracle", "clock", "expert-flag"]
-FRAME_FREE: tuple[FrameFree, ...] = ("oracle", "clock", "expert-flag")
+FrameFree = Literal["oracle", "clock", "clock-capped", "expert-flag"]
+FRAME_FREE: tuple[FrameFree, ...] = ("oracle", "clock", "clock-capped", "expert-flag")
 """The references that never look at a frame (the oracle reads Meta-World's state-based reward)."""
 NEAREST = 5
 """Neighbours averaged by the nearest-neighbour references (fixed a priori)."""
@@ -56,11 +58,13 @@ def frame_free_reference(table: FrameTable, name: FrameFree) -> FrameTable:
     """``table`` with its predictions replaced by the frame-free reference ``name`` (see the module docstring)."""
     if name == "oracle":
         predicted = table.ground_truth.astype(float)
-    elif name == "clock":
+    elif name in ("clock", "clock-capped"):
         length = np.zeros(int(table.episode_codes.max()) + 1)
         np.maximum.at(length, table.episode_codes, table.step + 1)
         horizon = np.where(table.first_success_step > 0, table.first_success_step, length[table.episode_codes])
         predicted = table.step / horizon
+        if name == "clock-capped":
+            predicted = np.minimum(predicted, 1.0)
     elif name == "expert-flag":
         predicted = table.is_expert + 0.001 * table.step
     else:
@@ -86,7 +90,7 @@ def pixel_vectors(dataset: DemoDataset, episodes: Sequence[int]) -> dict[int, np
     vectors = {}
     for index in episodes:
         frames = dataset.read_frames(int(index)).astype(np.float32) / 255.0
-        factor = max(1, frames.shape[1] // PIXEL_SIDE)
+        factor = max(1, -(-frames.shape[1] // PIXEL_SIDE))  # ceil: at most PIXEL_SIDE pixels a side
         height, width = frames.shape[1] // factor * factor, frames.shape[2] // factor * factor
         pooled = frames[:, :height, :width].reshape(len(frames), height // factor, factor, width // factor, factor, 3)
         vectors[int(index)] = pooled.mean(axis=(2, 4)).reshape(len(frames), -1)
@@ -137,7 +141,7 @@ def knn_progress_reference(
 
 
 def _neighbour_mean(queries: np.ndarray, pool: np.ndarray, labels: np.ndarray, metric: str, nearest: int) -> np.ndarray:
-    """Mean label of the ``nearest`` pool vectors closest to each query (ties broken by pool order)."""
+    """Mean label of the ``nearest`` pool vectors closest to each query (deterministic for the same inputs)."""
     if metric == "cosine":
         queries = queries / np.linalg.norm(queries, axis=1, keepdims=True).clip(1e-12)
         pool = pool / np.linalg.norm(pool, axis=1, keepdims=True).clip(1e-12)

@@ -37,8 +37,11 @@ def _frame_scores(
     """
     other = goal_tasks[None, :] != task[:, None]
     if same_scene_only:
-        scene = {name: same_scene_tasks(str(name)) for name in np.unique(task)}
-        other &= np.array([np.isin(goal_tasks, scene[name]) for name in task]).reshape(other.shape)
+        names, code = np.unique(task, return_inverse=True)
+        scene = np.array([np.isin(goal_tasks, same_scene_tasks(str(name))) for name in names]).reshape(
+            -1, len(goal_tasks)
+        )
+        other &= scene[code.reshape(-1)]
     own = predicted[:, None]
     scores = (own > goal_rewards) + 0.5 * (own == goal_rewards)
     return (scores * other).sum(axis=1), other.sum(axis=1)
@@ -101,7 +104,8 @@ def goal_swap_metric(table: FrameTable, settings: MetricSettings) -> MetricResul
     "same_scene_goal_swap_accuracy",
     label="same-scene goal-swap acc.",
     description="goal-swap accuracy over the goals of tasks that share the frame's scene only (drawer-open and "
-    "drawer-close, window-open and window-close, ...: tasks.SAME_SCENE_PAIRS), where the scene cannot tell the goal",
+    "drawer-close, window-open and window-close, ...: tasks.SAME_SCENE_PAIRS), where the objects in view say little "
+    "about the goal",
     chance=0.5,
     interval=True,
     headline=True,

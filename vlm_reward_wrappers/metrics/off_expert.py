@@ -10,8 +10,8 @@ trained on the reward would find:
   with the largest action noise of the data, and a random policy (mean over episodes)?
 * ``expert_reward`` and ``random_reward``: mean reward per step of clean experts and of
   the random policy; ``expert_above_random``: is the first higher?
-* ``random_above_success_median``: the share of random-policy frames that score above
-  the median success frame: optima an agent can reach without doing the task.
+* ``random_above_success_median``: the share of the random policy's non-success frames that
+  score above the median success frame: optima an agent can reach without doing the task.
 
 Example:
     >>> table = FrameTable(predicted=[0.0, 1.0, 2.0, 0.5, 0.2, 0.1], ground_truth=[0.0, 5.0, 10.0, 1.0, 0.5, 0.0],

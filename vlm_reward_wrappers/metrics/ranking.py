@@ -317,7 +317,11 @@ def ranking_metric(table: FrameTable, settings: MetricSettings) -> MetricResult:
     order=2,
 )
 def across_episode_metric(table: FrameTable, settings: MetricSettings) -> MetricResult:
-    """Ranking accuracy of the across-episode pairs alone, with its resampling function."""
+    """Ranking accuracy of the across-episode pairs alone, with its resampling function.
+
+    On a resample, the pairs of two distinct episodes count c(a) · c(b) times; two copies of one episode are
+    not paired with each other (they are one trajectory drawn twice, not two episodes).
+    """
     pairs, _ = _table_pairs(table, settings)
     across = pairs.select(~pairs.within)
     if not len(across.score):

@@ -20,22 +20,26 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import math
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 
 from vlm_reward_wrappers.configs import to_dict
 from vlm_reward_wrappers.data import DemoDataset, collect
+from vlm_reward_wrappers.data.storage import config_id
 from vlm_reward_wrappers.evaluation import evaluate
 from vlm_reward_wrappers.evaluation.evaluate import EVALUATION_FORMAT, METRICS_KEYS, TABLE_FILES
 from vlm_reward_wrappers.evaluation.references import (
+    NEAREST,
+    PIXEL_SIDE,
     Embed,
     FrameFree,
     frame_free_reference,
@@ -77,7 +81,7 @@ from vlm_reward_wrappers.study.report import (
 from vlm_reward_wrappers.study.statistics import compare_objectives
 from vlm_reward_wrappers.training.adapt import AdaptConfig, adapt
 from vlm_reward_wrappers.training.pretrain import pretrain_backbone
-from vlm_reward_wrappers.training.trainer import STATE_NAME, RunMismatchError, TrainConfig, train
+from vlm_reward_wrappers.training.trainer import STATE_NAME, NonFiniteLossError, RunMismatchError, TrainConfig, train
 
 __all__ = ["PRESETS", "run_benchmark"]
 
@@ -318,22 +322,39 @@ def _train_once(
 def _choose_learning_rates(
     preset: Preset, out: Path, train_data: DemoDataset, backbones: dict[int, BackboneSpec], progress: bool
 ) -> dict[str, dict[str, Any]]:
-    """Sweep the preset's learning rates for every trained row on its first seed, and choose, per row, the rate of
-    the lowest validation loss (the row's own loss, on the training tasks' validation episodes; no evaluation
-    episode is ever looked at). Returns, per row: the swept rates' losses and the chosen rate."""
-    seed, choices = preset.seeds[0], {}
+    """Sweep the preset's learning rates for every trained row and choose, per row, the rate of the lowest
+    validation loss (the row's own loss on the training tasks' validation episodes; no evaluation episode is ever
+    looked at). The sweep runs on the first seed's backbone with a head seed no final run uses
+    (:func:`tuning_seed`), so no final checkpoint is the winner of a selection. A rate whose training diverges
+    loses. Returns, per row: each rate's loss (None: diverged) and the chosen rate."""
+    seed, choices = tuning_seed(preset), {}
     for variant in preset.objectives:
         objective, options = VARIANTS[variant]
         if not preset.learning_rates or not get_objective(objective, **options).trains:
             continue
-        losses = {}
+        losses: dict[str, float | None] = {}
         for rate in preset.learning_rates:
             folder = out / "tuning" / f"{variant}-lr{rate:g}-seed{seed}"
-            _train_once(folder, _train_config(preset, variant, seed, rate), train_data, backbones[seed], progress)
-            losses[f"{rate:g}"] = read_checkpoint_config(folder)[0].training["best_validation"]["validation_loss"]
-        chosen = min(preset.learning_rates, key=lambda rate: losses[f"{rate:g}"])
-        choices[variant] = {"validation_loss": losses, "chosen": chosen}
+            config = _train_config(preset, variant, seed, rate)
+            try:
+                _train_once(folder, config, train_data, backbones[preset.seeds[0]], progress)
+                loss = read_checkpoint_config(folder)[0].training["best_validation"].get("validation_loss")
+            except NonFiniteLossError:
+                loss = None
+            losses[f"{rate:g}"] = loss if loss is not None and math.isfinite(loss) else None
+        finite = {rate: loss for rate, loss in losses.items() if loss is not None}
+        if not finite:
+            raise NonFiniteLossError(
+                f"{variant} diverged at every learning rate of the sweep {preset.learning_rates}; "
+                "give the preset smaller --learning-rates"
+            )
+        choices[variant] = {"validation_loss": losses, "chosen": float(min(finite, key=finite.__getitem__))}
     return choices
+
+
+def tuning_seed(preset: Preset) -> int:
+    """The head seed of the learning-rate sweep: one past the preset's seeds, so no final run is a sweep's run."""
+    return max(preset.seeds) + 1
 
 
 def _train_objectives(
@@ -349,12 +370,8 @@ def _train_objectives(
     checkpoints: dict[tuple[str, int], Path] = {}
     for seed in preset.seeds:
         for variant in preset.objectives:
-            rate = learning_rates.get(variant, {}).get("chosen")
-            config = _train_config(preset, variant, seed, rate)
+            config = _train_config(preset, variant, seed, learning_rates.get(variant, {}).get("chosen"))
             folder = checkpoint_folder(out, variant, seed)
-            tuned = out / "tuning" / f"{variant}-lr{rate:g}-seed{seed}" if rate is not None else None
-            if tuned is not None and not is_checkpoint(folder) and _trained(tuned, config, config.max_steps):
-                shutil.copytree(tuned, folder)  # the sweep's run at the chosen rate is this seed's run
             checkpoints[(variant, seed)] = _train_once(folder, config, train_data, backbones[seed], progress)
     return checkpoints
 
@@ -413,29 +430,49 @@ def _score_references(
     train_data: DemoDataset,
     eval_data: DemoDataset,
 ) -> None:
-    """Write the reference rows' frame tables (once), on the frames of the first objective's native tables."""
-    template_variant = next(row.variant for row in rows if not row.reference and row.goal_kind == "sentence")
+    """Write the reference rows' frame tables, on the frames of the first sentence row's native tables.
+
+    The frame-free ones are recomputed every run (they cost nothing); a nearest-neighbour table is kept while
+    its ``reference.json`` matches what it was computed from (evaluated frames, training data, backbone, settings).
+    """
+    template_variant = next(
+        row.variant for row in rows if not row.reference and row.goal_kind == "sentence" and row.reward == "native"
+    )
     for seed in preset.seeds:
         model: RewardModel | None = None
         for split in SPLITS:
             template = load_table(out / "eval" / f"{template_variant}-seed{seed}" / split / TABLE_FILES["native"])
-            for row in rows:
+            for row in (row for row in rows if row.reference and split in row.splits):
                 target = out / "eval" / checkpoint_folder(out, row.variant, seed).name / split / row.table_file
-                if not row.reference or split not in row.splits or target.is_file():
-                    continue
                 name = row.variant.removeprefix("ref-")
-                if name == "pixel-knn":
-                    table = knn_progress_reference(template, train_data, eval_data, pixel_vectors)
-                elif name == "backbone-knn":
-                    model = model or RewardModel.from_pretrained(checkpoints[(preset.objectives[0], seed)])
-                    table = knn_progress_reference(
-                        template, train_data, eval_data, _backbone_embedding(model), metric="cosine"
-                    )
-                else:
+                table: FrameTable | None
+                if name not in ("pixel-knn", "backbone-knn"):
                     table = frame_free_reference(template, cast(FrameFree, name))
+                else:
+                    model = model or RewardModel.from_pretrained(checkpoints[(preset.objectives[0], seed)])
+                    made_from = {
+                        "format": REFERENCE_FORMAT,
+                        "frames": hashlib.sha256(template.episode.tobytes() + template.step.tobytes()).hexdigest(),
+                        "train": [config_id(collection) for collection in train_data.collections],
+                        "backbone": model.config.backbone.sha256 if name == "backbone-knn" else None,
+                        "nearest": NEAREST,
+                        "pixel_side": PIXEL_SIDE,
+                    }
+                    record = target.parent / f"{target.stem}.reference.json"
+                    if target.is_file() and record.is_file() and read_json(record) == made_from:
+                        continue
+                    embed = pixel_vectors if name == "pixel-knn" else _backbone_embedding(model)
+                    metric: Literal["euclidean", "cosine"] = "euclidean" if name == "pixel-knn" else "cosine"
+                    table = knn_progress_reference(template, train_data, eval_data, embed, metric=metric)
+                    if table is not None:
+                        write_json_atomic(record, made_from)
                 if table is not None:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     save_table(table, target)
+
+
+REFERENCE_FORMAT = 1
+"""Bumped when a reference predictor's definition changes: stored nearest-neighbour tables are then recomputed."""
 
 
 def _backbone_embedding(model: RewardModel) -> Embed:

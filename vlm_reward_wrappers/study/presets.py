@@ -60,8 +60,8 @@ class Preset:
         image_size: frame size in pixels.
         episode_steps: step limit of a collected episode.
         noise_levels: expert action-noise levels of the training episodes, cycled over episodes.
-        eval_noise_levels: expert action-noise levels of the evaluation episodes; the largest is the
-            off-expert probe's "heavy noise" rollout.
+        eval_noise_levels: expert action-noise levels of the evaluation episodes, cycled over episodes; the
+            largest level present in the data is the off-expert probe's "heavy noise" rollout.
         train_random_share: share of random-action training episodes.
         eval_random_share: share of random-action evaluation episodes.
         backbone: the backbone (None: the package's own, pretrained on the training data).
@@ -70,9 +70,10 @@ class Preset:
         finetune: finetuning mode of every objective.
         lora_rank: LoRA rank.
         train_steps: training steps of every objective.
-        learning_rates: swept for every trained row on the first seed; each row then trains every seed with the
-            rate of its lowest validation loss (its own objective's loss on validation episodes of the training
-            tasks, never the evaluation episodes). (): the finetuning mode's default rate for all.
+        learning_rates: swept for every trained row (on the first seed's backbone, with a head seed past the
+            preset's seeds); each row then trains every seed with the rate of its lowest validation loss (its
+            own objective's loss on validation episodes of the training tasks, never the evaluation episodes).
+            (): the finetuning mode's default rate for all.
         batch_size: trajectories per training step.
         eval_every: steps between validations.
         seeds: training seeds.

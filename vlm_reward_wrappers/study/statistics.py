@@ -7,7 +7,9 @@ with replacement and, within each task, that task's episodes with
 replacement; every objective's metric is recomputed on it from its
 ``resample`` function (no frame is copied). The result gives each
 objective's pooled and macro (mean over tasks) value with 95% percentile
-intervals, and the paired difference of the best objective to each other one.
+intervals, and the paired difference of each objective to one row: a row declared
+before the data (``reference``), else the best one (an exploratory comparison),
+with verdicts corrected for multiple comparisons (Holm).
 
 Example:
     >>> from vlm_reward_wrappers.metrics import FrameTable
@@ -269,15 +271,19 @@ def _paired(
     reference: str | None,
     family: Sequence[str] | None,
 ) -> tuple[str | None, str | None, dict[str, Any]]:
-    """The best row (highest pooled point estimate, the first listed on a tie), the row every other is compared
-    with (``reference`` when given, else the best: then the comparison was chosen after the data), and the paired
-    differences of ``family`` (default: every other row) with Holm-corrected verdicts on the pooled metric."""
-    points = {name: value for name, (value, _) in pooled.items() if value is not None}
+    """The best row of the family and the reference (highest pooled point estimate, the first listed on a tie),
+    the row every other is compared with (``reference`` when given, else the best: then the comparison was
+    chosen after the data), and the paired differences of ``family`` (default: every other row) with
+    Holm-corrected verdicts on the pooled metric."""
+    members = [name for name in (family if family is not None else pooled) if name in pooled]
+    if reference is not None and reference in pooled and reference not in members:
+        members.insert(0, reference)
+    points = {name: value for name in members if (value := pooled[name][0]) is not None}
     if not points:
         return None, None, {}
     best = max(points, key=points.__getitem__)
     against = reference if reference is not None and reference in pooled else best
-    compared = [name for name in (family if family is not None else pooled) if name in pooled and name != against]
+    compared = [name for name in members if name != against]
     paired = {}
     for name in compared:
         macro_difference = _difference(macro[against], macro[name], confidence)
