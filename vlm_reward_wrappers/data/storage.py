@@ -355,14 +355,20 @@ class DemoDataset:
         except (OSError, ValueError) as error:
             raise CorruptFileError(f"frames of episode file {info.path} cannot be read ({error}).") from error
 
-    def iter_frame_batches(self, batch_size: int, episodes: Sequence[int] | None = None) -> Iterator[FrameBatch]:
-        """Every frame of the chosen episodes in order, in batches of ``batch_size``."""
+    def iter_frame_batches(
+        self, batch_size: int, episodes: Sequence[int] | None = None, *, with_frames: bool = True
+    ) -> Iterator[FrameBatch]:
+        """Every frame of the chosen episodes in order, in batches of ``batch_size``.
+
+        ``with_frames=False`` reads no image: the batches' ``frames`` are empty ``(B, 0, 0, 3)`` arrays, for a
+        caller that only needs which frames they are (features cached elsewhere) and their ground truth.
+        """
         selected = range(len(self.episodes)) if episodes is None else episodes
         pending: list[tuple[np.ndarray, int, EpisodeInfo, int]] = []
         pending_count = 0
         for index in selected:
             info = self.episodes[index]
-            frames = self.read_frames(index)
+            frames = self.read_frames(index) if with_frames else np.empty((info.num_steps, 0, 0, 3), np.uint8)
             start = 0
             while start < len(frames):
                 take = min(batch_size - pending_count, len(frames) - start)

@@ -131,7 +131,7 @@ def score_dataset(
     frozen = model.config.finetune.mode in ("heads", "frozen")
     cached = backbone_features(model, dataset, selected, batch_size) if frozen else {}
     own, others, parts = [], [], []
-    for batch in dataset.iter_frame_batches(batch_size, selected):
+    for batch in dataset.iter_frame_batches(batch_size, selected, with_frames=not frozen):
         if frozen:
             features = model.image_head(
                 torch.cat([cached[int(e)][int(s)][None] for e, s in zip(batch.episode, batch.step, strict=True)])

@@ -48,8 +48,9 @@ from vlm_reward_wrappers.evaluation.references import (
 )
 from vlm_reward_wrappers.evaluation.scoring import load_table, save_table
 from vlm_reward_wrappers.io_utils import read_json, write_json_atomic, write_text_atomic
-from vlm_reward_wrappers.metrics import DEFAULT_DELTA, METRICS, FrameTable
+from vlm_reward_wrappers.metrics import DEFAULT_DELTA, METRICS, FrameTable, MetricSettings
 from vlm_reward_wrappers.metrics.off_expert import PROBE_KEYS, off_expert_probe
+from vlm_reward_wrappers.metrics.time_balanced import EPISODE_KINDS
 from vlm_reward_wrappers.models import (
     BackboneSpec,
     Demonstration,
@@ -246,6 +247,7 @@ def run_benchmark(
         held_out = [row for row in rows if "held-out-tasks" in row.splits and not row.reference]
         held_out_per_task = {row.label: _per_task(out, row, preset.seeds) for row in held_out}
         off_expert = _off_expert(out, rows, preset.seeds)
+        by_kind = _by_episode_kind(out, rows, preset.seeds)
 
     histories = {  # of the study's own training runs, not the adaptations
         variant: [
@@ -263,6 +265,7 @@ def run_benchmark(
         "learning_rates": learning_rates,
         "held_out_per_task": held_out_per_task,
         "off_expert": off_expert,
+        "by_episode_kind": by_kind,
         "learning": {variant: [late_improvement(run) for run in runs] for variant, runs in histories.items()},
         "data": {"train": data_summary(train_data), "eval": data_summary(eval_data)},
         "timings_s": {**clock.this_run, "total": time.perf_counter() - started},
@@ -403,7 +406,7 @@ def _evaluate_checkpoints(
     """Evaluate every checkpoint on its splits, unless its weights and demonstrations were evaluated already."""
     split_tasks = {"train-tasks": list(preset.train_tasks), "held-out-tasks": list(preset.held_out_tasks)}
     split_demos = {"train-tasks": {}, "held-out-tasks": demonstrations}
-    for (variant, _), folder in checkpoints.items():
+    for (variant, seed), folder in checkpoints.items():
         weights_sha256 = read_checkpoint_config(folder)[1]
         is_adapted = "-adapted" in variant
         for split, tasks in split_tasks.items():
@@ -419,7 +422,8 @@ def _evaluate_checkpoints(
                 or evaluated.get("demonstrations", {}) != wanted
                 or evaluated.get("format") != EVALUATION_FORMAT
             ):
-                evaluate(folder, eval_data.root, target, tasks=tasks, seed=0, demonstrations=demos)
+                plots = seed == preset.seeds[0]  # reward curves of one seed per row: the figures cost seconds each
+                evaluate(folder, eval_data.root, target, tasks=tasks, seed=0, demonstrations=demos, plots=plots)
 
 
 def _score_references(
@@ -509,6 +513,24 @@ def _off_expert(out: Path, rows: list[Row], seeds: tuple[int, ...]) -> dict[str,
             for task in per_seed[0]
         }
     return probes
+
+
+def _by_episode_kind(out: Path, rows: list[Row], seeds: tuple[int, ...]) -> dict[str, dict[str, float | None]]:
+    """Per row on the training tasks: the headline and the within-episode accuracy on each kind of episode
+    (clean experts, noisy experts, random policy), means over seeds."""
+    keys = [f"{prefix}_{kind}" for prefix in ("time_balanced", "ranking_accuracy_within") for kind in EPISODE_KINDS]
+    settings = MetricSettings()
+    result = {}
+    for label, tables in _frame_tables(out, rows, seeds, "train-tasks").items():
+        details = [
+            {
+                **METRICS[HEADLINE].compute(table, settings).details,
+                **METRICS["ranking_accuracy_within"].compute(table, settings).details,
+            }
+            for table in tables
+        ]
+        result[label] = {key: _mean_answer([found[key] for found in details]) for key in keys}
+    return result
 
 
 def _mean_answer(values: list[Any]) -> float | None:

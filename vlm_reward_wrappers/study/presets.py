@@ -170,8 +170,9 @@ PRESETS: dict[str, Preset] = {
     "quick": Preset(
         name="quick",
         description="9 training tasks (two same-scene pairs), the 5 ML45 test tasks held out; 64-px frames; one "
-        "backbone per seed, frozen, with residual heads on cached features; 3 seeds; 20 full-length evaluation "
-        "episodes per task; held-out tasks also given by 1 demonstration and adapted on 1 and 5",
+        "backbone per seed, frozen, with residual heads on cached features; learning rates swept; 3 seeds; 20 "
+        "full-length evaluation episodes per task; held-out tasks also given by 1 demonstration (no adaptation: "
+        "preset full adapts)",
         train_tasks=QUICK_TRAIN_TASKS,
         held_out_tasks=ML45_TEST,
         train_episodes=10,
@@ -182,6 +183,7 @@ PRESETS: dict[str, Preset] = {
         learning_rates=(3e-4, 1e-3, 3e-3),
         eval_every=50,
         seeds=(0, 1, 2),
+        adapt_demonstrations=(),
     ),
     "full": Preset(
         name="full",

@@ -300,6 +300,21 @@ def off_expert_summary(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def by_kind_table(result: dict[str, Any]) -> str:
+    """Per row on the training tasks: the headline and the within-episode accuracy on each kind of episode."""
+    kinds = ("expert", "noisy", "random")
+    header = [f"{METRICS[HEADLINE].label}: {kind}" for kind in kinds] + [f"within-episode: {kind}" for kind in kinds]
+    lines = ["| row | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
+    for label, values in result["by_episode_kind"].items():
+        cells = [
+            "n/a" if (value := values[f"{prefix}_{kind}"]) is None else f"{value:.3f}"
+            for prefix in ("time_balanced", "ranking_accuracy_within")
+            for kind in kinds
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _off_expert_section(result: dict[str, Any]) -> str:
     details = "\n\n".join(
         f"#### {label}\n\n{probe_table(per_task)}" for label, per_task in result["off_expert"].items()
@@ -395,6 +410,13 @@ better, not distinguishable or worse. An image-goal reward has no goal image for
 {legend(result["delta"], [metric.name for metric in ordered_metrics(headline=True)])}
 
 ![benchmark](benchmark.png)
+
+### By kind of episode (training tasks)
+
+Means over seeds; "expert": clean expert episodes, "noisy": experts with action noise, "random": the random policy.
+Episodes run to their full length, past success.
+
+{by_kind_table(result)}
 
 {_off_expert_section(result)}
 {_held_out_section(result)}
