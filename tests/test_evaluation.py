@@ -137,6 +137,10 @@ def test_tiny_benchmark_end_to_end_cached_rerun_and_identical_second_run(tmp_pat
     # The off-expert probe covers every row scored on the training tasks, task by task.
     assert set(result["off_expert"]) == set(result["statistics"]["train-tasks"]["voc"]["objectives"])
     assert set(result["off_expert"]["triplet"]) == {"reach-v3", "button-press-v3"}
+    # ... and each kind of episode apart: the tiny evaluation data has clean experts and a random policy only.
+    assert set(result["by_episode_kind"]) == set(result["off_expert"])
+    by_kind = result["by_episode_kind"]["ref: Meta-World reward (oracle)"]
+    assert by_kind["ranking_accuracy_within_expert"] == 1.0 and by_kind["ranking_accuracy_within_noisy"] is None
     # TCN's native reward needs a goal image: held-out tasks have none, so that row is left out there.
     assert "tcn (image goal)" in result["statistics"]["train-tasks"]["ranking_accuracy"]["objectives"]
     assert "tcn (image goal)" not in result["statistics"]["held-out-tasks"]["ranking_accuracy"]["objectives"]

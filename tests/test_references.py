@@ -77,3 +77,10 @@ def test_backbone_neighbours_use_real_features(table, tiny_checkpoint, tiny_data
 def test_a_task_without_labelled_training_frames_gives_no_reference(table, tiny_dataset):
     others = tiny_dataset.__class__(tiny_dataset.root, tasks=["reach-v3"])
     assert knn_progress_reference(table, others, tiny_dataset, pixel_vectors) is None
+
+
+def test_a_table_scored_on_another_selection_of_the_data_is_refused(table, tiny_dataset):
+    # Episode numbers count within the selection a table was scored on: another selection is another numbering.
+    reach_only = tiny_dataset.__class__(tiny_dataset.root, tasks=["reach-v3", "drawer-close-v3"])
+    with pytest.raises(ValueError, match="pass the dataset the table was scored on"):
+        knn_progress_reference(table, tiny_dataset, reach_only, pixel_vectors)

@@ -116,7 +116,8 @@ def knn_progress_reference(
         metric: distance between vectors.
         nearest: neighbours averaged.
 
-    Returns None when a task of ``table`` has no successful expert episode in ``train`` (no labels).
+    Returns None when a task of ``table`` has no successful expert episode in ``train`` (no labels); raises
+    ValueError when ``table``'s episode numbers do not point at episodes of its tasks in ``evaluated``.
     """
     predicted = np.zeros(len(table))
     for task in np.unique(table.task):
@@ -132,6 +133,12 @@ def knn_progress_reference(
         labels = np.concatenate([labels for _, labels in labelled])
         rows = np.flatnonzero(table.task == task)
         episodes = np.unique(table.episode[rows])
+        unlike = [int(e) for e in episodes if e >= len(evaluated) or evaluated.episodes[int(e)].task != task]
+        if unlike:
+            raise ValueError(
+                f"the table's {task} episodes {unlike[:3]} are not {task} episodes of {evaluated.root}: pass the "
+                "dataset the table was scored on, with the same task selection (its episodes are numbered within it)"
+            )
         query_vectors = embed(evaluated, [int(e) for e in episodes])
         for episode in episodes:
             where = rows[table.episode[rows] == episode]

@@ -68,6 +68,7 @@ class RewardModel(nn.Module):
         self.heads = apply_finetuning(self.backbone, config.finetune)
         self.objective: Objective = objective_from_config(config.objective)
         self._text_cache: dict[str, torch.Tensor] = {}
+        self._frozen_text: dict[str, torch.Tensor] = {}
         tasks = config.goal_image_tasks
         self.register_buffer("goal_images", torch.zeros(len(tasks), self.backbone.embed_dim) if tasks else None)
 
@@ -88,8 +89,22 @@ class RewardModel(nn.Module):
 
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
         """Unnormalised text embeddings ``(B, D)``."""
-        features = self.backbone.encode_text(list(texts))
+        if self.config.finetune.mode in ("heads", "frozen"):
+            features = self._frozen_text_features(list(texts))
+        else:
+            features = self.backbone.encode_text(list(texts))
         return self.heads["text"](features) if "text" in self.heads else features
+
+    def _frozen_text_features(self, texts: list[str]) -> torch.Tensor:
+        """A frozen text tower gives a sentence the same features in every call: each one is encoded once.
+
+        Training steps draw their sentences from a few per task, so this skips the text tower on almost every step.
+        """
+        missing = [text for text in dict.fromkeys(texts) if text not in self._frozen_text]
+        if missing:
+            with torch.no_grad():
+                self._frozen_text.update(zip(missing, self.backbone.encode_text(missing), strict=True))
+        return torch.stack([self._frozen_text[text] for text in texts]).to(self.device)
 
     def goal_embedding(self, goal: str) -> torch.Tensor:
         """Text embedding of a goal sentence, computed once per sentence and cached (eval only)."""
@@ -109,6 +124,7 @@ class RewardModel(nn.Module):
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
         self._text_cache.clear()
+        self._frozen_text.clear()
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def reward_from_features(self, image_features: torch.Tensor, goal: Goal) -> torch.Tensor:

@@ -442,10 +442,15 @@ def _score_references(
     template_variant = next(
         row.variant for row in rows if not row.reference and row.goal_kind == "sentence" and row.reward == "native"
     )
+    split_data = {  # as each evaluation selected them: a table numbers its episodes within its selection
+        "train-tasks": DemoDataset(eval_data.root, tasks=preset.train_tasks),
+        "held-out-tasks": DemoDataset(eval_data.root, tasks=preset.held_out_tasks),
+    }
     for seed in preset.seeds:
         model: RewardModel | None = None
         for split in SPLITS:
             template = load_table(out / "eval" / f"{template_variant}-seed{seed}" / split / TABLE_FILES["native"])
+            evaluated = split_data[split]
             for row in (row for row in rows if row.reference and split in row.splits):
                 target = out / "eval" / checkpoint_folder(out, row.variant, seed).name / split / row.table_file
                 name = row.variant.removeprefix("ref-")
@@ -457,6 +462,7 @@ def _score_references(
                     made_from = {
                         "format": REFERENCE_FORMAT,
                         "frames": hashlib.sha256(template.episode.tobytes() + template.step.tobytes()).hexdigest(),
+                        "evaluated": [str(info.path.relative_to(evaluated.root)) for info in evaluated.episodes],
                         "train": [config_id(collection) for collection in train_data.collections],
                         "backbone": model.config.backbone.sha256 if name == "backbone-knn" else None,
                         "nearest": NEAREST,
@@ -467,7 +473,7 @@ def _score_references(
                         continue
                     embed = pixel_vectors if name == "pixel-knn" else _backbone_embedding(model)
                     metric: Literal["euclidean", "cosine"] = "euclidean" if name == "pixel-knn" else "cosine"
-                    table = knn_progress_reference(template, train_data, eval_data, embed, metric=metric)
+                    table = knn_progress_reference(template, train_data, evaluated, embed, metric=metric)
                     if table is not None:
                         write_json_atomic(record, made_from)
                 if table is not None:
@@ -475,7 +481,7 @@ def _score_references(
                     save_table(table, target)
 
 
-REFERENCE_FORMAT = 1
+REFERENCE_FORMAT = 2
 """Bumped when a reference predictor's definition changes: stored nearest-neighbour tables are then recomputed."""
 
 

@@ -284,11 +284,14 @@ def train(
             f"no successful expert episodes among the training episodes of {', '.join(tasks)}; collect more "
             "expert episodes."
         )
-    validation = validation_frames(dataset, split.val, config.val_frames_per_task, config.seed)
+    frozen = finetune.mode in ("heads", "frozen")  # a frozen backbone: its features of every frame, computed once
+    validation = validation_frames(dataset, split.val, config.val_frames_per_task, config.seed, read_frames=not frozen)
     per_task = max(1, STATISTICS_FRAMES // max(1, len(tasks)))
-    training_sample = validation_frames(dataset, split.train, per_task, config.seed + 1)  # for reward statistics
+    training_sample = validation_frames(  # for reward statistics
+        dataset, split.train, per_task, config.seed + 1, read_frames=not frozen
+    )
     all_features: dict[int, torch.Tensor] = {}
-    if finetune.mode in ("heads", "frozen"):  # a frozen backbone: its features of every frame, computed once
+    if frozen:
         all_features = backbone_features(model, dataset, range(len(dataset)))
         validation.use_features(all_features)
         training_sample.use_features(all_features)

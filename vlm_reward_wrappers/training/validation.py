@@ -61,8 +61,14 @@ class ValidationFrames:
             )
 
 
-def validation_frames(dataset: DemoDataset, episodes: Sequence[int], per_task: int, seed: int) -> ValidationFrames:
-    """Up to ``per_task`` frames of each task's episodes, drawn without replacement with a fixed seed."""
+def validation_frames(
+    dataset: DemoDataset, episodes: Sequence[int], per_task: int, seed: int, *, read_frames: bool = True
+) -> ValidationFrames:
+    """Up to ``per_task`` frames of each task's episodes, drawn without replacement with a fixed seed.
+
+    ``read_frames=False`` draws the same frames without reading their images (empty ``(n, 0, 0, 3)``), for a
+    caller that takes their features from a cache (:meth:`ValidationFrames.use_features`).
+    """
     rng = np.random.default_rng([seed, 11])
     frames, tasks, episode_ids, step_ids, rewards = [], [], [], [], []
     by_task: dict[str, list[tuple[int, int]]] = {}
@@ -74,7 +80,9 @@ def validation_frames(dataset: DemoDataset, episodes: Sequence[int], per_task: i
         chosen = sorted(rng.choice(len(pairs), size=min(per_task, len(pairs)), replace=False))
         for index in sorted({pairs[c][0] for c in chosen}):
             steps = [pairs[c][1] for c in chosen if pairs[c][0] == index]
-            frames.append(dataset.read_frames(index, steps))
+            frames.append(
+                dataset.read_frames(index, steps) if read_frames else np.empty((len(steps), 0, 0, 3), np.uint8)
+            )
             tasks.extend([task] * len(steps))
             episode_ids.extend([index] * len(steps))
             step_ids.extend(steps)
