@@ -493,8 +493,9 @@ def learning_rate_table(learning_rates: dict[str, dict[str, Any]]) -> str:
         losses = " | ".join(f"{sweep['validation_loss'][rate]:.4f}" for rate in rates)
         lines.append(f"| {variant} | {losses} | {sweep['chosen']:g} |")
     return "\n".join(lines) + (
-        "\n\nEach row's own loss on validation episodes of the training tasks, seed 0; the rate with the lowest one "
-        "trains every seed. Evaluation episodes play no part in the choice."
+        "\n\nEach row's own loss on validation episodes of the training tasks, on the first seed's backbone with a "
+        "head seed no final run uses; the rate with the lowest one trains every seed. Evaluation episodes play no "
+        "part in the choice."
     )
 
 
