@@ -89,7 +89,16 @@ def interval_from_resamples(
     episodes with replacement, and the metric sees how often each was drawn.
     """
     copies = copy_counts(int(np.max(episode_codes)) + 1, num_resamples=num_resamples, seed=seed)
-    values = resample_in_chunks(resample, copies)
+    return percentile_interval(resample_in_chunks(resample, copies), confidence)
+
+
+def percentile_interval(values: np.ndarray, confidence: float) -> list[float] | None:
+    """Percentile interval of the non-NaN values (resamples without a value are skipped); None with fewer than 10.
+
+    Example:
+        >>> [round(bound, 6) for bound in percentile_interval(np.array([np.nan, *range(101)]), 0.9)]
+        [5.0, 95.0]
+    """
     values = values[~np.isnan(values)]
     if len(values) < _MIN_BOOTSTRAP_VALUES:
         return None

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from vlm_reward_wrappers.metrics import METRICS, FrameTable, MetricSettings, ordered_metrics
-from vlm_reward_wrappers.metrics.bootstrap import resample_in_chunks
+from vlm_reward_wrappers.metrics.bootstrap import percentile_interval, resample_in_chunks
 from vlm_reward_wrappers.metrics.registry import Resample
 
 MIN_RESAMPLES = 2000
@@ -179,16 +179,6 @@ def mean_over_seeds(values: SeedValues, seed_copies: np.ndarray) -> _Estimate:
     means = (seed_copies * np.nan_to_num(values.resampled)).sum(axis=1) / seed_copies.shape[1]
     means[missing] = np.nan
     return point, means
-
-
-def percentile_interval(values: np.ndarray, confidence: float) -> list[float] | None:
-    """Percentile interval of the non-NaN values; None with fewer than 10 of them."""
-    values = values[~np.isnan(values)]
-    if len(values) < _MIN_VALUES:
-        return None
-    tail = 50 * (1 - confidence)
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return [float(low), float(high)]
 
 
 def verdict(interval: list[float] | None) -> str:
