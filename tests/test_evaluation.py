@@ -13,7 +13,7 @@ import pytest
 from vlm_reward_wrappers.data import CollectionConfig, collect
 from vlm_reward_wrappers.evaluation.evaluate import evaluate
 from vlm_reward_wrappers.evaluation.scoring import load_table, score_dataset
-from vlm_reward_wrappers.metrics import ranking_accuracy
+from vlm_reward_wrappers.metrics import ranking_accuracy, success_auroc
 from vlm_reward_wrappers.models import RewardModel
 from vlm_reward_wrappers.study import PRESETS, run_benchmark
 from vlm_reward_wrappers.training.trainer import RunMismatchError
@@ -45,6 +45,12 @@ def test_evaluate_writes_every_output_and_matches_the_model(tiny_checkpoint, tin
     assert metrics["overall"]["voc"] is not None  # the tiny data has successful expert episodes
     table = (out / "report.md").read_text()
     assert all(task in table for task in tiny_dataset.tasks)
+    # The off-expert probe of every task is in metrics.json and the report; its AUC is that of the CSV's rewards.
+    assert set(metrics["off_expert"]) == set(tiny_dataset.tasks) and "## Off the expert path" in table
+    reach = np.array([r["task"] == "reach-v3" for r in rows])
+    successes = np.array([r["success"] == "1" for r in rows])
+    auroc = success_auroc(predicted[reach], successes[reach])
+    assert metrics["off_expert"]["reach-v3"]["success_auroc"] == pytest.approx(auroc, abs=1e-4)
 
 
 def test_score_dataset_covers_every_frame_once(tiny_checkpoint, tiny_dataset):
@@ -219,6 +225,9 @@ def test_cli_evaluate_and_bad_checkpoint(tiny_checkpoint, tiny_dataset, tmp_path
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "| **all** |" in result.stdout
+    # The off-expert probe, one line per task, is printed too.
+    probe = result.stdout[result.stdout.index("off the expert path") :]
+    assert "| task | success AUC |" in probe and all(f"| {task} |" in probe for task in tiny_dataset.tasks)
     missing = subprocess.run(
         [*command[:5], str(tmp_path / "nope"), *command[6:]], capture_output=True, text=True, timeout=300
     )
