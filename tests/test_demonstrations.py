@@ -159,7 +159,7 @@ def test_evaluate_scores_demonstration_rewards_and_refuses_leaks(
 
 
 def test_the_study_scores_demonstration_rewards_on_held_out_tasks_only() -> None:
-    rows = [row for row in study_rows(PRESETS["quick"]) if row.variant == "triplet"]
+    rows = [row for row in study_rows(PRESETS["full"]) if row.variant == "triplet"]
     assert [(row.label, row.splits) for row in rows] == [
         ("triplet", ("train-tasks", "held-out-tasks")),
         ("triplet (1 demo: progress)", ("held-out-tasks",)),
@@ -167,6 +167,9 @@ def test_the_study_scores_demonstration_rewards_on_held_out_tasks_only() -> None
         ("triplet (adapted on 1 demo)", ("held-out-tasks",)),
         ("triplet (adapted on 5 demos)", ("held-out-tasks",)),
     ]
+    # quick gives the held-out tasks by one demonstration and adapts nothing (preset full adapts).
+    quick = [row.label for row in study_rows(PRESETS["quick"]) if row.variant == "triplet"]
+    assert quick == [row.label for row in rows[:3]]
     collection = PRESETS["quick"].demo_collection()
     assert collection.seed not in (PRESETS["quick"].eval_collection().seed, PRESETS["quick"].train_collection().seed)
     assert collection.tasks == PRESETS["quick"].held_out_tasks and collection.random_share == 0.0
