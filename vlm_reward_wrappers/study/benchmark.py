@@ -455,6 +455,7 @@ def _score_references(
                 target = out / "eval" / checkpoint_folder(out, row.variant, seed).name / split / row.table_file
                 name = row.variant.removeprefix("ref-")
                 table: FrameTable | None
+                made_from: dict[str, Any] | None = None
                 if name not in ("pixel-knn", "backbone-knn"):
                     table = frame_free_reference(template, cast(FrameFree, name))
                 else:
@@ -474,11 +475,11 @@ def _score_references(
                     embed = pixel_vectors if name == "pixel-knn" else _backbone_embedding(model)
                     metric: Literal["euclidean", "cosine"] = "euclidean" if name == "pixel-knn" else "cosine"
                     table = knn_progress_reference(template, train_data, evaluated, embed, metric=metric)
-                    if table is not None:
-                        write_json_atomic(record, made_from)
                 if table is not None:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     save_table(table, target)
+                    if made_from is not None:  # after the table: a kill in between leaves a table without a record
+                        write_json_atomic(target.parent / f"{target.stem}.reference.json", made_from)
 
 
 REFERENCE_FORMAT = 2
