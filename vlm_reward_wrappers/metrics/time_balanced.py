@@ -1,4 +1,4 @@
-"""Time-balanced ranking accuracy: the headline metric, one that no clock can pass.
+"""Time-balanced accuracy: the headline metric, one that no clock rising with the step can pass.
 
 Within an episode, Meta-World's reward R mostly rises with time on an expert's
 path, so a reward that only counts steps orders most same-episode pairs right

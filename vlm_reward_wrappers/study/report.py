@@ -123,7 +123,8 @@ def _interval(value: float | None, interval: list[float] | None) -> str:
 
 
 HEADLINE = "time_balanced_accuracy"
-"""The metric the study's verdicts are read on: one a clock cannot pass (see :mod:`~.metrics.time_balanced`)."""
+"""The metric the study's verdicts are read on: a reward rising strictly with the step scores 0.5 on it
+(see :mod:`~vlm_reward_wrappers.metrics.time_balanced`)."""
 
 
 def _versus_reference(comparison: dict[str, Any], label: str) -> str:
