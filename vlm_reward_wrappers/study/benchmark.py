@@ -440,8 +440,11 @@ def _score_references(
     its ``reference.json`` matches what it was computed from (evaluated frames, training data, backbone, settings).
     """
     template_variant = next(
-        row.variant for row in rows if not row.reference and row.goal_kind == "sentence" and row.reward == "native"
+        (row.variant for row in rows if not row.reference and row.goal_kind == "sentence" and row.reward == "native"),
+        None,
     )
+    if template_variant is None:  # only image-goal rows (a sweep training TCN alone): no table covers every task
+        return
     split_data = {  # as each evaluation selected them: a table numbers its episodes within its selection
         "train-tasks": DemoDataset(eval_data.root, tasks=preset.train_tasks),
         "held-out-tasks": DemoDataset(eval_data.root, tasks=preset.held_out_tasks),
