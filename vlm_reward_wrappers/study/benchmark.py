@@ -243,11 +243,12 @@ def run_benchmark(
         _evaluate_checkpoints(preset, out, checkpoints, eval_data, demonstrations)
         rows = reference_rows(preset) + study_rows(preset)
         _score_references(preset, out, rows, checkpoints, train_data, eval_data)
-        statistics = {split: _statistics(preset, out, rows, split) for split in SPLITS}
+        tables = {split: _frame_tables(out, rows, preset.seeds, split) for split in SPLITS}
+        statistics = {split: _statistics(preset, rows, tables[split]) for split in SPLITS}
         held_out = [row for row in rows if "held-out-tasks" in row.splits and not row.reference]
         held_out_per_task = {row.label: _per_task(out, row, preset.seeds) for row in held_out}
-        off_expert = _off_expert(out, rows, preset.seeds)
-        by_kind = _by_episode_kind(out, rows, preset.seeds)
+        off_expert = _off_expert(tables["train-tasks"])
+        by_kind = _by_episode_kind(tables["train-tasks"])
 
     histories = {  # of the study's own training runs, not the adaptations
         variant: [
@@ -500,9 +501,9 @@ def _backbone_embedding(model: RewardModel) -> Embed:
     return embed
 
 
-def _statistics(preset: Preset, out: Path, rows: list[Row], split: str) -> dict[str, Any]:
-    """Every headline metric of every row on a split, paired; objectives compared with :data:`COMPARED_WITH`."""
-    tables = _frame_tables(out, rows, preset.seeds, split)
+def _statistics(preset: Preset, rows: list[Row], tables: dict[str, list[FrameTable]]) -> dict[str, Any]:
+    """Every headline metric of every row's tables on a split, paired; objectives compared with
+    :data:`COMPARED_WITH`."""
     family = [row.label for row in rows if not row.reference and row.label in tables]
     return compare_objectives(
         tables,
@@ -512,11 +513,11 @@ def _statistics(preset: Preset, out: Path, rows: list[Row], split: str) -> dict[
     )
 
 
-def _off_expert(out: Path, rows: list[Row], seeds: tuple[int, ...]) -> dict[str, dict[str, dict[str, Any]]]:
+def _off_expert(train_tables: dict[str, list[FrameTable]]) -> dict[str, dict[str, dict[str, Any]]]:
     """The off-expert probe of every row on the training tasks' evaluation episodes: per task, the mean over seeds
     (for yes/no answers: the share of seeds answering yes)."""
     probes = {}
-    for label, tables in _frame_tables(out, rows, seeds, "train-tasks").items():
+    for label, tables in train_tables.items():
         per_seed = [off_expert_probe(table) for table in tables]
         probes[label] = {
             task: {key: _mean_answer([probe[task][key] for probe in per_seed]) for key in PROBE_KEYS}
@@ -525,13 +526,13 @@ def _off_expert(out: Path, rows: list[Row], seeds: tuple[int, ...]) -> dict[str,
     return probes
 
 
-def _by_episode_kind(out: Path, rows: list[Row], seeds: tuple[int, ...]) -> dict[str, dict[str, float | None]]:
+def _by_episode_kind(train_tables: dict[str, list[FrameTable]]) -> dict[str, dict[str, float | None]]:
     """Per row on the training tasks: the headline and the within-episode accuracy on each kind of episode
     (clean experts, noisy experts, random policy), means over seeds."""
     keys = [f"{prefix}_{kind}" for prefix in ("time_balanced", "ranking_accuracy_within") for kind in EPISODE_KINDS]
     settings = MetricSettings()
     result = {}
-    for label, tables in _frame_tables(out, rows, seeds, "train-tasks").items():
+    for label, tables in train_tables.items():
         details = [
             {
                 **METRICS[HEADLINE].compute(table, settings).details,
