@@ -67,19 +67,19 @@ def test_hand_counted_case_with_a_tie_and_a_held_out_frame() -> None:
     assert result.details == {"num_goal_swap_pairs": 7}
     assert goal_swap_accuracy(predicted, task, goal_rewards, GOALS) == pytest.approx(4 / 7)
     # Episode 1 (the held-out frame) drawn twice, episode 0 not at all: (1 + 0.5 + 0) / 3 either way.
-    assert result.given_copies is not None
-    assert result.given_copies(np.array([0.0, 2.0])) == pytest.approx(1.5 / 3)
-    assert result.given_copies(np.array([0.0, 0.0])) is None
+    assert result.resample is not None
+    assert result.resample(np.array([[0.0, 2.0]]))[0] == pytest.approx(1.5 / 3)
+    assert np.isnan(result.resample(np.array([[0.0, 0.0]]))[0])  # no pair drawn: no value
 
 
-def test_given_copies_equals_recomputing_on_a_resample_with_duplicated_episodes() -> None:
+def test_resample_equals_recomputing_on_a_resample_with_duplicated_episodes() -> None:
     rng = np.random.default_rng(1)
     n = 30
     task = np.repeat(GOALS, 10)
     episode = np.repeat(np.arange(6), 5)
     base = table(rng.normal(size=n), task, episode, rng.normal(size=(n, 3)))
     result = goal_swap_metric(base, MetricSettings())
-    assert result.given_copies is not None
+    assert result.resample is not None
     copies = np.array([2, 0, 1, 3, 0, 1])
     rows = np.concatenate([np.flatnonzero(episode == e) for e in range(6) for _ in range(copies[e])])
     resample = FrameTable(
@@ -96,12 +96,12 @@ def test_given_copies_equals_recomputing_on_a_resample_with_duplicated_episodes(
     )
     expected = goal_swap_metric(resample, MetricSettings()).value
     assert expected is not None and expected != pytest.approx(result.value)  # the resample really differs
-    assert result.given_copies(copies.astype(float)) == pytest.approx(expected)
+    assert result.resample(copies[None, :].astype(float))[0] == pytest.approx(expected)
 
 
 def test_none_without_goal_rewards() -> None:
     result = goal_swap_metric(table(np.zeros(3), GOALS, np.arange(3), None), MetricSettings())
-    assert (result.value, result.given_copies) == (None, None)
+    assert (result.value, result.resample) == (None, None)
 
 
 def test_none_when_no_frame_has_another_goal() -> None:

@@ -76,19 +76,6 @@ class MetricResult:
     resample: Resample | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def given_copies(self) -> Callable[[np.ndarray], float | None] | None:
-        """The metric on one resample, given ``(E,)`` copy counts (None where it cannot be computed)."""
-        resample = self.resample
-        if resample is None:
-            return None
-
-        def one(copies: np.ndarray) -> float | None:
-            value = float(resample(np.asarray(copies, dtype=float)[None, :])[0])
-            return None if np.isnan(value) else value
-
-        return one
-
 
 def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """``numerator / denominator`` elementwise, NaN where the denominator is 0 (a resample without a value)."""
