@@ -70,8 +70,21 @@ def test_backbone_neighbours_use_real_features(table, tiny_checkpoint, tiny_data
 
     predicted = knn_progress_reference(table, tiny_dataset, tiny_dataset, embed, metric="cosine", nearest=3)
     assert predicted is not None and predicted.predicted.shape == table.predicted.shape
-    assert np.all((predicted.predicted >= 0) & (predicted.predicted <= 1))
     assert np.ptp(predicted.predicted) > 0
+    # Each frame gets the mean progress of the 3 training frames of its task with the highest cosine, by brute force.
+    for task in ("reach-v3", "drawer-close-v3"):
+        labelled = [
+            (index, labels)
+            for index, info in enumerate(tiny_dataset.episodes)
+            if info.task == task and (labels := progress_labels(tiny_dataset, index)) is not None
+        ]
+        pool = np.concatenate([embed(tiny_dataset, [index])[index] for index, _ in labelled])
+        pool /= np.linalg.norm(pool, axis=1, keepdims=True)
+        labels = np.concatenate([labels for _, labels in labelled])
+        row = np.flatnonzero(table.task == task)[7]
+        query = embed(tiny_dataset, [table.episode[row]])[int(table.episode[row])][table.step[row]]
+        nearest = np.argsort(-(pool @ (query / np.linalg.norm(query))))[:3]
+        assert predicted.predicted[row] == pytest.approx(labels[nearest].mean(), abs=1e-6)
 
 
 def test_a_task_without_labelled_training_frames_gives_no_reference(table, tiny_dataset):
