@@ -9,7 +9,8 @@ import numpy as np
 from vlm_reward_wrappers.metrics.registry import Resample
 from vlm_reward_wrappers.metrics.table import check_arrays
 
-_MIN_BOOTSTRAP_VALUES = 10
+MIN_BOOTSTRAP_VALUES = 10
+"""A bootstrap estimate (an interval, a p-value) needs at least this many resamples with a value."""
 
 
 def bootstrap_interval(
@@ -56,7 +57,7 @@ def bootstrap_interval(
         value = metric(order[np.repeat(first[drawn], sizes) + offsets], episode_ids)
         if value is not None:
             values.append(value)
-    if len(values) < _MIN_BOOTSTRAP_VALUES:
+    if len(values) < MIN_BOOTSTRAP_VALUES:
         return None
     tail = 50 * (1 - confidence)
     low, high = np.percentile(values, [tail, 100 - tail])
@@ -100,7 +101,7 @@ def percentile_interval(values: np.ndarray, confidence: float) -> list[float] | 
         [5.0, 95.0]
     """
     values = values[~np.isnan(values)]
-    if len(values) < _MIN_BOOTSTRAP_VALUES:
+    if len(values) < MIN_BOOTSTRAP_VALUES:
         return None
     tail = 50 * (1 - confidence)
     low, high = np.percentile(values, [tail, 100 - tail])

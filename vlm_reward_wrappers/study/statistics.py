@@ -32,14 +32,11 @@ from typing import Any
 import numpy as np
 
 from vlm_reward_wrappers.metrics import METRICS, FrameTable, MetricSettings, ordered_metrics
-from vlm_reward_wrappers.metrics.bootstrap import percentile_interval, resample_in_chunks
+from vlm_reward_wrappers.metrics.bootstrap import MIN_BOOTSTRAP_VALUES, percentile_interval, resample_in_chunks
 from vlm_reward_wrappers.metrics.registry import Resample
 
 MIN_RESAMPLES = 2000
 """DESIGN §5 asks for at least this many resamples; fewer are refused."""
-
-_MIN_VALUES = 10
-"""An interval needs at least this many resamples with a value."""
 
 _Estimate = tuple["float | None", np.ndarray]
 """A point estimate and its ``(R,)`` resampled values (NaN: skipped)."""
@@ -197,7 +194,7 @@ def _difference(reference: _Estimate, other: _Estimate, confidence: float) -> di
     interval = percentile_interval(differences, confidence)
     point = None if reference[0] is None or other[0] is None else reference[0] - other[0]
     known = differences[~np.isnan(differences)]
-    p_value = min(1.0, 2 * min(np.mean(known <= 0), np.mean(known >= 0))) if len(known) >= _MIN_VALUES else 1.0
+    p_value = min(1.0, 2 * min(np.mean(known <= 0), np.mean(known >= 0))) if len(known) >= MIN_BOOTSTRAP_VALUES else 1.0
     return {
         "difference": point,
         "ci": interval,
