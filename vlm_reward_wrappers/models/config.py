@@ -38,6 +38,10 @@ class RewardModelConfig:
             (the mean embedding of the frames from first success on of the task's successful
             training trajectories), in the order of the stored tensor.
         image_reward_stats: mean and std of the model's goal-image rewards on its training frames.
+        progress_calibration: per kind of goal (``sentence``, ``image``) and training task, the two scores
+            ``[zero, one]`` that the ``progress`` reward maps to 0 and 1: the 5th percentile of the task's
+            first frames and the 95th percentile of its success frames, on the training episodes
+            (:mod:`vlm_reward_wrappers.training.calibration`). Empty in checkpoints written before it existed.
         training: what the trainer records about the run (config, history, best step).
     """
 
@@ -51,6 +55,7 @@ class RewardModelConfig:
     reward_stats: dict[str, float] = field(default_factory=lambda: {"mean": 0.0, "std": 1.0})
     goal_image_tasks: list[str] = field(default_factory=list)
     image_reward_stats: dict[str, float] = field(default_factory=lambda: {"mean": 0.0, "std": 1.0})
+    progress_calibration: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
 
     def goal_for(self, task: str) -> str:

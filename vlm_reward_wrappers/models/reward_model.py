@@ -46,6 +46,10 @@ class GoalUnavailableError(ValueError):
     """A goal image was asked for a task the checkpoint holds none for."""
 
 
+class CalibrationError(ValueError):
+    """The ``progress`` reward was asked for a goal the checkpoint holds no calibration for."""
+
+
 class RewardModel(nn.Module):
     """Scores frames against a goal, a sentence or a goal image, with a (finetuned) vision-language backbone.
 
@@ -177,6 +181,47 @@ class RewardModel(nn.Module):
         if isinstance(goal, DemonstrationGoal):
             return goal.reward_stats
         return self.config.reward_stats if isinstance(goal, str) else self.config.image_reward_stats
+
+    def progress_range(self, task: str | None, goal: Goal | np.ndarray) -> tuple[float, float]:
+        """The scores ``(zero, one)`` that the ``progress`` reward maps to 0 and 1 for ``task``'s own goal.
+
+        Raises :class:`CalibrationError` saying what to do when the checkpoint holds none for this task and
+        goal (a checkpoint written before calibration existed, a task it never trained on, a goal sentence or
+        image other than the task's own, demonstrations), or when its calibration is degenerate (success
+        frames do not score above first frames).
+        """
+        calibration = self.config.progress_calibration
+        advice = "use reward_mode='normalized' (or 'raw') for this goal"
+        if not calibration:
+            raise CalibrationError(
+                "this checkpoint holds no progress calibration (it was written before reward_mode='progress' "
+                f"existed): train it again with this version, or {advice}."
+            )
+        if task is None or isinstance(goal, DemonstrationGoal):
+            raise CalibrationError(
+                f"reward_mode='progress' is calibrated for Meta-World training tasks only; {advice}."
+            )
+        kind = "sentence" if isinstance(goal, str) else "image"
+        stored = calibration.get(kind, {})
+        if task not in stored:
+            raise CalibrationError(
+                f"this checkpoint has no progress calibration for {task} with a {kind} goal (it has one for: "
+                f"{', '.join(sorted(stored)) or 'none'}); {advice}."
+            )
+        own: Goal = self.config.goal_for(task) if kind == "sentence" else self.goal_image(task)
+        same = goal == own if isinstance(goal, str) else torch.allclose(torch.as_tensor(goal).cpu(), own.cpu())
+        if not same:
+            raise CalibrationError(
+                f"reward_mode='progress' is calibrated for {task}'s own goal, not for another {kind}; {advice}."
+            )
+        zero, one = stored[task]
+        if not one > zero:
+            raise CalibrationError(
+                f"on {task} this checkpoint scores success frames no higher than first frames (95th percentile "
+                f"{one:.4g} <= 5th percentile {zero:.4g}): its progress would mean nothing; {advice}, or another "
+                "checkpoint."
+            )
+        return float(zero), float(one)
 
     def rewards_for_goals(self, image_features: torch.Tensor, goals: Sequence[str] | np.ndarray) -> np.ndarray:
         """Rewards of image embeddings, each against its own goal sentence (one text embedding per distinct goal)."""

@@ -46,6 +46,8 @@ class PretrainConfig:
         batch_size: (frame, sentence) pairs per step.
         learning_rate: AdamW learning rate.
         seed: seeds the batches and the initialisation.
+        time_contrastive: weight of the time-contrastive image loss beside the caption loss (0: caption only;
+            see :class:`~vlm_reward_wrappers.objectives.clip.CLIPContrastive`).
     """
 
     model: str = DEFAULT_BACKBONE_MODEL
@@ -53,6 +55,7 @@ class PretrainConfig:
     batch_size: int = 128
     learning_rate: float = 5e-4
     seed: int = 0
+    time_contrastive: float = 0.0
 
 
 def _backbone_key(dataset: DemoDataset, tasks: tuple[str, ...], config: PretrainConfig) -> str:
@@ -96,6 +99,7 @@ def pretrain_backbone(
     run = folder / "run"
     train_config = TrainConfig(
         objective="clip",
+        objective_options={"time_contrastive": config.time_contrastive} if config.time_contrastive else {},
         finetune="full",
         batch_size=config.batch_size,
         max_steps=config.max_steps,

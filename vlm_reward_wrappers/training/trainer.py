@@ -42,6 +42,7 @@ from vlm_reward_wrappers.objectives import EncodedBatch, get_objective
 from vlm_reward_wrappers.tasks import ML45_TEST, expand_tasks, goal_text
 from vlm_reward_wrappers.training import distributed
 from vlm_reward_wrappers.training.batches import FrameStore, TrajectoryBatch, TrajectorySampler
+from vlm_reward_wrappers.training.calibration import calibration_frames, progress_calibration
 from vlm_reward_wrappers.training.validation import (
     goal_image_embeddings,
     monitor,
@@ -290,11 +291,12 @@ def train(
     training_sample = validation_frames(  # for reward statistics
         dataset, split.train, per_task, config.seed + 1, read_frames=not frozen
     )
+    calibration_first, calibration_success = calibration_frames(dataset, split.train, read_frames=not frozen)
     all_features: dict[int, torch.Tensor] = {}
     if frozen:
         all_features = backbone_features(model, dataset, range(len(dataset)))
-        validation.use_features(all_features)
-        training_sample.use_features(all_features)
+        for sample in (validation, training_sample, calibration_first, calibration_success):
+            sample.use_features(all_features)
     val_trajectories = [
         i for i in split.val if config.trajectories == "all" or dataset.episodes[i].is_successful_expert
     ]
@@ -355,11 +357,12 @@ def train(
             "best": best,
             "history": history,
         }
-        if final:  # goal images and reward statistics of the kept weights, on training frames
+        if final:  # goal images, reward statistics and progress calibration of the kept weights, on training frames
             model.load_state_dict(best_weights, strict=False)
             model.set_goal_images(goal_image_embeddings(model, dataset, split.train))
             model_config.reward_stats = reward_statistics(model, training_sample, native=False)
             model_config.image_reward_stats = reward_statistics(model, training_sample, native=True)
+            model_config.progress_calibration = progress_calibration(model, calibration_first, calibration_success)
             best_weights = model.weights_to_save()
         model_config.training = {
             **summary_base,

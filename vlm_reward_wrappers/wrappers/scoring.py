@@ -154,7 +154,9 @@ class GoalScorer:
 
 
 class RewardTransform:
-    """Rewards from raw scores: ``raw``, ``normalized`` or ``shaped``, plus a success bonus.
+    """Rewards from raw scores: ``raw``, ``normalized``, ``progress`` or ``shaped``, plus a success bonus.
+
+    ``progress`` maps the scores ``progress_range = (zero, one)`` to 0 and 1 and clips to [0, 1].
 
     ``shaped`` is potential-based shaping ``gamma * phi(o') - phi(o)`` with
     ``phi`` the normalized score; it keeps one potential per sub-env, which
@@ -165,6 +167,8 @@ class RewardTransform:
         >>> transform.start(np.array([3.0]))            # phi(o_0) = (3 - 1) / 2 = 1
         >>> transform(np.array([5.0]))                   # 0.5 * 2 - 1
         array([0.])
+        >>> RewardTransform("progress", {"mean": 0.0, "std": 1.0}, progress_range=(0.2, 0.6))(np.array([0.1, 0.3, 0.9]))
+        array([0.  , 0.25, 1.  ])
     """
 
     def __init__(
@@ -174,9 +178,15 @@ class RewardTransform:
         gamma: float = 0.99,
         success_bonus: float = 0.0,
         num_envs: int = 1,
+        progress_range: tuple[float, float] | None = None,
     ) -> None:
         if mode not in get_args(RewardMode):
             raise ValueError(f"reward_mode must be one of {', '.join(get_args(RewardMode))}; got {mode!r}.")
+        if mode == "progress" and (progress_range is None or not progress_range[1] > progress_range[0]):
+            raise ValueError(
+                f"reward_mode='progress' needs progress_range=(zero, one) with one > zero; got {progress_range}"
+            )
+        self.progress_range = progress_range
         if not 0.0 < gamma <= 1.0:
             raise ValueError(f"gamma must be in (0, 1] (the agent's discount factor); got {gamma}.")
         self.mode = mode
@@ -205,6 +215,10 @@ class RewardTransform:
             rewards = scores.copy()
         elif self.mode == "normalized":
             rewards = self.normalize(scores)
+        elif self.mode == "progress":
+            assert self.progress_range is not None  # checked in __init__
+            zero, one = self.progress_range
+            rewards = np.clip((scores - zero) / (one - zero), 0.0, 1.0)
         else:
             if np.isnan(self._potential).any():
                 raise RuntimeError(
@@ -235,7 +249,14 @@ def make_reward(spec: RewardSpec, frames: Sequence[FrameSettings]) -> tuple[Goal
     for camera, image_size in sorted({(setting.camera, setting.image_size) for setting in frames}):
         warn_if_unlike_training(model.config, camera, image_size, where=f"checkpoint {spec.checkpoint}", stacklevel=4)
     scorer = GoalScorer(spec.checkpoint, goal, spec.device)
+    progress_range = (
+        model.progress_range(
+            next(iter(tasks)), goal if isinstance(goal, str | DemonstrationGoal) else torch.as_tensor(goal)
+        )
+        if spec.reward_mode == "progress"
+        else None
+    )
     transform = RewardTransform(
-        spec.reward_mode, model.reward_stats_for(goal), spec.gamma, spec.success_bonus, len(frames)
+        spec.reward_mode, model.reward_stats_for(goal), spec.gamma, spec.success_bonus, len(frames), progress_range
     )
     return scorer, transform

@@ -28,9 +28,10 @@ import numpy as np
 from vlm_reward_wrappers.configs import check_choices
 from vlm_reward_wrappers.models import Demonstration, DemoReward
 
-RewardMode = Literal["raw", "normalized", "shaped"]
+RewardMode = Literal["raw", "normalized", "progress", "shaped"]
 """``raw``: the model score; ``normalized``: ``(score - mean) / std`` with the checkpoint's reward statistics;
-``shaped``: ``gamma * phi(o') - phi(o)`` with ``phi`` the normalized score."""
+``progress``: per-task progress in [0, 1] from the checkpoint's calibration; ``shaped``: ``gamma * phi(o') - phi(o)``
+with ``phi`` the normalized score."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,8 +52,11 @@ class RewardSpec:
         demo_reward: the reward a demonstration gives: ``progress`` (how far along the demonstration the
             frame is, from its nearest demonstration frames) or ``goal-image`` (cosine to its final frames).
         reward_mode: ``raw`` (the model score), ``normalized`` (``(score - mean) / std``
-            with the checkpoint's reward statistics) or ``shaped`` (``gamma * phi(o') - phi(o)``,
-            ``phi`` the normalized score, ``phi(o_0)`` from the reset frame).
+            with the checkpoint's reward statistics, pooled over its training tasks), ``progress``
+            (``clip((score - zero) / (one - zero), 0, 1)`` with the task's calibration stored in the
+            checkpoint: 0 at a typical first frame, 1 at the best success frames; for a Meta-World
+            training task's own goal) or ``shaped`` (``gamma * phi(o') - phi(o)``, ``phi`` the
+            normalized score, ``phi(o_0)`` from the reset frame).
         gamma: discount of the shaped reward (use the agent's).
         success_bonus: added to the reward on steps where ``info["success"]`` is true.
         device: where the model runs (``cpu``, ``cuda``).
