@@ -92,7 +92,7 @@ def test_progress_reward_refuses_what_it_has_no_calibration_for(tiny_checkpoint:
     config.pop("progress_calibration")
     (old / "config.json").write_text(json.dumps(config))
     assert RewardModel.from_pretrained(old).config.progress_calibration == {}  # old checkpoints still load
-    with pytest.raises(CalibrationError, match="holds no progress calibration.*normalized"):
+    with pytest.raises(CalibrationError, match=r"holds no progress calibration.*normalized"):
         VLMRewardWrapper(make_metaworld_env("reach-v3", image_size=32), old, reward_mode="progress")
     calibrated = _with_calibration(tiny_checkpoint, tmp_path / "calibrated", {"sentence": {"reach-v3": [0.0, 1.0]}})
     with pytest.raises(CalibrationError, match="no progress calibration for drawer-close-v3"):

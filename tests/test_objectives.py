@@ -79,6 +79,7 @@ TRIPLET_BATCH = dict(
     texts=[[3.0, 0.0], [0.0, 0.5]],
     text_index=[0, 1],
     task=[0, 1],
+    steps={"t": [2, 3], "later": [5, 6]},  # before the first success (step 9)
 )
 
 
@@ -120,12 +121,32 @@ def test_triplet_loss_with_cross_task_negatives_equals_hand_computation():
     assert parts["cross_task"] == pytest.approx(0.1, abs=1e-6)
 
 
+def test_triplet_loss_leaves_out_pairs_whose_earlier_frame_is_at_or_after_the_first_success():
+    # Item 0's pair starts at its first success (step 9): only item 1's temporal term counts, and it is 0.
+    batch = encoded(**{**TRIPLET_BATCH, "steps": {"t": [9, 3], "later": [12, 6]}})
+    loss, parts = get_objective("triplet", margin=0.1, cross_task_negatives=False).loss(batch)
+    assert float(loss) == pytest.approx(0.0, abs=1e-7) and parts["temporal"] == pytest.approx(0.0, abs=1e-7)
+    both = encoded(**{**TRIPLET_BATCH, "steps": {"t": [9, 10], "later": [12, 11]}})  # no pair left: zero, not NaN
+    assert float(get_objective("triplet", margin=0.1, cross_task_negatives=False).loss(both)[0]) == 0.0
+
+
+def test_triplet_loss_with_failure_negatives_equals_hand_computation():
+    # success frames: item 0 (0.6, 0.8) -> s = 0.6 with g0; item 1 (0, 1) -> s = 1 with g1
+    # failure frames: item 0 (1, 0) -> s = 1.0 (violates: 0.1 - 0.6 + 1.0 = 0.5); item 1 (1, 0) -> s = 0 (0.1 - 1 < 0)
+    images = {**TRIPLET_BATCH["images"], "success": [[3.0, 4.0], [0.0, 2.0]], "failure": [[5.0, 0.0], [1.0, 0.0]]}
+    batch = encoded(**{**TRIPLET_BATCH, "images": images})
+    loss, parts = get_objective("triplet", margin=0.1, cross_task_negatives=False, failure_negatives=True).loss(batch)
+    assert parts["failure"] == pytest.approx(0.25, abs=1e-6)
+    assert float(loss) == pytest.approx(_hand_triplet(0.1, cross=False) + 0.25, abs=1e-6)
+
+
 def test_triplet_loss_is_zero_when_every_later_frame_is_closer_to_the_text_by_the_margin():
     batch = encoded(
         images={"t": [[0.0, 1.0], [1.0, 0.0]], "later": [[1.0, 0.0], [0.0, 1.0]]},
         texts=[[1.0, 0.0], [0.0, 1.0]],
         text_index=[0, 1],
         task=[0, 1],
+        steps={"t": [0, 0], "later": [1, 1]},
     )
     loss, _ = get_objective("triplet", margin=0.5).loss(batch)
     assert float(loss) == 0.0
@@ -572,6 +593,21 @@ def test_clip_objective_is_the_multi_positive_infonce_of_the_t_frames():
     assert parts["infonce"] == pytest.approx(expected, abs=1e-5)
 
 
+def test_clip_time_contrastive_term_is_the_infonce_from_each_frame_to_its_next_frame():
+    images = {"t": [[1.0, 0.2], [0.9, -0.1], [0.1, 1.0]], "next": [[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]}
+    batch = encoded(images=images, texts=[[2.0, 0.0], [0.0, 1.0]], text_index=[0, 0, 1], task=[0, 0, 1], scale=4.0)
+    loss, parts = get_objective("clip", time_contrastive=0.5, temperature=0.2).loss(batch)
+    t, following = ([_unit(v) for v in images[slot]] for slot in ("t", "next"))
+    time = 0.0
+    for i in range(3):  # -log softmax over the next frames of every trajectory, the own one the positive
+        logits = [_dot(t[i], following[j]) / 0.2 for j in range(3)]
+        time += -(logits[i] - math.log(sum(math.exp(v) for v in logits))) / 3
+    caption = _hand_infonce(images["t"], [[2.0, 0.0], [0.0, 1.0]], [0, 0, 1], [0, 1], 4.0)
+    assert parts["time_contrastive"] == pytest.approx(time, abs=1e-5)
+    assert float(loss) == pytest.approx(caption + 0.5 * time, abs=1e-5)
+    assert get_objective("clip", time_contrastive=0.5).slots == ("t", "next")
+
+
 def test_default_reward_is_the_cosine_similarity():
     reward = get_objective("triplet").reward(_t([[3.0, 4.0], [0.0, -2.0]]), _t([2.0, 0.0]))
     assert reward.tolist() == pytest.approx([0.6, 0.0], abs=1e-6)
@@ -684,7 +720,7 @@ def test_sampler_slot_invariants(tiny_dataset):
     for k in range(40):
         batch = sampler.batch(k)
         s = batch.steps
-        assert set(s) == {"first", "t", "next", "later", "far", "last", "start", "goal"}
+        assert set(s) == {"first", "t", "next", "later", "far", "last", "start", "goal", "success", "failure"}
         assert len(batch.episode) == 8 and set(batch.episode) <= set(episodes)
         infos = [tiny_dataset.episodes[e] for e in batch.episode]
         assert batch.length.tolist() == [info.num_steps for info in infos]
@@ -775,6 +811,35 @@ def test_subtrajectory_slots_leave_every_other_draw_unchanged():
         assert np.all(start <= t) and np.all(t + 1 <= goal) and np.all(goal <= batch.steps["last"])
         again = TrajectorySampler(_fake_dataset(), list(range(6)), batch_size=6, seed=3).batch(k)
         assert np.array_equal(again.steps["start"], start) and np.array_equal(again.steps["goal"], goal)
+
+
+def test_success_and_failure_slots_follow_the_documented_draws_and_change_no_other_draw(tiny_dataset):
+    infos = tiny_dataset.episodes
+    experts = [i for i, info in enumerate(infos) if info.is_successful_expert]
+    failures = [i for i, info in enumerate(infos) if info.first_success_step < 0][1:]  # one task left without any
+    assert failures and {infos[i].task for i in failures} != {infos[i].task for i in experts}, "a task without failures"
+    plain = TrajectorySampler(tiny_dataset, experts, batch_size=16, seed=4)
+    sampler = TrajectorySampler(tiny_dataset, experts, batch_size=16, seed=4, failures=failures)
+    for k in range(5):
+        batch, before = sampler.batch(k), plain.batch(k)
+        assert batch.episode.tolist() == before.episode.tolist()
+        for slot in ("first", "t", "next", "later", "far", "last", "start", "goal"):
+            assert batch.steps[slot].tolist() == before.steps[slot].tolist(), slot
+        for i, episode in enumerate(batch.episode):
+            own = infos[episode]
+            assert own.first_success_step <= batch.steps["success"][i] < own.num_steps
+            assert own.success[batch.steps["success"][i]]  # the tiny experts stay successful once they succeed
+            candidates = [f for f in failures if infos[f].task == own.task]
+            if candidates:
+                assert batch.failure_episode[i] in candidates
+                assert 0 <= batch.steps["failure"][i] < infos[batch.failure_episode[i]].num_steps
+            else:  # no failed episode of this task: its own first frame
+                assert batch.failure_episode[i] == episode and batch.steps["failure"][i] == 0
+        assert batch.episodes_of("failure") is batch.failure_episode and batch.episodes_of("t") is batch.episode
+    again = TrajectorySampler(tiny_dataset, experts, batch_size=16, seed=4, failures=failures).batch(3)
+    assert again.failure_episode.tolist() == sampler.batch(3).failure_episode.tolist()
+    with pytest.raises(ValueError, match="succeeds: it cannot be a failure"):
+        TrajectorySampler(tiny_dataset, experts, batch_size=4, seed=0, failures=[experts[0]])
 
 
 def test_subtrajectory_steps_follow_the_documented_law():

@@ -36,7 +36,11 @@ from stable_baselines3.common.buffers import ReplayBuffer
 
 from vlm_reward_wrappers import VLMRewardWrapper, make_metaworld_env
 from vlm_reward_wrappers.cli import main as cli_main
+from vlm_reward_wrappers.data import DemoDataset
+from vlm_reward_wrappers.evaluation.scoring import score_dataset
 from vlm_reward_wrappers.io_utils import CorruptFileError
+from vlm_reward_wrappers.metrics.off_expert import gate, probe_task
+from vlm_reward_wrappers.models import RewardModel
 from vlm_reward_wrappers.rl import RL_PRESETS, RLConfig, RunSpec, parse_source, read_curve, run_one, write_rl_report
 from vlm_reward_wrappers.rl.pipelined import DeferredRewardBuffer, PipelinedRewardVecEnv
 from vlm_reward_wrappers.rl.run import (
@@ -785,3 +789,35 @@ def test_a_fresh_machine_trains_the_benchmark_row_before_the_sweep(
     run = read_run(tmp_path / "rl" / TASK / "triplet" / "seed0")
     assert run["checkpoint"] == str(bench / "checkpoints" / "triplet-seed0")
     assert curve_steps(read_curve(tmp_path / "rl" / TASK / "triplet" / "seed0")) == [30]
+
+
+def test_sweep_gates_each_learned_reward_before_training(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """Before the runs, each learned source's checkpoint is probed on full-length rollouts of every task (2 clean
+    experts, 2 with action noise 1.0, 2 random); the verdicts go to ``gate.json``, a failure is logged as a warning,
+    and the report has the gate's section."""
+    config = dataclasses.replace(TINY, sources=(str(tiny_checkpoint),), total_steps=30, eval_every=30)
+    lines: list[str] = []
+    out = tmp_path / "rl"
+    run_sweep(config, out, log=lines.append)
+    rollouts = DemoDataset(next((out / "gate").iterdir()))
+    assert [(info.kind, info.noise_std, info.num_steps) for info in rollouts.episodes] == [
+        ("expert", 0.0, 30),
+        ("expert", 1.0, 30),
+        ("expert", 0.0, 30),
+        ("expert", 1.0, 30),
+        ("random", 0.0, 30),
+        ("random", 0.0, 30),
+    ]
+    verdict = json.loads((out / "gate.json").read_text())["triplet"][TASK]
+    table = score_dataset(RewardModel.from_pretrained(tiny_checkpoint), rollouts).table
+    assert table is not None
+    expected = probe_task(table)
+    assert verdict["checkpoints"]["triplet"] == json.loads(json.dumps({**expected, "gate": gate(expected)}))
+    assert verdict["gate"] == gate(expected)
+    warned = [line for line in lines if "fails the gate" in line]
+    assert warned == (
+        [f"warning: the triplet reward fails the gate on {TASK}: {'; '.join(gate(expected))}"] if gate(expected) else []
+    )
+    write_rl_report(out)
+    report = (out / "report.md").read_text()
+    assert "## Gate: the learned rewards off the expert path" in report and f"triplet on {TASK}" in report

@@ -10,7 +10,7 @@ import pytest
 
 from vlm_reward_wrappers.evaluation.references import frame_free_reference
 from vlm_reward_wrappers.metrics import METRICS, FrameTable, MetricSettings, ranking_accuracy, summarize
-from vlm_reward_wrappers.metrics.off_expert import off_expert_probe
+from vlm_reward_wrappers.metrics.off_expert import gate, off_expert_probe
 from vlm_reward_wrappers.metrics.time_balanced import episode_pairs, time_balanced_accuracy
 
 
@@ -161,6 +161,17 @@ def test_off_expert_probe_by_hand() -> None:
     assert probe["random_reward"] == pytest.approx(np.mean([0.2, 0.5, 0.85, 0.95]))
     assert probe["expert_above_random"] is False
     assert probe["random_above_success_median"] == pytest.approx(1 / 4)  # above the median success frame, 0.85
+    # AUC 0.85 is just enough; the other two conditions fail.
+    assert gate(probe) == ["expert reward below random", "25% random frames above the success median > 5%"]
+
+
+def test_gate_passes_only_when_every_condition_holds() -> None:
+    passing = {"success_auroc": 0.85, "expert_above_random": True, "random_above_success_median": 0.05}
+    assert gate(passing) == []
+    assert gate({**passing, "success_auroc": 0.84}) == ["success AUC 0.84 < 0.85"]
+    assert gate({**passing, "random_above_success_median": 0.06}) == ["6% random frames above the success median > 5%"]
+    assert gate({**passing, "expert_above_random": None}) == ["no clean expert or random rollouts"]
+    assert gate({**passing, "success_auroc": None}) == ["no success frames"]
 
 
 def test_summary_reports_the_headline_per_episode_kind() -> None:

@@ -30,7 +30,7 @@ from vlm_reward_wrappers.config_cli import add_config_arguments, config_from_arg
 from vlm_reward_wrappers.data import CollectionConfig, DemoDataset, collect
 from vlm_reward_wrappers.data.storage import OutputMode
 from vlm_reward_wrappers.evaluation import evaluate
-from vlm_reward_wrappers.evaluation.report import PROBE_LEGEND, markdown_table, probe_table
+from vlm_reward_wrappers.evaluation.report import PROBE_LEGEND, gate_summary, markdown_table, probe_table
 from vlm_reward_wrappers.io_utils import CorruptFileError
 from vlm_reward_wrappers.metrics import DEFAULT_DELTA
 from vlm_reward_wrappers.models import BackboneLoadError, BackboneSpec, CheckpointError
@@ -180,7 +180,10 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     )
     print(markdown_table(metrics))
     if metrics["off_expert"]:
-        print(f"\noff the expert path (native reward)\n\n{probe_table(metrics['off_expert'])}\n\n{PROBE_LEGEND}")
+        probe = metrics["off_expert"]
+        print(
+            f"\noff the expert path (native reward)\n\n{probe_table(probe)}\n\n{PROBE_LEGEND}\n\n{gate_summary(probe)}"
+        )
     print(f"written to {args.out}")
 
 

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from vlm_reward_wrappers.data.storage import DemoDataset
 from vlm_reward_wrappers.evaluation.plots import plot_per_task, plot_reward_curves
-from vlm_reward_wrappers.evaluation.report import PROBE_LEGEND, legend, markdown_table, probe_table
+from vlm_reward_wrappers.evaluation.report import PROBE_LEGEND, gate_summary, legend, markdown_table, probe_table
 from vlm_reward_wrappers.evaluation.scoring import (
     GoalChoice,
     ScoredDataset,
@@ -185,7 +185,8 @@ def _report(
     if metrics["skipped_tasks"]:
         lines += ["", f"Left out (no stored goal image; pass a demonstration): {', '.join(metrics['skipped_tasks'])}."]
     if metrics["off_expert"]:
-        lines += ["", "## Off the expert path", "", probe_table(metrics["off_expert"]), "", PROBE_LEGEND]
+        probe = metrics["off_expert"]
+        lines += ["", "## Off the expert path", "", probe_table(probe), "", PROBE_LEGEND, "", gate_summary(probe)]
     if "sentence_reward" in metrics:
         lines += ["", "## Sentence reward s(o, l), which this objective never trains", ""]
         lines.append(markdown_table(metrics["sentence_reward"]))

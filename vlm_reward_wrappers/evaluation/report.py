@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from vlm_reward_wrappers.metrics import METRICS, ordered_metrics
+from vlm_reward_wrappers.metrics.off_expert import GATE_EXPLOITABLE_SHARE, GATE_SUCCESS_AUROC, gate
 
 
 def cell(block: dict[str, Any], name: str, digits: int = 3) -> str:
@@ -56,20 +57,43 @@ def _probe_cell(value: Any) -> str:
     return f"{value:.2f}"
 
 
-def probe_table(probe: dict[str, dict[str, Any]], first_column: str = "task") -> str:
+def probe_table(probe: dict[str, dict[str, Any]], first_column: str = "task", *, with_gate: bool = True) -> str:
     """The off-expert probe as a markdown table: one line per key of ``probe`` (tasks, or rows of a benchmark).
+
+    ``with_gate`` adds the gate's verdict per line (:func:`~vlm_reward_wrappers.metrics.off_expert.gate`).
 
     Example:
         >>> print(probe_table({"reach-v3": {"success_auroc": 0.9, "expert_above_random": False}}).splitlines()[2])
-        | reach-v3 | 0.90 | n/a | n/a | n/a | n/a | n/a | **no** | n/a |
+        | reach-v3 | 0.90 | n/a | n/a | n/a | n/a | n/a | **no** | n/a | **fail**: expert reward below random |
     """
-    lines = [
-        f"| {first_column} | " + " | ".join(header for _, header in PROBE_COLUMNS) + " |",
-        "|---|" + "---|" * len(PROBE_COLUMNS),
-    ]
+    headers = [header for _, header in PROBE_COLUMNS] + (["gate"] if with_gate else [])
+    lines = [f"| {first_column} | " + " | ".join(headers) + " |", "|---|" + "---|" * len(headers)]
     for name, values in probe.items():
-        lines.append(f"| {name} | " + " | ".join(_probe_cell(values.get(key)) for key, _ in PROBE_COLUMNS) + " |")
+        cells = [_probe_cell(values.get(key)) for key, _ in PROBE_COLUMNS]
+        if with_gate:
+            reasons = gate(values)
+            cells.append("pass" if not reasons else "**fail**: " + "; ".join(reasons))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def gate_summary(probe: dict[str, dict[str, Any]]) -> str:
+    """One line: how many tasks pass the gate, and which fail.
+
+    Example:
+        >>> summary = gate_summary({"reach-v3": {"success_auroc": 0.9, "expert_above_random": True},
+        ...                         "drawer-close-v3": {"success_auroc": 0.6, "expert_above_random": False}})
+        >>> summary.split(" (")[0], summary.split("; ")[-1]
+        ('gate: 1 of 2 tasks pass', 'fails: drawer-close-v3')
+    """
+    failing = [task for task, values in probe.items() if gate(values)]
+    rule = (
+        f"success AUC >= {GATE_SUCCESS_AUROC}, expert above random, <= {GATE_EXPLOITABLE_SHARE:.0%} random frames "
+        "above the success median"
+    )
+    return f"gate: {len(probe) - len(failing)} of {len(probe)} tasks pass ({rule})" + (
+        f"; fails: {', '.join(failing)}" if failing else ""
+    )
 
 
 PROBE_LEGEND = (
@@ -77,7 +101,9 @@ PROBE_LEGEND = (
     "the others; Spearman ρ of the reward with Meta-World's reward within episodes of clean experts, experts with "
     "the heaviest action noise, and a random policy (mean over episodes); mean reward per step of clean experts and "
     "of the random policy; the share of random-policy frames scoring above the median success frame (optima an "
-    "agent reaches without doing the task)."
+    "agent reaches without doing the task). The gate says whether an agent should train on the reward for that "
+    "task: it fails a task whose success AUC is below 0.85, whose expert collects less reward than the random "
+    "policy, or where more than 5% of random-policy frames score above the median success frame."
 )
 
 
@@ -92,4 +118,4 @@ def legend(delta: float, names: list[str] | None = None) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["METRICS", "PROBE_LEGEND", "cell", "legend", "markdown_table", "probe_table"]
+__all__ = ["METRICS", "PROBE_LEGEND", "cell", "gate_summary", "legend", "markdown_table", "probe_table"]

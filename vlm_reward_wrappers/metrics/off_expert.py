@@ -13,6 +13,12 @@ trained on the reward would find:
 * ``random_above_success_median``: the share of the random policy's non-success frames that
   score above the median success frame: optima an agent can reach without doing the task.
 
+:func:`gate` turns a task's probe into a verdict before an agent trains on the
+reward: it passes when the success AUC is at least :data:`GATE_SUCCESS_AUROC`, the
+expert collects more reward than the random policy, and at most
+:data:`GATE_EXPLOITABLE_SHARE` of the random policy's frames score above the median
+success frame.
+
 Example:
     >>> table = FrameTable(predicted=[0.0, 1.0, 2.0, 0.5, 0.2, 0.1], ground_truth=[0.0, 5.0, 10.0, 1.0, 0.5, 0.0],
     ...                    success=[False, False, True, False, False, False], task=["reach-v3"] * 6,
@@ -21,6 +27,10 @@ Example:
     >>> result = off_expert_probe(table)["reach-v3"]
     >>> result["success_auroc"], result["expert_above_random"], result["random_above_success_median"]
     (1.0, True, 0.0)
+    >>> gate(result)
+    []
+    >>> gate({**result, "success_auroc": 0.6})
+    ['success AUC 0.60 < 0.85']
 """
 
 from __future__ import annotations
@@ -43,6 +53,10 @@ PROBE_KEYS = (
     "random_above_success_median",
 )
 """What :func:`off_expert_probe` reports per task, in table order."""
+GATE_SUCCESS_AUROC = 0.85
+"""The least success AUC a reward needs to pass :func:`gate`."""
+GATE_EXPLOITABLE_SHARE = 0.05
+"""The largest share of random-policy frames above the median success frame that passes :func:`gate`."""
 
 
 def _mean_spearman(table: FrameTable, episodes: np.ndarray) -> float | None:
@@ -89,3 +103,22 @@ def probe_task(table: FrameTable) -> dict[str, Any]:
 def off_expert_probe(table: FrameTable) -> dict[str, dict[str, Any]]:
     """:func:`probe_task` for every task of ``table``, by task name."""
     return {str(task): probe_task(table.select(table.task == task)) for task in np.unique(table.task)}
+
+
+def gate(probe: dict[str, Any]) -> list[str]:
+    """Why one task's probe fails the gate (empty: it passes); a missing measurement fails it too."""
+    reasons = []
+    auroc, above, share = (
+        probe.get("success_auroc"),
+        probe.get("expert_above_random"),
+        probe.get("random_above_success_median"),
+    )
+    if auroc is None or auroc < GATE_SUCCESS_AUROC:
+        reasons.append("no success frames" if auroc is None else f"success AUC {auroc:.2f} < {GATE_SUCCESS_AUROC}")
+    if above is None:
+        reasons.append("no clean expert or random rollouts")
+    elif not above:
+        reasons.append("expert reward below random")
+    if share is not None and share > GATE_EXPLOITABLE_SHARE:
+        reasons.append(f"{share:.0%} random frames above the success median > {GATE_EXPLOITABLE_SHARE:.0%}")
+    return reasons

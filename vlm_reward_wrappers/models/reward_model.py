@@ -208,8 +208,10 @@ class RewardModel(nn.Module):
                 f"this checkpoint has no progress calibration for {task} with a {kind} goal (it has one for: "
                 f"{', '.join(sorted(stored)) or 'none'}); {advice}."
             )
-        own: Goal = self.config.goal_for(task) if kind == "sentence" else self.goal_image(task)
-        same = goal == own if isinstance(goal, str) else torch.allclose(torch.as_tensor(goal).cpu(), own.cpu())
+        if isinstance(goal, str):
+            same = goal == self.config.goal_for(task)
+        else:
+            same = torch.allclose(torch.as_tensor(goal).float().cpu(), self.goal_image(task).float().cpu(), atol=1e-6)
         if not same:
             raise CalibrationError(
                 f"reward_mode='progress' is calibrated for {task}'s own goal, not for another {kind}; {advice}."

@@ -18,6 +18,10 @@ Frame slots of each sampled trajectory (length ``T``, steps ``0 .. T-1``):
 ``start`` start of a random sub-trajectory around ``(t, t + 1)``: ``start <= t``
 ``goal``  its end, ``t + 1 <= goal <= T-1`` (VIP's and LIV's sampling, see
           :func:`~vlm_reward_wrappers.training.batches.subtrajectory_steps`)
+``success`` a uniformly drawn step from the first success on, ``[first_success, T-1]``
+``failure`` a frame of *another* episode of the same task that never succeeds (a random
+          policy's, a failed noisy expert's), uniform over its steps; the
+          trajectory's own first frame when the task has no such episode
 ========  =====================================================
 
 The trainer encodes only the slots an objective lists (``B x len(slots)``
@@ -32,7 +36,7 @@ from typing import Any, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 
-Slot = Literal["first", "t", "next", "later", "far", "last", "start", "goal"]
+Slot = Literal["first", "t", "next", "later", "far", "last", "start", "goal", "success", "failure"]
 """A frame of a sampled trajectory that an objective's loss can ask for (see the table above)."""
 
 GoalKind = Literal["sentence", "image"]

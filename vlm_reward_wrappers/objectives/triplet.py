@@ -6,6 +6,13 @@ trajectory; negative: an earlier frame ``o_i`` (``i < j``) of the same one:
 ``cross_task_negatives`` (the default) the later frames of other tasks'
 trajectories in the batch are negatives too. Reward: ``s(o, l)``.
 
+With ``failure_negatives`` a success frame of each trajectory (from its first
+success on, ``success`` slot) must also outscore, by the margin, a frame of an
+episode of the same task that never succeeds (``failure`` slot: a random
+policy's or a failed noisy expert's): ``max(0, m - s(success, l) + s(failure, l))``,
+added with weight 1. It teaches what the successful demonstrations alone cannot:
+states an agent visits that no expert does score below the task done.
+
 Why cross-task negatives by default: in the quick benchmark (3 seeds, paired
 bootstrap), the triplet without them reaches the same ranking accuracy and VOC
 but a goal-swap accuracy of 0.34 on the training tasks, below chance: its
@@ -15,6 +22,8 @@ accuracy is 0.93 and ranking accuracy is not distinguishable (README).
 Example:
     >>> Triplet(margin=0.1).slots
     ('t', 'later')
+    >>> Triplet(failure_negatives=True).slots
+    ('t', 'later', 'success', 'failure')
 
 Departures from the paper and the authors' code (there are none: it is the
 study's own objective; these are the choices DESIGN §4 leaves open):
@@ -23,7 +32,10 @@ study's own objective; these are the choices DESIGN §4 leaves open):
   frame uniform in ``[0, T-2]`` (``t``) and the later one uniform after it
   (``later``), from the successful expert trajectories the trainer draws by
   default; no hard-pair mining, and the pair's distance in time is not
-  weighted.
+  weighted. A pair whose earlier frame is already at or after the first
+  success counts as zero: both frames show the task done, and their order in time
+  says nothing about progress (episodes recorded past success would otherwise
+  teach a reward that keeps rising after it).
 * Cross-task negatives (``cross_task_negatives``, on by default) are the
   other tasks' ``later`` frames in the batch, averaged over all
   (text, negative) pairs, added with weight 1.
@@ -48,11 +60,18 @@ class Triplet(Objective):
     slots: ClassVar[tuple[Slot, ...]] = ("t", "later")
     margin: float = 0.1
     cross_task_negatives: bool = True
+    failure_negatives: bool = False
+
+    def __post_init__(self) -> None:
+        if self.failure_negatives:
+            self._set_slots(("t", "later", "success", "failure"))
 
     def loss(self, batch: EncodedBatch) -> tuple[torch.Tensor, dict[str, float]]:
         text, later, earlier = batch.text(), batch.image("later"), batch.image("t")
         positive = cosine(later, text)
-        temporal = torch.relu(self.margin - positive + cosine(earlier, text)).mean()
+        before_success = (batch.steps["t"] < batch.first_success).float()  # two frames of the task done: no order
+        violation = torch.relu(self.margin - positive + cosine(earlier, text))
+        temporal = (violation * before_success).mean()  # a per-item mean: DDP shards average to the whole batch
         parts = {"temporal": float(temporal.detach())}
         loss = temporal
         if self.cross_task_negatives:
@@ -62,4 +81,9 @@ class Triplet(Objective):
             cross = violations.mean() if violations.numel() else torch.zeros((), device=text.device)
             parts["cross_task"] = float(cross.detach())
             loss = loss + cross
+        if self.failure_negatives:
+            success = cosine(batch.image("success"), text)
+            failure = torch.relu(self.margin - success + cosine(batch.image("failure"), text)).mean()
+            parts["failure"] = float(failure.detach())
+            loss = loss + failure
         return loss, parts

@@ -21,8 +21,10 @@ from typing import Any
 import numpy as np
 
 from vlm_reward_wrappers.evaluation.plots import new_figure
+from vlm_reward_wrappers.evaluation.report import PROBE_LEGEND, probe_table
 from vlm_reward_wrappers.io_utils import read_json, write_json_atomic, write_text_atomic
 from vlm_reward_wrappers.rl.config import SWEEP_FILE
+from vlm_reward_wrappers.rl.gate import GATE_FILE, PROBE_EPISODES
 from vlm_reward_wrappers.rl.run import is_done, read_curve, read_run
 from vlm_reward_wrappers.rl.sources import SPARSE
 from vlm_reward_wrappers.study.report import machine_description
@@ -217,6 +219,29 @@ def _settings_text(results: list[RunResult]) -> str:
     )
 
 
+def _gate_section(verdicts: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """The gate's verdicts (``gate.json``): one line per learned source and task, the probe of its first checkpoint."""
+    probes = {
+        f"{source} on {task}": next(iter(entry["checkpoints"].values()))
+        for source, tasks in verdicts.items()
+        for task, entry in tasks.items()
+    }
+    failing = [name for name, probe in probes.items() if probe["gate"]]
+    return [
+        "## Gate: the learned rewards off the expert path",
+        "",
+        f"**Warning: {', '.join(failing)} fail the gate**; an agent may learn little from these rewards, or learn "
+        "to exploit them."
+        if failing
+        else "Every learned reward passes the gate on every task.",
+        "",
+        probe_table(probes, "reward on task"),
+        "",
+        f"Measured before the runs on {PROBE_EPISODES} full-length rollouts per task (clean experts, experts with "
+        "action noise 1.0, a random policy), for the checkpoint of the first agent seed. " + PROBE_LEGEND,
+    ]
+
+
 def write_rl_report(out: str | os.PathLike) -> str:
     """Write ``report.md``, ``summary.json`` and ``success_curves.png`` into ``out``; return the table."""
     out = Path(out)
@@ -247,6 +272,9 @@ def write_rl_report(out: str | os.PathLike) -> str:
         + (f", {machine['cuda']}" if machine["cuda"] else ", no GPU")
         + ".",
     ]
+    gate_path = out / GATE_FILE
+    if gate_path.is_file():
+        lines += ["", *_gate_section(read_json(gate_path))]
     if warnings_given:
         lines += ["", "## Warnings", "", *[f"- {warning}" for warning in warnings_given]]
     write_text_atomic(out / "report.md", "\n".join(lines) + "\n")

@@ -5,7 +5,9 @@ runs are skipped and interrupted ones resume, so the same command finishes
 a sweep that a kill, a crash or the end of a session interrupted.
 
 Before any run starts, every learned source is checked against every task:
-its checkpoint must load and hold a goal for the task.
+its checkpoint must load and hold a goal for the task, and it goes through
+the gate (:mod:`.gate`): the off-expert probe on rollouts of the task, with a
+warning where it fails.
 
 Example:
     >>> from vlm_reward_wrappers.rl import RL_PRESETS, run_sweep
@@ -27,6 +29,7 @@ from vlm_reward_wrappers.io_utils import write_json_atomic
 from vlm_reward_wrappers.models import is_checkpoint
 from vlm_reward_wrappers.models.reward_model import GoalUnavailableError
 from vlm_reward_wrappers.rl.config import SWEEP_FILE, RLConfig
+from vlm_reward_wrappers.rl.gate import gate_sources
 from vlm_reward_wrappers.rl.run import RunSpec, is_done, run_one
 from vlm_reward_wrappers.rl.sources import GROUND_TRUTH, SPARSE, SPARSE_SUFFIX, RewardSource, parse_source
 from vlm_reward_wrappers.study import PRESETS, run_benchmark
@@ -140,6 +143,7 @@ def run_sweep(config: RLConfig, out: str | os.PathLike, *, log: Callable[[str], 
     ensure_benchmark_rows(config, log=log)
     runs = planned_runs(config)
     check_runs(runs)
+    gate_sources(runs, config, out, log=log)
     sources = [resolve_source(text, config.seeds_of(text)[0], config).name for text in config.sources]
     write_json_atomic(Path(out) / SWEEP_FILE, {"config": to_dict(config), "sources": sources})
     todo = [spec for spec in runs if not is_done(run_folder(out, spec))]

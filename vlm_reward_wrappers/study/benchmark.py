@@ -49,7 +49,7 @@ from vlm_reward_wrappers.evaluation.references import (
 from vlm_reward_wrappers.evaluation.scoring import load_table, save_table
 from vlm_reward_wrappers.io_utils import read_json, write_json_atomic, write_text_atomic
 from vlm_reward_wrappers.metrics import DEFAULT_DELTA, METRICS, FrameTable, MetricSettings
-from vlm_reward_wrappers.metrics.off_expert import PROBE_KEYS, off_expert_probe
+from vlm_reward_wrappers.metrics.off_expert import PROBE_KEYS, gate, off_expert_probe
 from vlm_reward_wrappers.metrics.time_balanced import EPISODE_KINDS
 from vlm_reward_wrappers.models import (
     BackboneSpec,
@@ -515,12 +515,15 @@ def _statistics(preset: Preset, rows: list[Row], tables: dict[str, list[FrameTab
 
 def _off_expert(train_tables: dict[str, list[FrameTable]]) -> dict[str, dict[str, dict[str, Any]]]:
     """The off-expert probe of every row on the training tasks' evaluation episodes: per task, the mean over seeds
-    (for yes/no answers: the share of seeds answering yes)."""
+    (for yes/no answers: the share of seeds answering yes; ``gate_pass``: the share of seeds passing the gate)."""
     probes = {}
     for label, tables in train_tables.items():
         per_seed = [off_expert_probe(table) for table in tables]
         probes[label] = {
-            task: {key: _mean_answer([probe[task][key] for probe in per_seed]) for key in PROBE_KEYS}
+            task: {
+                **{key: _mean_answer([probe[task][key] for probe in per_seed]) for key in PROBE_KEYS},
+                "gate_pass": float(np.mean([not gate(probe[task]) for probe in per_seed])),
+            }
             for task in per_seed[0]
         }
     return probes

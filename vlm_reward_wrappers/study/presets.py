@@ -25,6 +25,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "zero-shot": ("zero-shot", {}),
     "triplet": ("triplet", {}),  # with cross-task negatives, the default
     "triplet-within-task": ("triplet", {"cross_task_negatives": False}),
+    "triplet-failures": ("triplet", {"failure_negatives": True}),  # also ranks success above failed episodes
     "tcn": ("tcn", {}),
     "vip": ("vip", {"goal": "image"}),
     "vip-language": ("vip", {"goal": "language"}),
@@ -63,6 +64,8 @@ class Preset:
         eval_noise_levels: expert action-noise levels of the evaluation episodes, cycled over episodes; the
             largest level present in the data is the off-expert probe's "heavy noise" rollout.
         train_random_share: share of random-action training episodes.
+        train_steps_after_success: steps a training episode goes on after its first success (the frames of
+            the task done and staying done); None runs it to ``episode_steps``.
         eval_random_share: share of random-action evaluation episodes.
         backbone: the backbone (None: the package's own, pretrained on the training data).
         pretrain: pretraining budget of the package's own backbone; one backbone is pretrained per training
@@ -98,6 +101,7 @@ class Preset:
     noise_levels: tuple[float, ...] = (0.0, 0.1, 0.3, 0.5)
     eval_noise_levels: tuple[float, ...] = (0.0, 0.1, 0.3, 0.5, 1.0)
     train_random_share: float = 0.1
+    train_steps_after_success: int | None = 10
     eval_random_share: float = 0.25
     backbone: BackboneSpec | None = None  # None: the package's own, pretrained with `pretrain`
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
@@ -138,6 +142,7 @@ class Preset:
             random_share=self.train_random_share,
             image_size=self.image_size,
             max_steps=self.episode_steps,
+            steps_after_success=self.train_steps_after_success,
             seed=0,
         )
 
@@ -177,6 +182,8 @@ PRESETS: dict[str, Preset] = {
         held_out_tasks=ML45_TEST,
         train_episodes=10,
         eval_episodes=20,
+        train_random_share=0.2,
+        train_steps_after_success=50,
         pretrain=PretrainConfig(max_steps=200),
         finetune="heads",
         train_steps=600,

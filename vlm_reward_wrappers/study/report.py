@@ -277,25 +277,32 @@ def off_expert_summary(result: dict[str, Any]) -> str:
     """One line per row of the training tasks: the off-expert probe summed up over tasks (means over seeds)."""
     lines = [
         "| row | success AUC: mean (lowest task) | expert > random, tasks | random frames above success median: "
-        "mean (highest task) | ρ with R on random episodes |",
-        "|---|---|---|---|---|",
+        "mean (highest task) | ρ with R on random episodes | gate: tasks passing |",
+        "|---|---|---|---|---|---|",
     ]
     for label, per_task in result["off_expert"].items():
         tasks = list(per_task)
 
         def values(key: str, tasks: list[str] = tasks, per_task: dict[str, Any] = per_task) -> np.ndarray:
-            found = [per_task[task][key] for task in tasks if per_task[task][key] is not None]
+            found = [per_task[task].get(key) for task in tasks if per_task[task].get(key) is not None]
             return np.array(found, dtype=float)
 
-        auc, above, exploit, spearman = (
+        auc, above, exploit, spearman, passing = (
             values(key)
-            for key in ("success_auroc", "expert_above_random", "random_above_success_median", "spearman_random")
+            for key in (
+                "success_auroc",
+                "expert_above_random",
+                "random_above_success_median",
+                "spearman_random",
+                "gate_pass",
+            )
         )
         cells = [
             f"{auc.mean():.2f} ({auc.min():.2f})" if len(auc) else "n/a",
             f"{above.sum():.1f} of {len(above)}" if len(above) else "n/a",
             f"{exploit.mean():.2f} ({exploit.max():.2f})" if len(exploit) else "n/a",
             f"{spearman.mean():+.2f}" if len(spearman) else "n/a",
+            f"{passing.sum():.1f} of {len(tasks)}" if len(passing) else "n/a",
         ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -318,7 +325,7 @@ def by_kind_table(result: dict[str, Any]) -> str:
 
 def _off_expert_section(result: dict[str, Any]) -> str:
     details = "\n\n".join(
-        f"#### {label}\n\n{probe_table(per_task)}" for label, per_task in result["off_expert"].items()
+        f"#### {label}\n\n{probe_table(per_task, with_gate=False)}" for label, per_task in result["off_expert"].items()
     )
     return f"""### Off the expert path (training tasks)
 

@@ -7,7 +7,8 @@ resumed run continues with the batches an uninterrupted run would have drawn.
 The slots ``first``, ``t``, ``next``, ``later``, ``far`` and ``last`` and the
 sentences come from one generator seeded by ``(seed, k)``; the sub-trajectory
 slots ``start`` and ``goal`` (VIP, LIV) come from a second one seeded by
-``(seed, k, 1)``, so adding them changed no draw of the others.
+``(seed, k, 1)``, and the ``success`` and ``failure`` slots from a third seeded
+by ``(seed, k, 2)``, so adding them changed no draw of the others.
 
 Example:
     >>> sampler = TrajectorySampler(dataset, episodes=[0, 1, 2], batch_size=8, seed=0)   # doctest: +SKIP
@@ -33,6 +34,7 @@ class TrajectoryBatch:
     """Indices of one batch: which trajectories, which frame of each slot, which sentences."""
 
     episode: np.ndarray  # (B,) dataset episode indices
+    failure_episode: np.ndarray  # (B,) episode of the ``failure`` slot (the trajectory's own when its task has none)
     task: np.ndarray  # (B,) task ids
     steps: dict[Slot, np.ndarray]  # slot -> (B,) steps
     length: np.ndarray  # (B,)
@@ -48,6 +50,7 @@ class TrajectoryBatch:
         remap = {old: new for new, old in enumerate(used)}
         return TrajectoryBatch(
             episode=self.episode[keep],
+            failure_episode=self.failure_episode[keep],
             task=self.task[keep],
             steps={slot: values[keep] for slot, values in self.steps.items()},
             length=self.length[keep],
@@ -56,6 +59,10 @@ class TrajectoryBatch:
             text_index=np.array([remap[i] for i in self.text_index[keep]]),
             text_task=self.text_task[used],
         )
+
+    def episodes_of(self, slot: Slot) -> np.ndarray:
+        """The episode each trajectory's frame of ``slot`` comes from (its own, but for ``failure``)."""
+        return self.failure_episode if slot == "failure" else self.episode
 
 
 class TrajectorySampler:
@@ -69,6 +76,8 @@ class TrajectorySampler:
         task_ids: task name -> id (shared with evaluation; default: sorted order).
         text_augmentation: draw each trajectory's sentence among the task's
             paraphrases instead of always its goal sentence.
+        failures: dataset episodes that never succeed, drawn by the ``failure`` slot of the trajectories
+            of their task.
     """
 
     def __init__(
@@ -79,6 +88,7 @@ class TrajectorySampler:
         seed: int,
         task_ids: dict[str, int] | None = None,
         text_augmentation: bool = True,
+        failures: Sequence[int] = (),
     ) -> None:
         if not episodes:
             raise ValueError("no episodes to train on")
@@ -96,6 +106,12 @@ class TrajectorySampler:
         self.tasks = sorted(by_task)
         self.episodes_by_task = [np.array(by_task[task]) for task in self.tasks]
         self.task_ids = task_ids or {task: i for i, task in enumerate(self.tasks)}
+        self.failures_by_task: dict[str, np.ndarray] = {}
+        for index in failures:
+            if dataset.episodes[index].first_success_step >= 0:
+                raise ValueError(f"episode {index} of {dataset.root} succeeds: it cannot be a failure")
+            task = dataset.episodes[index].task
+            self.failures_by_task[task] = np.append(self.failures_by_task.get(task, []), index).astype(np.int64)
 
     def batch(self, step: int) -> TrajectoryBatch:
         """The batch of training step ``step``."""
@@ -129,8 +145,12 @@ class TrajectorySampler:
             text_task[lookup[sentence]] = self.task_ids[info.task]
         # Drawn after (and apart from) everything above: the other slots keep their draws.
         steps["start"], steps["goal"] = subtrajectory_steps(np.random.default_rng([self.seed, step, 1]), t, length)
+        failure_episode, steps["success"], steps["failure"] = self._success_and_failure(
+            np.random.default_rng([self.seed, step, 2]), episodes, first_success, length
+        )
         return TrajectoryBatch(
             episode=episodes,
+            failure_episode=failure_episode,
             task=np.array([self.task_ids[info.task] for info in infos]),
             steps=steps,
             length=length,
@@ -139,6 +159,19 @@ class TrajectorySampler:
             text_index=np.array([lookup[s] for s in sentences]),
             text_task=text_task,
         )
+
+    def _success_and_failure(
+        self, rng: np.random.Generator, episodes: np.ndarray, first_success: np.ndarray, length: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The ``failure`` slot's episodes, and the steps of the ``success`` and ``failure`` slots."""
+        success = first_success + (rng.random(len(episodes)) * (length - first_success)).astype(int)
+        failure_episode, failure = episodes.copy(), np.zeros_like(episodes)
+        for i, episode in enumerate(episodes):
+            pool = self.failures_by_task.get(self.dataset.episodes[episode].task)
+            if pool is not None:
+                failure_episode[i] = pool[int(rng.integers(len(pool)))]
+                failure[i] = int(rng.integers(self.dataset.episodes[failure_episode[i]].num_steps))
+        return failure_episode, success, failure
 
 
 def subtrajectory_steps(rng: np.random.Generator, t: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

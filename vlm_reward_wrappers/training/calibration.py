@@ -55,7 +55,7 @@ def calibration_frames(
         info = dataset.episodes[index]
         first.append((info.task, int(index), 0))
         success.setdefault(info.task, []).extend((info.task, int(index), int(s)) for s in np.flatnonzero(info.success))
-    chosen = []
+    chosen: list[tuple[str, int, int]] = []
     for frames in success.values():
         if frames:
             keep = np.unique(np.linspace(0, len(frames) - 1, min(SUCCESS_FRAMES, len(frames))).round().astype(int))
@@ -89,6 +89,8 @@ def progress_calibration(
 
     Tasks without a success frame get no calibration (their ``progress`` reward is refused).
     """
+    if not len(first.task) or not len(success.task):
+        return {}
     was_training = model.training
     model.eval()
     try:

@@ -2,10 +2,13 @@
 
 No web-pretrained CLIP or SigLIP weights can be downloaded on an offline
 machine, so the package trains its own: the ``vlmrw-tiny`` config (64 px,
-8M parameters), from random weights, with the CLIP loss on (frame, task
-sentence) pairs of the *training* tasks only (never the ML45 test tasks). It
-learns which task a frame shows, not progress; it is not web-pretrained and
-does not know language beyond the sentences it saw.
+8M parameters), from random weights, on the frames of the *training* tasks
+only (never the ML45 test tasks), with two losses: the CLIP loss on (frame,
+task sentence) pairs, which teaches which task a frame shows, and a
+time-contrastive InfoNCE from each frame to the next frame of its episode,
+which keeps where in the episode it is (the caption loss alone discards it:
+every frame of a task has the same positive sentence). It is not
+web-pretrained and does not know language beyond the sentences it saw.
 
 It is cached under ``$VLM_REWARDS_CACHE`` (default ``~/.cache/vlm_reward_wrappers``),
 keyed by the data and the pretraining config, and trained once.
@@ -55,7 +58,7 @@ class PretrainConfig:
     batch_size: int = 128
     learning_rate: float = 5e-4
     seed: int = 0
-    time_contrastive: float = 0.0
+    time_contrastive: float = 1.0
 
 
 def _backbone_key(dataset: DemoDataset, tasks: tuple[str, ...], config: PretrainConfig) -> str:

@@ -201,7 +201,7 @@ class TrainingStep(nn.Module):
     def forward(self, batch: TrajectoryBatch) -> tuple[torch.Tensor, dict[str, float]]:
         model = self.model
         slots = model.objective.slots
-        episodes = np.concatenate([batch.episode for _ in slots])
+        episodes = np.concatenate([batch.episodes_of(slot) for slot in slots])
         steps = np.concatenate([batch.steps[slot] for slot in slots])
         if self.feature_cache is not None:
             features = torch.stack([self.feature_cache[int(e)][int(s)] for e, s in zip(episodes, steps, strict=False)])
@@ -300,6 +300,11 @@ def train(
     val_trajectories = [
         i for i in split.val if config.trajectories == "all" or dataset.episodes[i].is_successful_expert
     ]
+    uses_failures = "failure" in objective.slots  # episodes that never succeed, for the failure slot
+    failures, val_failures = (
+        [i for i in part if uses_failures and dataset.episodes[i].first_success_step < 0]
+        for part in (split.train, split.val)
+    )
 
     state = _load_state(out, config, overwrite) if rank == 0 else None
     distributed.barrier()  # rank 0 may have cleared the folder (overwrite) before the others read it
@@ -319,7 +324,12 @@ def train(
     validation_batches: list[TrajectoryBatch] = []
     if objective.trains and val_trajectories:  # fixed batches: the loss of one set of weights is one number
         val_sampler = TrajectorySampler(
-            dataset, val_trajectories, config.batch_size, config.seed + 1, text_augmentation=False
+            dataset,
+            val_trajectories,
+            config.batch_size,
+            config.seed + 1,
+            text_augmentation=False,
+            failures=val_failures,
         )
         validation_batches = [val_sampler.batch(k) for k in range(config.val_batches)]
 
@@ -382,9 +392,14 @@ def train(
 
     assert optimizer is not None  # an objective that trains has parameters to train
     sampler = TrajectorySampler(
-        dataset, trajectories, config.batch_size, config.seed, text_augmentation=config.text_augmentation
+        dataset,
+        trajectories,
+        config.batch_size,
+        config.seed,
+        text_augmentation=config.text_augmentation,
+        failures=failures,
     )
-    encoded = trajectories + val_trajectories
+    encoded = trajectories + val_trajectories + failures + val_failures
     frames = FrameStore(dataset, encoded) if finetune.mode != "heads" else None
     cache = {index: all_features[index] for index in encoded} if finetune.mode == "heads" else None
     validation_step = TrainingStep(model, frames, cache)  # measure() uses it from the first validation on
