@@ -14,6 +14,7 @@ from vlm_reward_wrappers.data import CollectionConfig, collect
 from vlm_reward_wrappers.evaluation.evaluate import evaluate
 from vlm_reward_wrappers.evaluation.scoring import load_table, score_dataset
 from vlm_reward_wrappers.metrics import ranking_accuracy, success_auroc
+from vlm_reward_wrappers.metrics.off_expert import gate
 from vlm_reward_wrappers.models import RewardModel
 from vlm_reward_wrappers.study import PRESETS, run_benchmark
 from vlm_reward_wrappers.training.trainer import RunMismatchError
@@ -51,6 +52,11 @@ def test_evaluate_writes_every_output_and_matches_the_model(tiny_checkpoint, tin
     successes = np.array([r["success"] == "1" for r in rows])
     auroc = success_auroc(predicted[reach], successes[reach])
     assert metrics["off_expert"]["reach-v3"]["success_auroc"] == pytest.approx(auroc, abs=1e-4)
+    # The gate's verdict on each task is in the report, from the probe in metrics.json.
+    failing = [task for task, probe in metrics["off_expert"].items() if gate(probe)]
+    passing = len(tiny_dataset.tasks) - len(failing)
+    assert f"gate: {passing} of {len(tiny_dataset.tasks)} tasks pass" in table
+    assert (f"fails: {', '.join(failing)}" in table) == bool(failing)
 
 
 def test_score_dataset_covers_every_frame_once(tiny_checkpoint, tiny_dataset):

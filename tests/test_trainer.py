@@ -425,6 +425,38 @@ def test_cached_features_give_the_same_loss_as_encoding_frames(tiny_dataset, tin
     assert model.heads["image"].up.weight.grad is not None and model.heads["text"].down.weight.grad is not None
 
 
+def test_failure_frames_come_from_the_failure_episodes_with_cached_features_or_frames(tiny_dataset, tiny_backbone):
+    """The failure slot reads the failed episode's frame (not the trajectory's): cached features and encoded frames
+    give the same triplet loss, and its failure term equals the hand-computed hinge on those frames."""
+    from vlm_reward_wrappers.models import FinetuneConfig, RewardModelConfig
+
+    experts = [i for i, e in enumerate(tiny_dataset.episodes) if e.is_successful_expert]
+    failures = [i for i, e in enumerate(tiny_dataset.episodes) if e.first_success_step < 0]
+    objective = get_objective("triplet", failure_negatives=True, cross_task_negatives=False)
+    config = RewardModelConfig(backbone=tiny_backbone, finetune=FinetuneConfig("heads"), objective=objective.config())
+    torch.manual_seed(0)
+    model = RewardModel(config, load_backbone(tiny_backbone)).eval()
+    cache = backbone_features(model, tiny_dataset, experts + failures)
+    batch = TrajectorySampler(tiny_dataset, experts, batch_size=8, seed=0, failures=failures, text_augmentation=False)
+    batch = batch.batch(1)
+    cached, parts = TrainingStep(model, None, cache)(batch)
+    encoded, _ = TrainingStep(model, FrameStore(tiny_dataset, experts + failures), None)(batch)
+    assert float(cached) == pytest.approx(float(encoded), abs=1e-5)
+    with torch.no_grad():
+
+        def embedding(episodes, steps):
+            return torch.nn.functional.normalize(
+                model.image_head(torch.stack([cache[int(e)][int(s)] for e, s in zip(episodes, steps, strict=True)])),
+                dim=-1,
+            )
+
+        texts = torch.nn.functional.normalize(model.encode_text([batch.texts[i] for i in batch.text_index]), dim=-1)
+        success = (embedding(batch.episode, batch.steps["success"]) * texts).sum(-1)
+        failure = (embedding(batch.failure_episode, batch.steps["failure"]) * texts).sum(-1)
+    assert parts["failure"] == pytest.approx(float(torch.relu(0.1 - success + failure).mean()), abs=1e-5)
+    assert set(batch.failure_episode.tolist()) <= set(failures)  # every tiny task has a random episode
+
+
 def test_heads_mode_trains_only_the_heads(tiny_dataset, tiny_backbone, frames, tmp_path):
     config = TrainConfig(**{**SMALL, "finetune": "heads"}, max_steps=4)
     model = train(config, tiny_dataset.root, tmp_path / "heads", backbone=tiny_backbone, progress=False)

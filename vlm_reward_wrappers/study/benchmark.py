@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import math
 import os
 import threading
@@ -450,6 +451,7 @@ def _score_references(
         "train-tasks": DemoDataset(eval_data.root, tasks=preset.train_tasks),
         "held-out-tasks": DemoDataset(eval_data.root, tasks=preset.held_out_tasks),
     }
+    computed: dict[str, FrameTable | None] = {}
     for seed in preset.seeds:
         model: RewardModel | None = None
         for split in SPLITS:
@@ -476,9 +478,12 @@ def _score_references(
                     record = target.parent / f"{target.stem}.reference.json"
                     if target.is_file() and record.is_file() and read_json(record) == made_from:
                         continue
-                    embed = pixel_vectors if name == "pixel-knn" else _backbone_embedding(model)
-                    metric: Literal["euclidean", "cosine"] = "euclidean" if name == "pixel-knn" else "cosine"
-                    table = knn_progress_reference(template, train_data, evaluated, embed, metric=metric)
+                    key = json.dumps(made_from, sort_keys=True)  # the same inputs (pixels of every seed): computed once
+                    if key not in computed:
+                        embed = pixel_vectors if name == "pixel-knn" else _backbone_embedding(model)
+                        metric: Literal["euclidean", "cosine"] = "euclidean" if name == "pixel-knn" else "cosine"
+                        computed[key] = knn_progress_reference(template, train_data, evaluated, embed, metric=metric)
+                    table = computed[key]
                 if table is not None:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     save_table(table, target)

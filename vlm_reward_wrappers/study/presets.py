@@ -184,7 +184,7 @@ PRESETS: dict[str, Preset] = {
         eval_episodes=20,
         train_random_share=0.2,
         train_steps_after_success=50,
-        pretrain=PretrainConfig(max_steps=200),
+        pretrain=PretrainConfig(max_steps=200, batch_size=96),  # chosen on validation: benchmarks/backbone_probe.py
         finetune="heads",
         train_steps=600,
         learning_rates=(3e-4, 1e-3, 3e-3),

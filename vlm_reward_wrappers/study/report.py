@@ -373,6 +373,9 @@ def reading_notes(result: dict[str, Any]) -> str:
 - **zero-shot** on the package's own backbone is not VLM-RM: the backbone was pretrained on the training tasks'
   sentences only, and the baseline sentence of VLM-RM's projection ("a robot arm") is made of tokens pretraining
   never saw. The row measures the pretrained backbone with no objective.
+- **triplet-failures** is the triplet that also trains on the training episodes that never succeed (random policy,
+  failed noisy experts): a success frame must outscore a frame of a failed episode of the same task. Every other
+  row trains on successful expert episodes only, as its paper does (docs/rewards-off-the-expert-path.md).
 - **Held-out sentences** ask whether a text tower that read only the training tasks' sentences composes a new one;
   a one-token difference that no training sentence holds (lock / unlock) cannot be read.
 """
@@ -383,9 +386,14 @@ def render_report(result: dict[str, Any]) -> str:
     preset, backbone, data, machine = result["preset"], result["backbone"], result["data"], result["machine"]
     own = backbone["model"].startswith("vlmrw-")
     backbone_note = (
-        f"`{backbone['model']}`, the package's own backbone, trained from random weights with a CLIP loss on the "
-        "training tasks' frames and sentences only. It is **not web-pretrained**: it knows which task a frame shows, "
-        "not the words of tasks it never saw."
+        f"`{backbone['model']}`, the package's own backbone, trained from random weights on the training tasks' "
+        "frames and sentences only, with a CLIP loss (which task a frame shows)"
+        + (
+            " and a time-contrastive loss between consecutive frames (where in its episode it is)"
+            if preset["pretrain"].get("time_contrastive")
+            else ""
+        )
+        + ". It is **not web-pretrained**: it does not know the words of tasks it never saw."
         if own
         else f"`{backbone['model']}` with weights `{backbone['pretrained']}`."
     )

@@ -37,6 +37,8 @@ from vlm_reward_wrappers.training.trainer import TrainConfig, choose_tasks, trai
 
 BACKBONE_WEIGHTS = "open_clip_model.safetensors"
 BACKBONE_INFO = "backbone.json"
+PRETRAIN_MONITOR_FRAMES = 50
+"""Validation frames per task for pretraining's monitoring numbers: only its validation loss selects, so few do."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,8 @@ def pretrain_backbone(
         tasks=chosen,
         trajectories="all",
         select_by="validation_loss",
+        val_frames_per_task=PRETRAIN_MONITOR_FRAMES,
+        store_rewards=False,  # only the backbone is kept
     )
     model = train(train_config, data, run, backbone=BackboneSpec(config.model, pretrained=None), progress=progress)
     prefix = "backbone.clip."

@@ -101,6 +101,8 @@ class TrainConfig:
         init_from: a checkpoint to start from (``vlm-rewards adapt``): its trained weights and its tasks' goal
             sentences; the tasks trained on may then be ML45 test tasks. The backbone must be the checkpoint's.
             Goal images are stored for the tasks trained on only.
+        store_rewards: at the end, compute and store the goal images, reward statistics and progress calibration
+            of the kept weights (False for a run whose backbone alone is kept: pretraining).
     """
 
     objective: str = "triplet"
@@ -122,6 +124,7 @@ class TrainConfig:
     val_batches: int = 4
     episodes_per_task: int | None = None
     init_from: str | None = None
+    store_rewards: bool = True
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -367,9 +370,9 @@ def train(
             "best": best,
             "history": history,
         }
-        if final:  # goal images, reward statistics and progress calibration of the kept weights, on training frames
+        if final and config.store_rewards:  # goal images, reward statistics, progress calibration, on training frames
             model.load_state_dict(best_weights, strict=False)
-            model.set_goal_images(goal_image_embeddings(model, dataset, split.train))
+            model.set_goal_images(goal_image_embeddings(model, dataset, split.train, all_features or None))
             model_config.reward_stats = reward_statistics(model, training_sample, native=False)
             model_config.image_reward_stats = reward_statistics(model, training_sample, native=True)
             model_config.progress_calibration = progress_calibration(model, calibration_first, calibration_success)

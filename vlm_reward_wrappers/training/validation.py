@@ -146,15 +146,35 @@ def validation_loss(
 
 
 @torch.no_grad()
-def goal_image_embeddings(model: RewardModel, dataset: DemoDataset, episodes: Sequence[int]) -> dict[str, torch.Tensor]:
-    """Per task: the mean normalised embedding of the frames from first success on of its successful expert episodes."""
-    frames_by_task: dict[str, list[np.ndarray]] = {}
-    for index in episodes:
-        info = dataset.episodes[index]
-        if info.is_successful_expert:
-            steps = np.arange(info.first_success_step, info.num_steps)
-            frames_by_task.setdefault(info.task, []).append(dataset.read_frames(index, steps))
-    return {task: model.embed_goal_frames(np.concatenate(parts)) for task, parts in frames_by_task.items()}
+def goal_image_embeddings(
+    model: RewardModel,
+    dataset: DemoDataset,
+    episodes: Sequence[int],
+    features: dict[int, torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Per task: the mean normalised embedding of the frames from first success on of its successful expert episodes.
+
+    ``features``: the frozen backbone's features of those episodes (``heads``), so that only the heads run.
+    """
+    parts_by_task: dict[str, list[torch.Tensor]] = {}
+    was_training = model.training
+    model.eval()
+    try:
+        for index in episodes:
+            info = dataset.episodes[index]
+            if info.is_successful_expert:
+                steps = np.arange(info.first_success_step, info.num_steps)
+                embedded = (
+                    model.image_head(features[int(index)][torch.as_tensor(steps)])
+                    if features is not None
+                    else in_batches(model.encode_images, dataset.read_frames(index, steps))
+                )
+                parts_by_task.setdefault(info.task, []).append(nn.functional.normalize(embedded, dim=-1))
+    finally:
+        model.train(was_training)
+    return {
+        task: nn.functional.normalize(torch.cat(parts).mean(dim=0), dim=-1) for task, parts in parts_by_task.items()
+    }
 
 
 @torch.no_grad()
