@@ -334,7 +334,7 @@ def test_bad_gamma_is_refused(gamma: float) -> None:
 
 def test_unknown_mode_is_refused() -> None:
     """An unknown reward mode is an error naming the modes."""
-    with pytest.raises(ValueError, match="raw, normalized, shaped"):
+    with pytest.raises(ValueError, match="raw, normalized, progress, shaped"):
         RewardTransform("potential", {"mean": 0.0, "std": 1.0})  # type: ignore[arg-type]
 
 

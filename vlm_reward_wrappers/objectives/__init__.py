@@ -9,7 +9,7 @@ Example:
     >>> available_objectives()
     ['zero-shot', 'triplet', 'tcn', 'vip', 'r3m', 'liv']
     >>> get_objective("triplet", margin=0.2).config()
-    {'name': 'triplet', 'margin': 0.2, 'cross_task_negatives': True}
+    {'name': 'triplet', 'margin': 0.2, 'cross_task_negatives': True, 'failure_negatives': False}
 """
 
 from __future__ import annotations
