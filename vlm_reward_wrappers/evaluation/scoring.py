@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from vlm_reward_wrappers.data.storage import DemoDataset
+from vlm_reward_wrappers.data.storage import DemoDataset, FrameBatch
 from vlm_reward_wrappers.io_utils import atomic_path
 from vlm_reward_wrappers.metrics import FrameTable
 from vlm_reward_wrappers.models.config import warn_if_unlike_training
@@ -149,19 +149,28 @@ def score_dataset(
         own.append(rewards)
         others.append(np.stack(swapped, axis=1) if swapped else np.zeros((len(rewards), 0)))
         parts.append(batch)
-    episode = np.concatenate([p.episode for p in parts])
+    table = frame_table(dataset, parts, np.concatenate(own))
+    table = dataclasses.replace(table, goal_rewards=np.concatenate(others), goal_tasks=np.array(training_tasks))
+    return ScoredDataset(table, skipped)
+
+
+def frame_table(dataset: DemoDataset, batches: Sequence[FrameBatch], predicted: np.ndarray) -> FrameTable:
+    """The frames of ``batches`` (from ``dataset.iter_frame_batches``) with their ground truth and ``predicted``.
+
+    Example:
+        >>> batches = list(dataset.iter_frame_batches(4096, with_frames=False))                  # doctest: +SKIP
+        >>> truth = frame_table(dataset, batches, np.zeros(dataset.num_frames))                    # doctest: +SKIP
+    """
+    episode = np.concatenate([batch.episode for batch in batches])
     infos = [dataset.episodes[i] for i in episode]
-    table = FrameTable(
-        predicted=np.concatenate(own),
-        ground_truth=np.concatenate([p.gt_reward for p in parts]),
-        success=np.concatenate([p.success for p in parts]),
+    return FrameTable(
+        predicted=predicted,
+        ground_truth=np.concatenate([batch.gt_reward for batch in batches]),
+        success=np.concatenate([batch.success for batch in batches]),
         task=np.array([info.task for info in infos]),
         episode=episode,
-        step=np.concatenate([p.step for p in parts]),
+        step=np.concatenate([batch.step for batch in batches]),
         first_success_step=np.array([info.first_success_step for info in infos]),
         is_expert=np.array([info.kind == "expert" for info in infos]),
-        goal_rewards=np.concatenate(others),
-        goal_tasks=np.array(training_tasks),
         noise_std=np.array([info.noise_std for info in infos]),
     )
-    return ScoredDataset(table, skipped)

@@ -294,7 +294,9 @@ def train(
     training_sample = validation_frames(  # for reward statistics
         dataset, split.train, per_task, config.seed + 1, read_frames=not frozen
     )
-    calibration_first, calibration_success = calibration_frames(dataset, split.train, read_frames=not frozen)
+    calibration_first, calibration_success = calibration_frames(  # scored only when the run stores its rewards
+        dataset, split.train if config.store_rewards else [], read_frames=not frozen
+    )
     all_features: dict[int, torch.Tensor] = {}
     if frozen:
         all_features = backbone_features(model, dataset, range(len(dataset)))
