@@ -103,11 +103,13 @@ class RewardModel(nn.Module):
         """A frozen text tower gives a sentence the same features in every call: each one is encoded once.
 
         Training steps draw their sentences from a few per task, so this skips the text tower on almost every step.
+        Each sentence is encoded alone: in a batch its features would depend, in the last bits, on the sentences
+        it came with, and a resumed run, which meets its sentences in other batches, would not repeat the run.
         """
         missing = [text for text in dict.fromkeys(texts) if text not in self._frozen_text]
-        if missing:
-            with torch.no_grad():
-                self._frozen_text.update(zip(missing, self.backbone.encode_text(missing), strict=True))
+        with torch.no_grad():
+            for text in missing:
+                self._frozen_text[text] = self.backbone.encode_text([text])[0]
         return torch.stack([self._frozen_text[text] for text in texts]).to(self.device)
 
     def goal_embedding(self, goal: str) -> torch.Tensor:
