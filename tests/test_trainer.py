@@ -32,6 +32,7 @@ from vlm_reward_wrappers.models.features import backbone_features
 from vlm_reward_wrappers.objectives import get_objective
 from vlm_reward_wrappers.tasks import DEFAULT_BASELINE_TEXT, ML45_TEST, goal_text
 from vlm_reward_wrappers.training.batches import FrameStore, TrajectorySampler
+from vlm_reward_wrappers.training.plateau import has_flattened
 from vlm_reward_wrappers.training.pretrain import BACKBONE_INFO, BACKBONE_WEIGHTS, PretrainConfig, pretrain_backbone
 from vlm_reward_wrappers.training.trainer import (
     STATE_NAME,
@@ -221,6 +222,36 @@ def test_cli_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(
     # see test_resumed_run_writes_the_same_checkpoint_weights.
 
 
+PLATEAU = dict(objective="r3m", finetune="heads", batch_size=8, eval_every=2, learning_rate=3e-3, min_steps=10)
+"""A heads run whose validation loss falls for about 40 steps, then flattens (it stops at step 52)."""
+
+
+def test_a_run_with_min_steps_stops_at_the_first_validation_where_its_loss_has_flattened(
+    tiny_dataset, tiny_backbone, tmp_path
+):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train(TrainConfig(**PLATEAU, max_steps=80), tiny_dataset.root, straight, backbone=tiny_backbone, progress=False)
+    training = summary_of(straight)["training"]
+    history = training["history"]
+    flat_at = [e["step"] for k, e in enumerate(history) if e["step"] >= 10 and has_flattened(history[: k + 1])]
+    assert flat_at, "this run is set up to flatten within 80 steps"
+    assert training["stopped"] == "plateau"
+    assert training["steps"] == flat_at[0] == history[-1]["step"] < 80
+    assert history[-1]["validation_loss"] < 0.8 * history[0]["validation_loss"]  # it learned, then flattened
+    assert state_of(straight)["step"] == flat_at[0]
+    # killed past min_steps but before its plateau (a shorter budget), resumed with the full one: the same run
+    train(TrainConfig(**PLATEAU, max_steps=20), tiny_dataset.root, resumed, backbone=tiny_backbone, progress=False)
+    assert summary_of(resumed)["training"]["stopped"] == "max_steps"
+    train(TrainConfig(**PLATEAU, max_steps=80), tiny_dataset.root, resumed, backbone=tiny_backbone, progress=False)
+    assert_same_training(straight, resumed)
+    assert_same_tensors(load_file(str(straight / WEIGHTS_NAME)), load_file(str(resumed / WEIGHTS_NAME)))
+    # a finished plateau run is finished: running it again, even with a larger cap, trains nothing
+    before = folder_hashes(straight)[WEIGHTS_NAME]
+    train(TrainConfig(**PLATEAU, max_steps=200), tiny_dataset.root, straight, backbone=tiny_backbone, progress=False)
+    assert folder_hashes(straight)[WEIGHTS_NAME] == before
+    assert state_of(straight)["step"] == flat_at[0]
+
+
 def test_resume_key_lets_only_max_steps_grow():
     base = TrainConfig(**SMALL, max_steps=4)
     assert TrainConfig(**SMALL, max_steps=400).resume_key() == base.resume_key()
@@ -244,6 +275,7 @@ def test_resume_key_lets_only_max_steps_grow():
         ({"select_by": "loss"}, "select_by"),
         ({"max_steps": -1}, "max_steps"),
         ({"eval_every": 0}, "eval_every"),
+        ({"min_steps": 0}, "min_steps"),
     ],
 )
 def test_train_config_rejects_bad_values(change, message):

@@ -70,7 +70,6 @@ from vlm_reward_wrappers.study.report import (
     best_demonstration_row,
     data_summary,
     held_out_table,
-    late_improvement,
     machine_description,
     off_expert_summary,
     plot_benchmark,
@@ -82,6 +81,7 @@ from vlm_reward_wrappers.study.report import (
 )
 from vlm_reward_wrappers.study.statistics import compare_objectives
 from vlm_reward_wrappers.training.adapt import AdaptConfig, adapt
+from vlm_reward_wrappers.training.plateau import late_improvement
 from vlm_reward_wrappers.training.pretrain import pretrain_backbone
 from vlm_reward_wrappers.training.trainer import STATE_NAME, NonFiniteLossError, RunMismatchError, TrainConfig, train
 
@@ -172,7 +172,7 @@ def _trained(folder: Path, config: TrainConfig, steps: int, backbone: BackboneSp
             f"{folder} holds a run with other settings (differs in: {', '.join(changed)}); run the benchmark "
             "into another --out, or delete that folder to train it again"
         )
-    return training.get("steps") == steps
+    return training.get("steps") == steps or training.get("stopped") == "plateau"
 
 
 def run_benchmark(
@@ -227,7 +227,7 @@ def run_benchmark(
     with clock.stage(
         "training",
         f"[4/5] training {len(preset.objectives)} objectives x {len(preset.seeds)} seed(s), "
-        f"{preset.train_steps} steps each ({preset.finetune})",
+        f"{_budget(preset)} each ({preset.finetune})",
     ):
         learning_rates = _choose_learning_rates(preset, out, train_data, backbones, progress)
         checkpoints = _train_objectives(preset, out, train_data, backbones, learning_rates, progress)
@@ -251,12 +251,11 @@ def run_benchmark(
         off_expert = _off_expert(tables["train-tasks"])
         by_kind = _by_episode_kind(tables["train-tasks"])
 
-    histories = {  # of the study's own training runs, not the adaptations
-        variant: [
-            read_checkpoint_config(checkpoints[(variant, s)])[0].training.get("history", []) for s in preset.seeds
-        ]
+    trainings = {  # of the study's own training runs, not the adaptations
+        variant: [read_checkpoint_config(checkpoints[(variant, s)])[0].training for s in preset.seeds]
         for variant in preset.objectives
     }
+    histories = {variant: [run.get("history", []) for run in runs] for variant, runs in trainings.items()}
     all_runs = clock.all_runs
     result: dict[str, Any] = {
         "preset": to_dict(preset),
@@ -269,6 +268,7 @@ def run_benchmark(
         "off_expert": off_expert,
         "by_episode_kind": by_kind,
         "learning": {variant: [late_improvement(run) for run in runs] for variant, runs in histories.items()},
+        "steps_trained": {variant: [run.get("steps", 0) for run in runs] for variant, runs in trainings.items()},
         "data": {"train": data_summary(train_data), "eval": data_summary(eval_data)},
         "timings_s": {**clock.this_run, "total": time.perf_counter() - started},
         "timings_all_runs_s": {**all_runs, "total": sum(all_runs.values())},
@@ -297,6 +297,13 @@ def run_benchmark(
     return result
 
 
+def _budget(preset: Preset) -> str:
+    """The training budget of every row, in words."""
+    if preset.train_min_steps is None:
+        return f"{preset.train_steps} steps"
+    return f"{preset.train_min_steps} steps, then until the validation loss flattens (at most {preset.train_steps})"
+
+
 def _train_config(preset: Preset, variant: str, seed: int, learning_rate: float | None) -> TrainConfig:
     """The training run of one row of the study: the preset's budget and batches, that seed and rate."""
     objective, options = VARIANTS[variant]
@@ -307,6 +314,7 @@ def _train_config(preset: Preset, variant: str, seed: int, learning_rate: float 
         lora_rank=preset.lora_rank,
         batch_size=preset.batch_size,
         max_steps=preset.train_steps,
+        min_steps=preset.train_min_steps,
         learning_rate=learning_rate,
         eval_every=preset.eval_every,
         seed=seed,

@@ -72,7 +72,10 @@ class Preset:
             seed (its ``seed`` replaced), so resampling seeds resamples the backbone draw too.
         finetune: finetuning mode of every objective.
         lora_rank: LoRA rank.
-        train_steps: training steps of every objective.
+        train_steps: training steps of every objective (the cap, when ``train_min_steps`` is set).
+        train_min_steps: when set, each objective trains from this step on until its own validation loss has
+            flattened (``TrainConfig.min_steps``), up to ``train_steps``: a budget that reaches every row's
+            plateau without paying it for the rows that got there early.
         learning_rates: swept for every trained row (on the first seed's backbone, with a head seed past the
             preset's seeds); each row then trains every seed with the rate of its lowest validation loss (its
             own objective's loss on validation episodes of the training tasks, never the evaluation episodes).
@@ -108,6 +111,7 @@ class Preset:
     finetune: TrainableMode = "lora"
     lora_rank: int = 8
     train_steps: int = 150
+    train_min_steps: int | None = None
     learning_rates: tuple[float, ...] = ()
     batch_size: int = 32
     eval_every: int = 50
@@ -186,7 +190,8 @@ PRESETS: dict[str, Preset] = {
         train_steps_after_success=50,
         pretrain=PretrainConfig(max_steps=200, batch_size=96),  # chosen on validation: benchmarks/backbone_probe.py
         finetune="heads",
-        train_steps=600,
+        train_steps=1800,
+        train_min_steps=600,
         learning_rates=(3e-4, 1e-3, 3e-3),
         eval_every=50,
         seeds=(0, 1, 2),

@@ -25,9 +25,7 @@ from vlm_reward_wrappers.evaluation.report import PROBE_LEGEND, legend, probe_ta
 from vlm_reward_wrappers.metrics import METRICS, ordered_metrics
 from vlm_reward_wrappers.objectives import get_objective
 from vlm_reward_wrappers.study.presets import SPLITS, VARIANTS, Preset
-
-FLAT_BELOW = 0.1
-"""A run whose last quarter made less than this share of its validation-loss decrease has flattened."""
+from vlm_reward_wrappers.training.plateau import FLAT_BELOW
 
 
 @dataclass(frozen=True)
@@ -403,8 +401,11 @@ def render_report(result: dict[str, Any]) -> str:
         for stage, seconds in result["timings_s"].items()
     )
     finetune = f"`{preset['finetune']}`" + (f" (rank {preset['lora_rank']})" if preset["finetune"] == "lora" else "")
-    learning = learning_summary(result["learning"])
-    budget = f"{preset['train_steps']} steps of {preset['batch_size']} trajectories, seeds {list(preset['seeds'])}"
+    learning = learning_summary(result["learning"], result.get("steps_trained", {}))
+    steps = preset["train_steps"]
+    if preset.get("train_min_steps") is not None:
+        steps = f"{preset['train_min_steps']} steps or more, until the validation loss flattened (at most {steps})"
+    budget = f"{steps} steps of {preset['batch_size']} trajectories, seeds {list(preset['seeds'])}"
     train, evaluation = data["train"], data["eval"]
     gpu = machine["cuda"] or "none"
     return f"""# Reward-accuracy benchmark: preset `{preset["name"]}`
@@ -515,44 +516,30 @@ def learning_rate_table(learning_rates: dict[str, dict[str, Any]]) -> str:
     )
 
 
-def learning_summary(learning: dict[str, list[float | None]]) -> str:
-    """Per objective: the share of its validation-loss improvement made in the last quarter of training."""
-    lines = ["| objective | late improvement, per seed | verdict (mean over seeds) |", "|---|---|---|"]
+def learning_summary(learning: dict[str, list[float | None]], steps_trained: dict[str, list[int]]) -> str:
+    """Per objective: the steps each seed trained, and the share of its validation-loss improvement made in the
+    last quarter of training.
+
+    >>> print(learning_summary({"tcn": [0.02, 0.3]}, {"tcn": [600, 1800]}).splitlines()[2])
+    | tcn | 600, 1800 | 0.02, 0.30 | still improving |
+    """
+    lines = [
+        "| objective | steps, per seed | late improvement, per seed | verdict (mean over seeds) |",
+        "|---|---|---|---|",
+    ]
     for variant, values in learning.items():
+        steps = ", ".join(str(count) for count in steps_trained.get(variant, [])) or "n/a"
         known = [value for value in values if value is not None]
         if not known:
-            lines.append(f"| {variant} | n/a | nothing trained, or fewer than 3 validations |")
+            lines.append(f"| {variant} | {steps} | n/a | nothing trained, or fewer than 3 validations |")
             continue
         verdict = "flat" if float(np.mean(known)) < FLAT_BELOW else "still improving"
-        lines.append(f"| {variant} | {', '.join(f'{value:.2f}' for value in known)} | {verdict} |")
+        lines.append(f"| {variant} | {steps} | {', '.join(f'{value:.2f}' for value in known)} | {verdict} |")
     return (
         "\n".join(lines)
         + f"\n\nLate improvement: the share of a run's validation-loss decrease made in its last quarter of steps; "
         f"below {FLAT_BELOW} on average over seeds the curve is called flat."
     )
-
-
-def late_improvement(history: list[dict[str, Any]]) -> float | None:
-    """The share of a run's validation-loss decrease made in its last quarter of steps (small: it has flattened).
-
-    ``(mean L over the third quarter - mean L over the last quarter) / (L(first) - mean L over the last
-    quarter)``, with ``L`` the validation losses recorded in those quarters of the steps (means, so that one
-    noisy evaluation does not decide). None without an evaluation in each quarter, or without a decrease.
-
-    >>> round(late_improvement([{"step": s, "validation_loss": 1 / s} for s in range(1, 9)]), 3)
-    0.057
-    """
-    points = [(e["step"], e["validation_loss"]) for e in history if e.get("validation_loss") is not None]
-    steps = np.array([step for step, _ in points], dtype=float)
-    losses = np.array([loss for _, loss in points], dtype=float)
-    if len(points) < 3:
-        return None
-    third = losses[(steps > 0.5 * steps[-1]) & (steps <= 0.75 * steps[-1])]
-    last = losses[steps > 0.75 * steps[-1]]
-    if not len(third) or not len(last):
-        return None
-    total = losses[0] - last.mean()
-    return float((third.mean() - last.mean()) / total) if total > 0 else None
 
 
 def plot_learning_curves(histories: dict[str, list[list[dict[str, Any]]]], path: str | os.PathLike) -> None:

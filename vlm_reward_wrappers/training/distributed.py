@@ -51,6 +51,16 @@ def all_finite(values: torch.Tensor) -> bool:
     return bool(bad.item() == 0.0)
 
 
+def any_process(flag: bool, device: str) -> bool:
+    """Whether ``flag`` is true on any process (rank 0 decides a stop; every process follows); ``device`` is this
+    process's, where the collective runs."""
+    if not is_distributed():
+        return flag
+    count = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(count)
+    return bool(count.item() > 0)
+
+
 def barrier() -> None:
     if is_distributed():
         dist.barrier()

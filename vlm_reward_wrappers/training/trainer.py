@@ -43,6 +43,7 @@ from vlm_reward_wrappers.tasks import ML45_TEST, expand_tasks, goal_text
 from vlm_reward_wrappers.training import distributed
 from vlm_reward_wrappers.training.batches import FrameStore, TrajectoryBatch, TrajectorySampler
 from vlm_reward_wrappers.training.calibration import calibration_frames, progress_calibration
+from vlm_reward_wrappers.training.plateau import has_flattened
 from vlm_reward_wrappers.training.validation import (
     goal_image_embeddings,
     monitor,
@@ -83,7 +84,10 @@ class TrainConfig:
         finetune: ``lora``, ``heads`` (frozen backbone, cached embeddings) or ``full``.
         lora_rank: LoRA rank.
         batch_size: trajectories per step (frames per step: batch size x the objective's slots).
-        max_steps: optimisation steps.
+        max_steps: optimisation steps (the cap, when ``min_steps`` is set).
+        min_steps: when set, training stops at the first validation from this step on at which the validation
+            loss has flattened (:func:`~vlm_reward_wrappers.training.plateau.has_flattened`): each objective
+            trains as long as its own loss asks, up to ``max_steps``. Unset: exactly ``max_steps`` steps.
         learning_rate: AdamW learning rate (default by mode: lora 5e-4, heads 1e-3, full 1e-4).
         weight_decay: AdamW weight decay.
         eval_every: steps between validations and checkpoint writes.
@@ -111,6 +115,7 @@ class TrainConfig:
     lora_rank: int = 8
     batch_size: int = 32
     max_steps: int = 300
+    min_steps: int | None = None
     learning_rate: float | None = None
     weight_decay: float = 0.0
     eval_every: int = 50
@@ -132,6 +137,8 @@ class TrainConfig:
         FinetuneConfig(mode=self.finetune, rank=self.lora_rank)
         if self.max_steps < 0 or self.batch_size < 1 or self.eval_every < 1:
             raise ValueError("max_steps must be >= 0, batch_size and eval_every >= 1")
+        if self.min_steps is not None and self.min_steps < 1:
+            raise ValueError(f"min_steps must be >= 1 (or unset), not {self.min_steps}")
         if self.tasks is not None:
             self.tasks = expand_tasks(self.tasks)
 
@@ -317,6 +324,7 @@ def train(
         state = _load_state(out, config, overwrite=False)
     history: list[dict[str, Any]] = state["history"] if state else []
     start_step = state["step"] if state else 0
+    plateau_step = start_step if _stops_at(config, start_step, history) else None  # a run resumed at its plateau
     best: dict[str, Any] = state["best"] if state else {"metric": math.inf, "step": 0, "validation": {}}
     best_weights: dict[str, torch.Tensor] = _read_best_weights(out) if state else {}
     parameters = [p for p in model.parameters() if p.requires_grad]
@@ -382,6 +390,7 @@ def train(
         model_config.training = {
             **summary_base,
             "steps": step,
+            "stopped": "plateau" if plateau_step is not None else "max_steps",
             "best_step": best["step"],
             "best_validation": best["validation"],
             "history": history,
@@ -419,7 +428,7 @@ def train(
     )
     started, done = time.perf_counter(), 0
     try:
-        for step in range(start_step, config.max_steps):
+        for step in range(start_step, config.max_steps if plateau_step is None else start_step):
             batch = sampler.batch(step).shard(rank, world_size)
             loss, parts = step_module(batch)
             if not distributed.all_finite(loss):
@@ -449,14 +458,24 @@ def train(
                     validated = history[-1]["validation_loss"]  # None without validation trajectories
                     shown = "n/a" if validated is None else f"{validated:.4f}"
                     bar.set_postfix(loss=f"{float(loss.detach()):.4f}", val=shown)
+                if distributed.any_process(rank == 0 and _stops_at(config, step + 1, history), device):
+                    plateau_step = step + 1
+                    break
                 distributed.barrier()
         if rank == 0:
-            save(max(start_step, config.max_steps), final=True)
+            save(plateau_step or max(start_step, config.max_steps), final=True)
         distributed.barrier()
     finally:
         bar.close()
         distributed.teardown()
     return RewardModel.from_pretrained(out, device=device)
+
+
+def _stops_at(config: TrainConfig, step: int, history: list[dict[str, Any]]) -> bool:
+    """Whether a run with ``min_steps`` stops at ``step`` (a validation step before the cap): its curve has
+    flattened. The same answer on a resumed run, which continues from its last validation."""
+    reached = config.min_steps is not None and config.min_steps <= step < config.max_steps
+    return reached and bool(history) and history[-1]["step"] == step and has_flattened(history)
 
 
 def _load_state(out: Path, config: TrainConfig, overwrite: bool) -> dict[str, Any] | None:
