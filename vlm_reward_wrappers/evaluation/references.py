@@ -140,10 +140,13 @@ def knn_progress_reference(
                 "dataset the table was scored on, with the same task selection (its episodes are numbered within it)"
             )
         query_vectors = embed(evaluated, [int(e) for e in episodes])
-        for episode in episodes:
-            where = rows[table.episode[rows] == episode]
-            queries = query_vectors[int(episode)][table.step[where]]
-            predicted[where] = _neighbour_mean(queries, pool, labels, metric, nearest)
+        queries = np.stack(
+            [
+                query_vectors[int(episode)][step]
+                for episode, step in zip(table.episode[rows], table.step[rows], strict=True)
+            ]
+        )
+        predicted[rows] = _neighbour_mean(queries, pool, labels, metric, nearest)
     return _with_predictions(table, predicted)
 
 

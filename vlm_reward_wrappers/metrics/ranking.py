@@ -268,19 +268,24 @@ def _ranking_resample(pairs: _ScoredPairs, episode: np.ndarray) -> Resample:
 
 
 def _table_pairs(table: FrameTable, settings: MetricSettings) -> tuple[_ScoredPairs, np.ndarray]:
-    """The scored ranking pairs of a frame table (see :func:`ranking_accuracy`) and its task names."""
-    task_names, task_code = np.unique(table.task, return_inverse=True)
-    pairs = _score_pairs(
-        table.predicted,
-        table.ground_truth,
-        task_names,
-        task_code.reshape(-1),
-        table.episode_codes,
-        delta=settings.delta,
-        max_pairs=settings.max_pairs,
-        seed=settings.seed,
-    )
-    return pairs, task_names
+    """The scored ranking pairs of a frame table (see :func:`ranking_accuracy`) and its task names, computed once
+    per table and settings (two metrics read them)."""
+
+    def compute() -> tuple[_ScoredPairs, np.ndarray]:
+        task_names, task_code = np.unique(table.task, return_inverse=True)
+        pairs = _score_pairs(
+            table.predicted,
+            table.ground_truth,
+            task_names,
+            task_code.reshape(-1),
+            table.episode_codes,
+            delta=settings.delta,
+            max_pairs=settings.max_pairs,
+            seed=settings.seed,
+        )
+        return pairs, task_names
+
+    return table.cached(("ranking_pairs", settings.delta, settings.max_pairs, settings.seed), compute)
 
 
 @register_metric(

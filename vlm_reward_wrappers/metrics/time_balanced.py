@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 
@@ -89,18 +90,31 @@ def episode_pairs(
     bounds = np.flatnonzero(np.r_[True, np.diff(episode_code[order]) != 0, True])
     for begin, end in itertools.pairwise(bounds):
         frames = order[begin:end]
+        earlier, later = _later_pairs(len(frames))  # every pair (i, j) with frame j after frame i
         truth, reward = ground_truth[frames], predicted[frames]
-        later = np.triu(np.ones((len(frames), len(frames)), bool), k=1)  # [i, j]: frame j comes after frame i
-        truth_change = truth[None, :] - truth[:, None]
-        reward_change = reward[None, :] - reward[:, None]
-        rising = later & (truth_change > delta)
-        falling = later & (truth_change < -delta)
-        code = episode_code[frames[0]]
-        sums[0, code] = ((reward_change > 0) + 0.5 * (reward_change == 0))[rising].sum()
-        sums[1, code] = rising.sum()
-        sums[2, code] = ((reward_change < 0) + 0.5 * (reward_change == 0))[falling].sum()
-        sums[3, code] = falling.sum()
+        truth_change = truth[later] - truth[earlier]
+        reward_change = reward[later] - reward[earlier]
+        on_rise, on_fall = reward_change[truth_change > delta], reward_change[truth_change < -delta]
+        code = episode_code[frames[0]]  # a tie of the reward scores half
+        sums[0, code] = np.count_nonzero(on_rise > 0) + 0.5 * np.count_nonzero(on_rise == 0)
+        sums[1, code] = len(on_rise)
+        sums[2, code] = np.count_nonzero(on_fall < 0) + 0.5 * np.count_nonzero(on_fall == 0)
+        sums[3, code] = len(on_fall)
     return EpisodePairs(*sums)
+
+
+@functools.lru_cache(maxsize=16)
+def _later_pairs(length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(i, j)`` of every pair with ``i < j`` among ``length`` frames (an episode's length repeats)."""
+    return np.triu_indices(length, k=1)
+
+
+def table_episode_pairs(table: FrameTable, delta: float) -> EpisodePairs:
+    """:func:`episode_pairs` of a frame table, computed once per table and delta (several metrics read them)."""
+    return table.cached(
+        ("episode_pairs", delta),
+        lambda: episode_pairs(table.predicted, table.ground_truth, table.episode_codes, table.step, delta),
+    )
 
 
 def time_balanced_accuracy(
@@ -146,7 +160,7 @@ def episode_kinds(table: FrameTable) -> np.ndarray:
 )
 def time_balanced_metric(table: FrameTable, settings: MetricSettings) -> MetricResult:
     """:func:`time_balanced_accuracy` with its resampling function; details: rising, falling, per episode kind."""
-    pairs = episode_pairs(table.predicted, table.ground_truth, table.episode_codes, table.step, settings.delta)
+    pairs = table_episode_pairs(table, settings.delta)
     value = _value(pairs.balanced(pairs.all_episodes))
     kinds = episode_kinds(table)
     details: dict[str, float | int | None] = {
@@ -172,7 +186,7 @@ def time_balanced_metric(table: FrameTable, settings: MetricSettings) -> MetricR
 )
 def within_episode_metric(table: FrameTable, settings: MetricSettings) -> MetricResult:
     """Plain within-episode ranking accuracy over all pairs, with its resampling function; details per episode kind."""
-    pairs = episode_pairs(table.predicted, table.ground_truth, table.episode_codes, table.step, settings.delta)
+    pairs = table_episode_pairs(table, settings.delta)
     value = _value(pairs.within(pairs.all_episodes))
     kinds = episode_kinds(table)
     details = {
