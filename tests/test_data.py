@@ -1,10 +1,12 @@
 """Collection with the scripted experts, the HDF5 dataset, resume and bad input."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import h5py
@@ -121,6 +123,29 @@ def test_output_folder_of_another_config_is_refused_unless_told(tmp_path, tiny_c
 
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "vlm_reward_wrappers", *args]
+
+
+def test_a_deleted_episode_file_is_a_warning_with_the_count(tmp_path, tiny_dataset):
+    root = Path(shutil.copytree(tiny_dataset.root, tmp_path / "ds"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        complete = DemoDataset(root)  # a complete dataset warns of nothing
+    total = len(complete)
+    for info in complete.episodes[:2]:
+        info.path.unlink()
+    complete.close()
+    with pytest.warns(UserWarning, match=rf"2 of the {total} episode files its manifest lists are missing"):
+        assert len(DemoDataset(root)) == total - 2
+
+
+def test_an_episode_file_linked_from_outside_the_folder_is_refused(tmp_path, tiny_dataset):
+    root = Path(shutil.copytree(tiny_dataset.root, tmp_path / "ds"))
+    victim = sorted(root.glob("episodes/*/*.h5"))[0]
+    outside = tmp_path / "elsewhere.h5"
+    victim.rename(outside)
+    victim.symlink_to(outside)
+    with pytest.raises(CorruptFileError, match=rf"{victim.name} is a link to .*outside the dataset folder"):
+        DemoDataset(root)
 
 
 def test_collection_killed_mid_way_resumes_without_duplicates(tmp_path):

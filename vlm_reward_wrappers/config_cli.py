@@ -114,7 +114,7 @@ def add_config_arguments(
         default = field.default if field.default is not dataclasses.MISSING else None
         if field.default_factory is not dataclasses.MISSING:
             default = field.default_factory()
-        options: dict[str, Any] = {"help": helps.get(field.name, "")}
+        options: dict[str, Any] = {"help": helps.get(field.name, "").replace("%", "%%")}  # argparse formats help
         if overrides:
             options["default"] = argparse.SUPPRESS
         elif has_default:

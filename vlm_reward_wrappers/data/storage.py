@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -128,11 +130,16 @@ def episode_path(root: str | os.PathLike, task: str, collection: str, index: int
 
 
 def write_episode(path: str | os.PathLike, record: EpisodeRecord, *, collection: str, index: int) -> None:
-    """Write one episode atomically (temporary file, then rename)."""
+    """Write one episode atomically (temporary file, then rename).
+
+    The HDF5 file is built in memory and written with plain file I/O: a full disk is then an ``OSError`` that
+    leaves the episodes already written whole (HDF5 writing to a full disk itself can crash the process).
+    """
     frames = np.ascontiguousarray(record.frames, dtype=np.uint8)
     if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) != record.num_steps:
         raise ValueError(f"frames must be (T, H, W, 3) with T={record.num_steps}, got {frames.shape}")
-    with atomic_path(path, suffix=".h5") as temporary, h5py.File(temporary, "w") as h5:
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as h5:
         chunk = (min(_FRAME_CHUNK, len(frames)), *frames.shape[1:])
         h5.create_dataset("frames", data=frames, chunks=chunk, compression="lzf")
         h5.create_dataset("actions", data=np.asarray(record.actions, dtype=np.float32))
@@ -153,6 +160,8 @@ def write_episode(path: str | os.PathLike, record: EpisodeRecord, *, collection:
             "format_version": FORMAT_VERSION,
         }
         h5.attrs.update(attributes)
+    with atomic_path(path, suffix=".h5") as temporary:
+        temporary.write_bytes(buffer.getbuffer())
 
 
 def read_episode_info(path: str | os.PathLike) -> EpisodeInfo:
@@ -267,6 +276,36 @@ def _delete_dataset(root: Path) -> None:
     (root / MANIFEST_NAME).unlink(missing_ok=True)
 
 
+def _check_inside(root: Path, paths: Sequence[Path]) -> None:
+    """Refuse episode files that are links out of the dataset folder (a folder may come from anyone)."""
+    inside = root.resolve()
+    for path in paths:
+        if not path.resolve().is_relative_to(inside):
+            raise CorruptFileError(
+                f"episode file {path} is a link to {path.resolve()}, outside the dataset folder {root}; a dataset "
+                "holds its own files only. Replace the link by the file, or delete it."
+            )
+
+
+def _warn_missing(root: Path, manifest: dict[str, Any], paths: Sequence[Path]) -> None:
+    """Warn, with the count, when episode files of the manifest's collections are not on disk."""
+    present = {path.relative_to(root) for path in paths}
+    expected = {
+        episode_path(".", task, config_id(collection), index)
+        for collection in manifest["collections"]
+        for task in collection.get("tasks", ())
+        for index in range(int(collection.get("episodes_per_task", 0)))
+    }
+    missing = len(expected - present)
+    if missing:
+        warnings.warn(
+            f"{root}: {missing} of the {len(expected)} episode files its manifest lists are missing (a collection "
+            "that was interrupted, or files deleted); the dataset is read without them. Re-run the same "
+            "`vlm-rewards collect` command to collect them.",
+            stacklevel=3,
+        )
+
+
 @dataclass(frozen=True)
 class FrameBatch:
     """A batch of frames with the ground truth of each frame."""
@@ -300,6 +339,8 @@ class DemoDataset:
         self.camera: str = self.manifest["camera"]
         self.image_size: int = int(self.manifest["image_size"])
         paths = sorted((self.root / EPISODES_DIR).glob("*/*.h5"))
+        _check_inside(self.root, paths)
+        _warn_missing(self.root, self.manifest, paths)
         if tasks is not None:
             wanted = set(tasks)
             paths = [p for p in paths if p.parent.name in wanted]
