@@ -102,7 +102,7 @@ def probe_task(table: FrameTable) -> dict[str, Any]:
 
 def off_expert_probe(table: FrameTable) -> dict[str, dict[str, Any]]:
     """:func:`probe_task` for every task of ``table``, by task name."""
-    return {str(task): probe_task(table.select(table.task == task)) for task in np.unique(table.task)}
+    return {str(task): probe_task(table.of_task(str(task))) for task in np.unique(table.task)}
 
 
 def gate(probe: dict[str, Any]) -> list[str]:

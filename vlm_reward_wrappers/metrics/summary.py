@@ -56,7 +56,5 @@ def summarize(
     settings = MetricSettings(delta=delta, seed=seed, num_resamples=num_resamples)
     return {
         "overall": summarize_block(table, settings),
-        "per_task": {
-            str(task): summarize_block(table.select(table.task == task), settings) for task in np.unique(table.task)
-        },
+        "per_task": {str(task): summarize_block(table.of_task(str(task)), settings) for task in np.unique(table.task)},
     }

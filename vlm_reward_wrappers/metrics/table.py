@@ -119,6 +119,11 @@ class FrameTable:
         }
         return FrameTable(**rows, goal_tasks=self.goal_tasks)
 
+    def of_task(self, task: str) -> FrameTable:
+        """The rows of one task, as one table per task and table (so the pairs its metrics share are computed
+        once; see :meth:`cached`)."""
+        return self.cached(("task", task), lambda: self.select(self.task == task))
+
     @cached_property
     def episode_codes(self) -> np.ndarray:
         """Episode ids renumbered 0..E-1 (the index the bootstrap's copy counts use)."""

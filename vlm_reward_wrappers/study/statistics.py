@@ -153,7 +153,7 @@ def macro_values(
     for table in seeds:
         task_points, task_resampled = [], []
         for name, codes in zip(episodes.task_names, episodes.task_codes, strict=True):
-            result = METRICS[metric].compute(table.select(table.task == name), settings)
+            result = METRICS[metric].compute(table.of_task(name), settings)
             if result.value is None:
                 continue
             resample = _checked_resample(metric, result.value, result.resample)
