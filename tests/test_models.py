@@ -7,8 +7,10 @@ weights), real frames of the tiny Meta-World dataset, real optimizer steps.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,7 @@ from vlm_reward_wrappers.models import (
 )
 from vlm_reward_wrappers.models.backbone import file_sha256
 from vlm_reward_wrappers.models.checkpoint import (
+    BACKBONE_NAME,
     CONFIG_NAME,
     WEIGHTS_NAME,
     is_checkpoint,
@@ -375,20 +378,62 @@ def test_foreign_config(ckpt_copy):
     assert str(ckpt_copy / CONFIG_NAME) in str(error.value)
 
 
-def test_missing_backbone_weights_never_give_a_random_model(ckpt_copy, tmp_path):
-    missing = tmp_path / "gone" / "open_clip_model.safetensors"
-    _edit_config(ckpt_copy, backbone__pretrained=str(missing))
-    with pytest.raises(CheckpointError, match=r"do not exist here.*vlm-rewards pack") as error:
+@pytest.mark.parametrize(
+    "changes,named",
+    [
+        ({"reward_stats__std": 0}, "reward_stats.std must be a positive number"),
+        ({"image_size": "abc"}, "image_size must be a positive integer"),
+        ({"goal_texts": {}}, "goal_texts has no sentence for the trained task"),
+        ({"image_reward_stats__mean": None}, "image_reward_stats.mean must be a finite number"),
+    ],
+)
+def test_invalid_config_values_are_refused_naming_the_field(ckpt_copy, changes, named):
+    _edit_config(ckpt_copy, **changes)
+    with pytest.raises(
+        CheckpointError, match=rf"{re.escape(str(ckpt_copy / CONFIG_NAME))} holds invalid values: .*{named}"
+    ):
         RewardModel.from_pretrained(ckpt_copy)
-    assert str(missing) in str(error.value) and str(ckpt_copy) in str(error.value)
 
 
-def test_changed_backbone_weights_are_detected(ckpt_copy, tiny_backbone, tmp_path):
-    changed = tmp_path / "backbone.safetensors"
-    shutil.copyfile(tiny_backbone.pretrained, changed)
+def test_frames_of_another_aspect_ratio_are_scored_with_a_warning(tiny_checkpoint):
+    model = RewardModel.from_pretrained(tiny_checkpoint)
+    with pytest.warns(UserWarning, match=r"frames of 200x117 pixels are stretched .* crop them"):
+        model.reward(np.zeros((1, 117, 200, 3), np.uint8), "close the drawer")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.reward(np.zeros((1, 48, 48, 3), np.uint8), "close the drawer")  # square: resized without a word
+
+
+def test_missing_backbone_weights_never_give_a_random_model(ckpt_copy):
+    (ckpt_copy / BACKBONE_NAME).unlink()
+    with pytest.raises(CheckpointError, match=r"incomplete.*are missing.*Copy the whole checkpoint folder") as error:
+        RewardModel.from_pretrained(ckpt_copy)
+    assert str(ckpt_copy / BACKBONE_NAME) in str(error.value)
+
+
+@pytest.mark.parametrize("recorded", ["../outside.safetensors", "/etc/hostname", "sub/../../outside.safetensors"])
+def test_a_backbone_path_outside_the_folder_is_refused_naming_the_field(ckpt_copy, tiny_backbone, recorded):
+    """A crafted config.json cannot make a loader open a file outside the checkpoint folder, even one that exists
+    and holds the right weights."""
+    shutil.copyfile(tiny_backbone.pretrained, ckpt_copy.parent / "outside.safetensors")
+    _edit_config(ckpt_copy, backbone__pretrained=recorded)
+    for load in (RewardModel.from_pretrained, read_checkpoint_config):
+        with pytest.raises(CheckpointError, match=r"backbone.pretrained is .*outside the checkpoint folder") as error:
+            load(ckpt_copy)
+        assert str(ckpt_copy / CONFIG_NAME) in str(error.value)
+
+
+def test_a_backbone_link_out_of_the_folder_is_refused(ckpt_copy, tiny_backbone):
+    (ckpt_copy / BACKBONE_NAME).unlink()
+    (ckpt_copy / BACKBONE_NAME).symlink_to(Path(tiny_backbone.pretrained).resolve())
+    with pytest.raises(CheckpointError, match="outside the checkpoint folder"):
+        RewardModel.from_pretrained(ckpt_copy)
+
+
+def test_changed_backbone_weights_are_detected(ckpt_copy):
+    changed = ckpt_copy / BACKBONE_NAME
     with open(changed, "ab") as handle:
         handle.write(b"\0")
-    _edit_config(ckpt_copy, backbone__pretrained=str(changed))
     with pytest.raises(CheckpointError, match="checksum") as error:
         RewardModel.from_pretrained(ckpt_copy)
     assert str(changed) in str(error.value)
@@ -417,7 +462,8 @@ def test_saving_over_a_checkpoint_leaves_one_complete_folder(tiny_backbone, batc
     first_sha = file_sha256(path / WEIGHTS_NAME)
     train_steps(model, batch_and_frames, steps=1)
     assert model.save_pretrained(tmp_path / "ckpt") == path
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no staging or old folders
+    # no staging or old folders; the lock of its one writer beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".ckpt.holder", ".ckpt.lock", "ckpt"]
     assert sorted(p.name for p in path.iterdir()) == ["backbone.safetensors", CONFIG_NAME, WEIGHTS_NAME]
     assert file_sha256(path / WEIGHTS_NAME) != first_sha
     assert np.array_equal(RewardModel.from_pretrained(path).reward(frames, GOAL), model.reward(frames, GOAL))
@@ -434,6 +480,6 @@ def test_a_failed_save_leaves_the_previous_checkpoint_untouched(tiny_backbone, t
 
     with pytest.raises(OSError, match="disk full"):
         write_checkpoint(path, model.config, {"x": torch.zeros(3)}, {"extra.bin": failing_writer})
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".ckpt.holder", ".ckpt.lock", "ckpt"]
     assert {p.name: file_sha256(p) for p in path.iterdir()} == before
     RewardModel.from_pretrained(path)  # still loads

@@ -114,26 +114,61 @@ def make_version_1(checkpoint: Path, folder: Path, backbone_file: Path) -> Path:
     return folder
 
 
-def test_version_1_checkpoints_load_and_pack_into_complete_folders(tiny_checkpoint, tiny_backbone, frames, tmp_path):
+def test_version_1_checkpoints_are_refused_and_pack_with_the_named_backbone(
+    tiny_checkpoint, tiny_backbone, frames, tmp_path
+):
+    """A version-1 folder names its backbone by absolute path: loaders refuse it (a folder never points outside
+    itself), and ``pack --backbone-file`` completes it from the file the user names, checked by its checksum."""
     expected = RewardModel.from_pretrained(tiny_checkpoint).reward(frames, "close the drawer")
     backbone_file = Path(shutil.copyfile(tiny_backbone.pretrained, tmp_path / "cached.safetensors"))
     old = make_version_1(tiny_checkpoint, tmp_path / "old", backbone_file)
-    assert np.array_equal(RewardModel.from_pretrained(old).reward(frames, "close the drawer"), expected)
-
-    packed = pack_checkpoint(old, tmp_path / "packed")
-    backbone_file.unlink()  # the colleague's machine: no such file
-    with pytest.raises(CheckpointError, match=f"vlm-rewards pack {old}"):
+    with pytest.raises(
+        CheckpointError, match=rf"outside the checkpoint folder.*vlm-rewards pack {old} --backbone-file"
+    ):
         RewardModel.from_pretrained(old)
+    with pytest.raises(CheckpointError, match="outside the checkpoint folder"):
+        pack_checkpoint(old, tmp_path / "refused")  # without the user's word, the recorded path is not followed
+    assert not (tmp_path / "refused").exists()
+
+    other = Path(shutil.copyfile(backbone_file, tmp_path / "other.safetensors"))
+    with open(other, "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(CheckpointError, match="checksum"):
+        pack_checkpoint(old, tmp_path / "wrong", backbone_file=other)
+
+    packed = pack_checkpoint(old, tmp_path / "packed", backbone_file=backbone_file)
+    backbone_file.unlink()  # the colleague's machine: no such file
     assert np.array_equal(RewardModel.from_pretrained(packed).reward(frames, "close the drawer"), expected)
     assert json.loads((packed / CONFIG_NAME).read_text())["format_version"] == 2
     assert {"training_state.pt", WEIGHTS_NAME, BACKBONE_NAME, CONFIG_NAME} <= {p.name for p in packed.iterdir()}
+
+
+def test_pack_never_links_or_exposes_a_file_it_did_not_write(tiny_checkpoint, tiny_backbone, tmp_path):
+    """The user's weights file is copied into the packed folder, not hard-linked, and keeps its private mode; a
+    link planted in the folder is refused, not followed into the published copy."""
+    private = Path(shutil.copyfile(tiny_backbone.pretrained, tmp_path / "private.safetensors"))
+    private.chmod(0o600)
+    old = make_version_1(tiny_checkpoint, tmp_path / "old", private)
+    packed = pack_checkpoint(old, tmp_path / "packed", backbone_file=private)
+    assert private.stat().st_mode & 0o777 == 0o600 and private.stat().st_nlink == 1
+    assert not (packed / BACKBONE_NAME).samefile(private)
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for publishing")
+    (packed / "notes.txt").symlink_to(secret)
+    with pytest.raises(CheckpointError, match=r"holds links \(notes.txt\)"):
+        pack_checkpoint(packed, tmp_path / "published")
+    assert not (tmp_path / "published").exists()
 
 
 def test_cli_pack_in_place(tiny_checkpoint, tiny_backbone, tmp_path):
     backbone_file = Path(shutil.copyfile(tiny_backbone.pretrained, tmp_path / "cached.safetensors"))
     old = make_version_1(tiny_checkpoint, tmp_path / "old", backbone_file)
     done = subprocess.run(
-        [sys.executable, "-m", "vlm_reward_wrappers", "pack", str(old)], capture_output=True, text=True, cwd=REPO
+        [sys.executable, "-m", "vlm_reward_wrappers", "pack", str(old), "--backbone-file", str(backbone_file)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
     )
     assert done.returncode == 0, done.stderr
     assert "complete checkpoint" in done.stdout and (old / BACKBONE_NAME).is_file()

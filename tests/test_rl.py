@@ -27,12 +27,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
 from stable_baselines3 import SAC
 from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.vec_env import DummyVecEnv
 
 from vlm_reward_wrappers import VLMRewardWrapper, make_metaworld_env
 from vlm_reward_wrappers.cli import main as cli_main
@@ -40,7 +42,7 @@ from vlm_reward_wrappers.data import DemoDataset
 from vlm_reward_wrappers.evaluation.scoring import score_dataset
 from vlm_reward_wrappers.io_utils import CorruptFileError
 from vlm_reward_wrappers.metrics.off_expert import gate, probe_task
-from vlm_reward_wrappers.models import RewardModel
+from vlm_reward_wrappers.models import RewardModel, is_checkpoint
 from vlm_reward_wrappers.rl import RL_PRESETS, RLConfig, RunSpec, parse_source, read_curve, run_one, write_rl_report
 from vlm_reward_wrappers.rl.pipelined import DeferredRewardBuffer, PipelinedRewardVecEnv
 from vlm_reward_wrappers.rl.run import (
@@ -52,7 +54,9 @@ from vlm_reward_wrappers.rl.run import (
     uses_reward_worker,
 )
 from vlm_reward_wrappers.rl.sources import GroundTruthReward, RewardSource, SparseSuccessReward, with_reward
+from vlm_reward_wrappers.rl.state import Progress, save_state
 from vlm_reward_wrappers.rl.sweep import check_runs, planned_runs, resolve_source, run_folder, run_sweep
+from vlm_reward_wrappers.training.trainer import RunMismatchError
 from vlm_reward_wrappers.wrappers import RewardSpec
 
 TASK = "reach-v3"
@@ -296,40 +300,21 @@ def test_deferred_buffer_fills_rewards_in_order_and_refuses_what_it_cannot_do() 
         DeferredRewardBuffer(8, OBS_SPACE, ACTION_SPACE, device="cpu", optimize_memory_usage=True)
 
 
-def test_deferred_buffer_pickles_only_without_pending_rewards() -> None:
-    """A buffer with pending rewards refuses to be pickled (a saved run would keep placeholder rewards); once
-    they are filled it round-trips with its contents."""
-    buffer = deferred_buffer(8)
+def test_a_state_with_pending_rewards_is_not_saved(tmp_path: Path) -> None:
+    """A deferred buffer whose newest rewards are still on their way is never saved (the state would keep
+    placeholder rewards); once they are filled it is."""
+    agent = SAC("MlpPolicy", DummyVecEnv([lambda: gym.make("Pendulum-v1")]), buffer_size=8, device="cpu")
+    agent.replay_buffer = deferred_buffer(8)
     for number in range(4):
-        add_transition(buffer, number, PENDING)
-    buffer.fill_oldest(1.0)
+        add_transition(agent.replay_buffer, number, PENDING)
     with pytest.raises(RuntimeError, match="flush"):
-        pickle.dumps(buffer)
-    for reward in (2.0, 3.0, 4.0):
-        buffer.fill_oldest(reward)
-    restored = pickle.loads(pickle.dumps(buffer))
-    assert isinstance(restored, DeferredRewardBuffer) and len(restored.pending) == 0
-    np.testing.assert_array_equal(restored.rewards, buffer.rewards)
-    np.testing.assert_array_equal(restored.observations, buffer.observations)
-    assert restored.pos == 4 and not restored.full
-
-
-def test_deferred_buffer_from_a_plain_replay_buffer_keeps_its_transitions() -> None:
-    """``from_buffer`` turns a saved plain ``ReplayBuffer`` (a run resumed with a reward worker) into a deferred one
-    with the same transitions and nothing pending; a deferred buffer comes back as itself."""
-    plain = ReplayBuffer(8, OBS_SPACE, ACTION_SPACE, device="cpu", n_envs=1)
-    for number in range(10):
-        add_transition(plain, number, float(number))
-    deferred = DeferredRewardBuffer.from_buffer(plain)
-    assert isinstance(deferred, DeferredRewardBuffer) and len(deferred.pending) == 0
-    assert deferred.pos == plain.pos == 2 and deferred.full
-    for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
-        np.testing.assert_array_equal(getattr(deferred, name), getattr(plain, name))
-    add_transition(deferred, 10, PENDING)  # now it defers like one made as such
-    np.random.seed(1)
-    rewards = np.concatenate([deferred.sample(32).rewards.numpy()[:, 0] for _ in range(50)])
-    assert PENDING not in rewards and set(rewards.tolist()) == set(range(3, 10))
-    assert DeferredRewardBuffer.from_buffer(deferred) is deferred
+        save_state(tmp_path / "pending", agent, Progress())
+    for reward in (1.0, 2.0, 3.0, 4.0):
+        agent.replay_buffer.fill_oldest(reward)
+    save_state(tmp_path / "filled", agent, Progress(steps=4))
+    with np.load(tmp_path / "filled" / "replay_buffer.npz", allow_pickle=False) as stored:
+        np.testing.assert_array_equal(stored["rewards"][:4, 0], [1.0, 2.0, 3.0, 4.0])
+        assert int(stored["pos"]) == 4
 
 
 # ------------------------------------------------------------ PipelinedRewardVecEnv
@@ -489,7 +474,11 @@ def stopped_gt_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same run stopped after its first evaluation (copy it before resuming)."""
     folder = tmp_path_factory.mktemp("gt-stopped") / "run"
     assert curve_steps(run_one(GT_SPEC, GT_RUN, folder, log=lambda line: None, stop_after=1)) == [30]
-    assert (folder / "state" / "progress.pkl").is_file()
+    assert sorted(path.name for path in (folder / "state").iterdir()) == [
+        "agent.safetensors",
+        "replay_buffer.npz",
+        "state.json",
+    ]
     return folder
 
 
@@ -502,7 +491,7 @@ def test_kill_inside_the_state_swap_resumes_as_the_uninterrupted_run(
     folder = Path(shutil.copytree(stopped_gt_run, tmp_path / "run"))
     (folder / "state").rename(folder / "state.old")
     (folder / "state.new").mkdir()
-    (folder / "state.new" / "progress.pkl").write_bytes(b"half-written")
+    (folder / "state.new" / "state.json").write_bytes(b"half-written")
     lines: list[str] = []
     curve = run_one(GT_SPEC, GT_RUN, folder, log=lines.append)
     assert any(line.endswith("resuming at step 30") for line in lines)
@@ -513,14 +502,80 @@ def test_kill_inside_the_state_swap_resumes_as_the_uninterrupted_run(
     )
 
 
-def test_corrupt_saved_state_names_the_run_folder(stopped_gt_run: Path, tmp_path: Path) -> None:
-    """An unreadable ``state/progress.pkl`` raises ``CorruptFileError`` naming the state and the folder to delete."""
+@pytest.mark.parametrize(
+    "change,field",
+    [({"learning_rate": 1e-3}, "settings.learning_rate"), ({"total_steps": 90}, "settings.total_steps")],
+)
+def test_a_run_of_other_settings_is_refused_unless_overwritten(
+    change: dict[str, Any], field: str, stopped_gt_run: Path, tmp_path: Path
+) -> None:
+    """Resuming (or reusing) a run with other settings would record the new ones over an agent trained with the
+    old: refused, naming the field; ``overwrite`` replaces the run."""
     folder = Path(shutil.copytree(stopped_gt_run, tmp_path / "run"))
-    (folder / "state" / "progress.pkl").write_bytes(b"\x80\x04not a pickle")
+    other = dataclasses.replace(GT_RUN, **change)
+    with pytest.raises(RunMismatchError, match=rf"differs in: {re.escape(field)}.*--mode overwrite"):
+        run_one(GT_SPEC, other, folder, log=lambda line: None)
+    assert read_curve(folder) == read_curve(stopped_gt_run)  # nothing lost
+    curve = run_one(GT_SPEC, other, folder, log=lambda line: None, overwrite=True)
+    assert (
+        curve == assert_finished(folder, other)
+        and json.loads((folder / "run.json").read_text())["settings"][field.removeprefix("settings.")]
+        == change[field.removeprefix("settings.")]
+    )
+
+
+def test_a_finished_run_of_another_checkpoint_is_not_reported_as_this_one(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """A later sweep whose checkpoint folder has the same path but other weights does not get the earlier
+    checkpoint's curve: its weights' checksum is part of the run's identity."""
+    checkpoint = Path(shutil.copytree(tiny_checkpoint, tmp_path / "triplet"))
+    spec, folder = RunSpec(TASK, parse_source(str(checkpoint)), 0), tmp_path / "run"
+    config = dataclasses.replace(TINY, total_steps=30, eval_every=30)
+    run_one(spec, config, folder, log=lambda line: None)
+    model = RewardModel.from_pretrained(checkpoint)
+    with torch.no_grad():
+        next(p for p in model.parameters() if p.requires_grad).add_(1.0)
+    model.save_pretrained(checkpoint)
+    with pytest.raises(RunMismatchError, match="differs in: checkpoint_sha256"):
+        run_one(spec, config, folder, log=lambda line: None)
+
+
+@pytest.mark.parametrize("damaged", ["state.json", "agent.safetensors", "replay_buffer.npz"])
+def test_corrupt_saved_state_names_the_run_folder(damaged: str, stopped_gt_run: Path, tmp_path: Path) -> None:
+    """An unreadable state file raises ``CorruptFileError`` naming the state and the folder to delete."""
+    folder = Path(shutil.copytree(stopped_gt_run, tmp_path / "run"))
+    (folder / "state" / damaged).write_bytes(b"\x80\x04not a state")
     with pytest.raises(
         CorruptFileError, match=rf"{re.escape(str(folder / 'state'))}.*delete {re.escape(str(folder))} "
     ):
         run_one(GT_SPEC, GT_RUN, folder, log=lambda line: None)
+
+
+class _Payload:
+    """Unpickling this runs code: it creates the file ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_crafted_run_state_is_never_executed(stopped_gt_run: Path, tmp_path: Path) -> None:
+    """Pickles planted in a run folder (an old-style ``progress.pkl``, an object array in the replay buffer) are
+    refused with a one-line error; their payload never runs."""
+    marker = tmp_path / "payload-ran"
+    planted = Path(shutil.copytree(stopped_gt_run, tmp_path / "planted-progress"))
+    (planted / "state" / "progress.pkl").write_bytes(pickle.dumps(_Payload(marker)))
+    with pytest.raises(CorruptFileError, match=r"is a pickle .* delete"):
+        run_one(GT_SPEC, GT_RUN, planted, log=lambda line: None)
+    buffer = Path(shutil.copytree(stopped_gt_run, tmp_path / "planted-buffer"))
+    with open(buffer / "state" / "replay_buffer.npz", "wb") as handle:
+        np.savez(handle, observations=np.array([_Payload(marker)], dtype=object))
+    with pytest.raises(CorruptFileError, match=r"replay_buffer.npz is not a saved replay buffer"):
+        run_one(GT_SPEC, GT_RUN, buffer, log=lambda line: None)
+    assert not marker.exists()
 
 
 # ------------------------------------------------------------ sweeps
@@ -737,6 +792,15 @@ def test_report_from_run_folders(tmp_path: Path) -> None:
         ({"reward_worker": "sometimes"}, r"RLConfig.reward_worker must be one of 'auto', 'on', 'off'; got 'sometimes'"),
         ({"seeds": ()}, "at least one task, one reward source and one seed"),
         ({"tasks": ("no-such-task-v3",)}, "no-such-task-v3"),
+        ({"eval_episodes": 0}, "eval_episodes must be positive, not 0"),
+        ({"max_episode_steps": 0}, "max_episode_steps must be positive, not 0"),
+        ({"jobs": -1}, "jobs must be positive"),
+        ({"gamma": 1.5}, r"gamma and tau in \(0, 1\]"),
+        pytest.param(
+            {"device": "cuda"},
+            "no CUDA GPU is visible",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible here"),
+        ),
     ],
 )
 def test_config_refuses_inconsistent_settings(changes: dict[str, Any], message: str) -> None:
@@ -785,7 +849,8 @@ def test_a_fresh_machine_trains_the_benchmark_row_before_the_sweep(
     lines: list[str] = []
     run_sweep(config, tmp_path / "rl", log=lines.append)
     assert any("running the tiny benchmark for them first" in line for line in lines)
-    assert sorted(path.name for path in (bench / "checkpoints").iterdir()) == ["triplet-seed0", "triplet-seed1"]
+    checkpoints = sorted(path.name for path in (bench / "checkpoints").iterdir() if is_checkpoint(path))
+    assert checkpoints == ["triplet-seed0", "triplet-seed1"]
     run = read_run(tmp_path / "rl" / TASK / "triplet" / "seed0")
     assert run["checkpoint"] == str(bench / "checkpoints" / "triplet-seed0")
     assert curve_steps(read_curve(tmp_path / "rl" / TASK / "triplet" / "seed0")) == [30]
@@ -799,7 +864,7 @@ def test_sweep_gates_each_learned_reward_before_training(tiny_checkpoint: Path, 
     lines: list[str] = []
     out = tmp_path / "rl"
     run_sweep(config, out, log=lines.append)
-    rollouts = DemoDataset(next((out / "gate").iterdir()))
+    rollouts = DemoDataset(next(path for path in (out / "gate").iterdir() if path.is_dir()))
     assert [(info.kind, info.noise_std, info.num_steps) for info in rollouts.episodes] == [
         ("expert", 0.0, 30),
         ("expert", 1.0, 30),

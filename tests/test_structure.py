@@ -18,6 +18,7 @@ LAYERS: dict[str, int] = {
     "info_keys": 0,
     "configs": 0,
     "io_utils": 0,
+    "locking": 0,
     "tasks": 0,
     "config_cli": 1,
     "rendering": 1,

@@ -21,6 +21,7 @@ come from the dataclasses, so the command line cannot drift from the API.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -53,6 +54,24 @@ _ERRORS: tuple[type[BaseException], ...] = (
     BackboneLoadError,
     NonFiniteLossError,
 )
+
+
+def os_error_message(error: OSError) -> str:
+    """An OS error in one line, with what to do; what was saved before it stays (re-running resumes).
+
+    >>> os_error_message(OSError(errno.EROFS, "Read-only file system", "runs/x"))
+    'Read-only file system: runs/x. That file system is read-only: choose another --out.'
+    """
+    where = f": {error.filename}" if error.filename else ""
+    advice = {
+        errno.ENOSPC: "Free some space (or choose another --out) and re-run the same command: it resumes from the "
+        "last save.",
+        errno.EDQUOT: "Free some of your quota (or choose another --out) and re-run the same command.",
+        errno.EROFS: "That file system is read-only: choose another --out.",
+        errno.EACCES: "You may not write there: choose another --out, or change the folder's permissions.",
+        errno.EPERM: "You may not write there: choose another --out, or change the folder's permissions.",
+    }.get(error.errno or 0, "Re-run the same command to resume from the last save.")
+    return f"{error.strerror or error}{where}. {advice}"
 
 
 def _add_tasks(subparsers: argparse._SubParsersAction) -> None:
@@ -210,11 +229,17 @@ def _add_pack(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("ckpt", help="checkpoint folder")
     parser.add_argument("--out", default=None, help="write the complete folder here (default: in place)")
+    parser.add_argument(
+        "--backbone-file",
+        default=None,
+        help="the backbone weights of a checkpoint written by an older version (which named them by absolute "
+        "path); their checksum must match the recorded one",
+    )
     parser.set_defaults(handler=_run_pack)
 
 
 def _run_pack(args: argparse.Namespace) -> None:
-    folder = pack_checkpoint(args.ckpt, args.out)
+    folder = pack_checkpoint(args.ckpt, args.out, backbone_file=args.backbone_file)
     size = sum(item.stat().st_size for item in folder.iterdir() if item.is_file())
     print(f"{folder}: complete checkpoint, {size / 1e6:.1f} MB")
 
@@ -252,6 +277,13 @@ def _add_rl(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out", default=None, help="output folder (default: runs/rl-<preset>); re-running resumes and skips"
     )
+    parser.add_argument(
+        "--mode",
+        default="resume",
+        choices=["resume", "overwrite"],
+        help="resume (default): a run folder that holds a run of other settings (checkpoint weights, budget, "
+        "agent settings) is refused; overwrite: such runs are deleted and run again",
+    )
     overrides = parser.add_argument_group("overrides of the preset's settings (default: the preset's)")
     add_config_arguments(overrides, RLConfig, overrides=True)
     parser.set_defaults(handler=_run_rl)
@@ -260,7 +292,7 @@ def _add_rl(subparsers: argparse._SubParsersAction) -> None:
 def _run_rl(args: argparse.Namespace) -> None:
     config = config_from_args(RLConfig, args, base=RL_PRESETS[args.preset])
     out = args.out or f"runs/rl-{args.preset}"
-    run_sweep(config, out)
+    run_sweep(config, out, overwrite=args.mode == "overwrite")
     print(write_rl_report(out))
 
 
@@ -294,6 +326,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _ERRORS as error:
         print(f"vlm-rewards {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a read-only or full disk, a folder without permission
+        print(f"vlm-rewards {args.command}: error: {os_error_message(error)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"vlm-rewards {args.command}: interrupted; re-run the same command to resume.", file=sys.stderr)
         return 130

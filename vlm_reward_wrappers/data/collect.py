@@ -31,6 +31,7 @@ from vlm_reward_wrappers.data.storage import (
 )
 from vlm_reward_wrappers.data.workers import run_in_workers
 from vlm_reward_wrappers.io_utils import remove_stale_temporaries
+from vlm_reward_wrappers.locking import writing
 
 
 def collect(
@@ -55,32 +56,33 @@ def collect(
         progress: show a progress bar with episodes and frames/s.
     """
     root = Path(out)
-    prepare_output(root, to_dict(config), mode=mode)
-    remove_stale_temporaries(root)
-    collection = config_id(to_dict(config))
-    todo = []
-    for job in config.plan():
-        path = episode_path(root, job.task, collection, job.index)
-        if path.exists():
-            read_episode_info(path)  # raises, naming the file, if it is damaged
-        else:
-            todo.append(job)
-    workers = max(1, min(workers or min(2, os.cpu_count() or 1), len(todo) or 1))
-    total = len(config.plan())
-    bar = tqdm(total=total, initial=total - len(todo), unit="episode", disable=not progress, desc="collect")
-    frames, started = 0, time.perf_counter()
-    try:
-        if workers == 1:
-            worker = EpisodeCollector(config, root, collection)
-            steps_done: Iterator[int] = (worker(job) for job in todo)
-        else:
-            steps_done = run_in_workers(todo, config, root, collection, workers)
-        for steps in steps_done:
-            frames += steps
-            bar.update(1)
-            bar.set_postfix(frames=frames, fps=f"{frames / (time.perf_counter() - started):.0f}")
-        if workers == 1:
-            worker.close()
-    finally:
-        bar.close()
+    with writing(root):  # one writer: a second collect into this folder waits for this one
+        prepare_output(root, to_dict(config), mode=mode)
+        remove_stale_temporaries(root)
+        collection = config_id(to_dict(config))
+        todo = []
+        for job in config.plan():
+            path = episode_path(root, job.task, collection, job.index)
+            if path.exists():
+                read_episode_info(path)  # raises, naming the file, if it is damaged
+            else:
+                todo.append(job)
+        workers = max(1, min(workers or min(2, os.cpu_count() or 1), len(todo) or 1))
+        total = len(config.plan())
+        bar = tqdm(total=total, initial=total - len(todo), unit="episode", disable=not progress, desc="collect")
+        frames, started = 0, time.perf_counter()
+        try:
+            if workers == 1:
+                worker = EpisodeCollector(config, root, collection)
+                steps_done: Iterator[int] = (worker(job) for job in todo)
+            else:
+                steps_done = run_in_workers(todo, config, root, collection, workers)
+            for steps in steps_done:
+                frames += steps
+                bar.update(1)
+                bar.set_postfix(frames=frames, fps=f"{frames / (time.perf_counter() - started):.0f}")
+            if workers == 1:
+                worker.close()
+        finally:
+            bar.close()
     return DemoDataset(root)

@@ -42,6 +42,7 @@ from vlm_reward_wrappers.evaluation.scoring import (
     write_predictions_csv,
 )
 from vlm_reward_wrappers.io_utils import write_json_atomic, write_text_atomic
+from vlm_reward_wrappers.locking import writing
 from vlm_reward_wrappers.metrics import DEFAULT_DELTA, summarize
 from vlm_reward_wrappers.metrics.off_expert import off_expert_probe
 from vlm_reward_wrappers.models import (
@@ -113,8 +114,25 @@ def evaluate(
     are left out of the native report and listed under ``skipped_tasks``.
 
     ``demonstrations`` (task: its demonstrations) adds the two demonstration rewards for those tasks;
-    demonstrations that are episodes of ``data`` are refused.
+    demonstrations that are episodes of ``data`` are refused. One writer per ``out``: a second evaluation into it
+    waits for this one.
     """
+    with writing(out):
+        return _evaluate_locked(checkpoint, data, out, tasks, delta, seed, num_resamples, plots, demonstrations)
+
+
+def _evaluate_locked(
+    checkpoint: str | os.PathLike | RewardModel,
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    tasks: Sequence[str] | None,
+    delta: float,
+    seed: int,
+    num_resamples: int,
+    plots: bool,
+    demonstrations: Mapping[str, Sequence[Demonstration]] | None,
+) -> dict[str, Any]:
+    """:func:`evaluate`, by the process that holds the lock of ``out``."""
     model = checkpoint if isinstance(checkpoint, RewardModel) else RewardModel.from_pretrained(checkpoint)
     weights_sha256 = None if isinstance(checkpoint, RewardModel) else read_checkpoint_config(checkpoint)[1]
     dataset = DemoDataset(data, tasks=tasks)

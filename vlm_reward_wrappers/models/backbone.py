@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -139,6 +140,13 @@ class Backbone(nn.Module):
                 f"frames must be a uint8 array of shape (B, H, W, 3), got {tuple(images.shape)} {images.dtype}"
             )
         images = images.permute(0, 3, 1, 2).float().div_(255.0)
+        height, width = images.shape[-2:]
+        if height * self.image_size[1] != width * self.image_size[0]:
+            warnings.warn(
+                f"frames of {width}x{height} pixels are stretched to the backbone's {self.image_size[1]}x"
+                f"{self.image_size[0]}, which changes their aspect ratio; crop them to that shape first",
+                stacklevel=3,
+            )
         if tuple(images.shape[-2:]) != self.image_size:
             images = F.interpolate(images, size=self.image_size, mode="bilinear", antialias=True, align_corners=False)
         return (images - self.pixel_mean) / self.pixel_std

@@ -12,11 +12,15 @@ needed to score with it, and no absolute path::
 
 A backbone given by an open_clip name and pretrained tag is recorded as such,
 with the checksum of open_clip's cached file, and loads through open_clip's
-cache. The backbone file is hard-linked when it lies on the same file system
-(no extra disk), else copied. A folder copied anywhere, renamed, or used with
-an empty cache loads the same. Version 1 folders (which pointed at a backbone
-file by absolute path) still load while that file exists; :func:`pack_checkpoint`
-(``vlm-rewards pack``) makes them complete.
+cache. The backbone file is hard-linked from the package's cache when it lies
+on the same file system (no extra disk), else copied. A folder copied anywhere,
+renamed, or used with an empty cache loads the same.
+
+A folder names no file outside itself: a ``backbone.pretrained`` path that
+leaves it (``..``, an absolute path, a link) is refused by every reader, since
+a folder may come from anyone. Version 1 folders named their backbone by
+absolute path; :func:`pack_checkpoint` (``vlm-rewards pack CKPT
+--backbone-file WEIGHTS``) makes them complete from the file the user names.
 
 A checkpoint path may also be a Hugging Face Hub repo id (``user/name``): it
 resolves through ``huggingface_hub``'s local cache (``HF_HUB_OFFLINE=1`` never
@@ -55,7 +59,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from vlm_reward_wrappers.configs import from_dict, to_dict
-from vlm_reward_wrappers.io_utils import give_default_permissions, read_versioned_json, write_json_atomic
+from vlm_reward_wrappers.io_utils import cache_dir, give_default_permissions, read_versioned_json, write_json_atomic
+from vlm_reward_wrappers.locking import writing
 from vlm_reward_wrappers.models.backbone import BackboneSpec, file_sha256, with_checksum
 from vlm_reward_wrappers.models.config import RewardModelConfig
 from vlm_reward_wrappers.version import __version__
@@ -156,6 +161,20 @@ def read_checkpoint_config(path: str | os.PathLike) -> tuple[RewardModelConfig, 
 
 def read_config_file(folder: Path) -> tuple[RewardModelConfig, str]:
     """:func:`read_checkpoint_config` without the retries: for code that already retries."""
+    config, payload = _parse_config(folder)
+    backbone = config.backbone
+    if backbone.is_local_file:
+        config.backbone = replace(backbone, pretrained=str(_file_inside(folder, str(backbone.pretrained))))
+        if not Path(config.backbone.pretrained or "").is_file():
+            raise CheckpointError(
+                f"checkpoint {folder} is incomplete: its backbone weights {config.backbone.pretrained} are missing. "
+                "Copy the whole checkpoint folder."
+            )
+    return config, payload["weights"]["sha256"]
+
+
+def _parse_config(folder: Path) -> tuple[RewardModelConfig, dict]:
+    """The config of a checkpoint folder and the raw payload, its paths not yet checked."""
     config_path = folder / CONFIG_NAME
     if not folder.is_dir():
         raise CheckpointError(f"checkpoint {folder} does not exist. Train one with `vlm-rewards train`.")
@@ -174,21 +193,32 @@ def read_config_file(folder: Path) -> tuple[RewardModelConfig, str]:
         config = from_dict(RewardModelConfig, fields)
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{config_path} does not describe a reward model: {error}") from error
-    backbone = config.backbone
-    if backbone.is_local_file and not Path(str(backbone.pretrained)).is_absolute():
-        config.backbone = replace(backbone, pretrained=str(folder / str(backbone.pretrained)))
-        if not Path(config.backbone.pretrained or "").is_file():
-            raise CheckpointError(
-                f"checkpoint {folder} is incomplete: its backbone weights {config.backbone.pretrained} are missing. "
-                "Copy the whole checkpoint folder."
-            )
-    elif backbone.is_local_file and not Path(str(backbone.pretrained)).is_file():
-        raise CheckpointError(
-            f"checkpoint {folder} (format version {payload['format_version']}) points at backbone weights "
-            f"{backbone.pretrained}, which do not exist here. On the machine that has that file, run "
-            f"`vlm-rewards pack {folder}` to put the weights into the folder, then copy the folder."
-        )
-    return config, payload["weights"]["sha256"]
+    problems = config.problems()
+    if problems:
+        raise CheckpointError(f"{config_path} holds invalid values: {'; '.join(problems)}")
+    return config, payload
+
+
+def _file_inside(folder: Path, recorded: str) -> Path:
+    """The file a checkpoint's ``backbone.pretrained`` names, which must lie inside the folder (links followed).
+
+    A folder may come from anyone: a path outside it would make a loader reveal, and ``pack`` publish, a file
+    of this machine. Version-1 folders named their backbone by absolute path; ``pack --backbone-file`` takes it
+    from the user instead.
+    """
+    path = Path(recorded)
+    if not path.is_absolute() and (folder / path).resolve().is_relative_to(folder.resolve()):
+        return folder / path
+    hint = (
+        f" If you wrote this checkpoint with an older version of the package, put its backbone inside with "
+        f"`vlm-rewards pack {folder} --backbone-file WEIGHTS`."
+        if path.is_absolute()
+        else ""
+    )
+    raise CheckpointError(
+        f"{folder / CONFIG_NAME}: backbone.pretrained is {recorded!r}, a path outside the checkpoint folder; a "
+        f"checkpoint may only name files inside it, so this folder is refused.{hint}"
+    )
 
 
 def write_checkpoint(
@@ -204,11 +234,23 @@ def write_checkpoint(
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    recover_interrupted_save(final)
+    with writing(final):  # one writer (re-entrant: a trainer holds it for its whole run)
+        recover_interrupted_save(final)
+        _write_staged(final, config, weights, extra_files)
+    return final
+
+
+def _write_staged(
+    final: Path,
+    config: RewardModelConfig,
+    weights: dict[str, torch.Tensor],
+    extra_files: Mapping[str, Callable[[Path], None]] | None,
+) -> None:
+    """Stage the checkpoint beside ``final`` and swap it in."""
     staging = final.parent / f".{final.name}.staging-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
-        recorded = replace(config, backbone=_backbone_into(config.backbone, staging))
+        recorded = replace(config, backbone=_backbone_into(config.backbone, staging, final))
         weights_path = staging / WEIGHTS_NAME
         save_file(weights, str(weights_path))
         for name, writer in (extra_files or {}).items():
@@ -216,7 +258,8 @@ def write_checkpoint(
         for written in staging.iterdir():
             with open(written, "rb") as handle:
                 os.fsync(handle.fileno())
-            give_default_permissions(written)  # readable by whoever may read any other file written here
+            if written.stat().st_nlink == 1:  # a file written here (a hard link is another's file: left as it is)
+                give_default_permissions(written)  # readable by whoever may read any other file written here
         payload = {
             "format": CHECKPOINT_FORMAT,
             "format_version": CHECKPOINT_VERSION,
@@ -228,12 +271,15 @@ def write_checkpoint(
         _swap_in(staging, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return final
 
 
-def _backbone_into(spec: BackboneSpec, staging: Path) -> BackboneSpec:
+def _backbone_into(spec: BackboneSpec, staging: Path, final: Path) -> BackboneSpec:
     """The backbone as the folder records it: a local weights file goes into the folder (a relative name);
-    a pretrained tag keeps its name, with the checksum of open_clip's cached file."""
+    a pretrained tag keeps its name, with the checksum of open_clip's cached file.
+
+    The file is hard-linked when the package wrote it (its cache, or the folder ``final`` being rewritten) and
+    copied otherwise: a link to a user's file would share its permissions with the published folder.
+    """
     if not spec.is_local_file:
         return with_checksum(spec)
     source = Path(str(spec.pretrained))
@@ -243,7 +289,10 @@ def _backbone_into(spec: BackboneSpec, staging: Path) -> BackboneSpec:
             "the machine that has them (`vlm-rewards pack CKPT`)."
         )
     target = staging / BACKBONE_NAME
+    ours = any(source.resolve().is_relative_to(root.resolve()) for root in (cache_dir(), final))
     try:
+        if not ours:
+            raise OSError("not the package's file: copied")
         os.link(source, target)  # no extra disk where both lie on one file system; the file stays whole
     except OSError:
         shutil.copyfile(source, target)
@@ -255,14 +304,32 @@ def _backbone_into(spec: BackboneSpec, staging: Path) -> BackboneSpec:
     return BackboneSpec(spec.model, BACKBONE_NAME, checksum)
 
 
-def pack_checkpoint(path: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+def pack_checkpoint(
+    path: str | os.PathLike, out: str | os.PathLike | None = None, *, backbone_file: str | os.PathLike | None = None
+) -> Path:
     """Make a checkpoint complete (its backbone weights in the folder), in place or as a copy at ``out``.
 
-    Converts version-1 folders, which pointed at the backbone by an absolute
-    path; the weights and any extra files (the trainer's state) are kept.
+    ``backbone_file`` converts a version-1 folder, which pointed at its backbone by an absolute path: the user
+    names the weights file (a path read from a folder is never followed outside it), and its checksum must be
+    the one the folder recorded. The weights and any extra files (the trainer's state) are kept; a link in the
+    folder is refused, never followed.
     """
     folder = resolve_checkpoint(path)
-    config, weights_sha256 = read_checkpoint_config(folder)
+    if backbone_file is None:
+        config, weights_sha256 = read_checkpoint_config(folder)
+    else:
+        config, payload = _parse_config(folder)
+        weights_sha256 = payload["weights"]["sha256"]
+        given = Path(backbone_file).resolve()
+        if config.backbone.sha256 is None:
+            raise CheckpointError(f"{folder} records no checksum of its backbone, so {given} cannot be checked")
+        config.backbone = replace(config.backbone, pretrained=str(given))
+    links = [item.name for item in folder.iterdir() if item.is_symlink()]
+    if links:
+        raise CheckpointError(
+            f"{folder} holds links ({', '.join(links)}); a checkpoint folder holds files only. Replace each link by "
+            "the file it points at, if you mean to publish it."
+        )
     weights_path = folder / WEIGHTS_NAME
     if not weights_path.is_file() or file_sha256(weights_path) != weights_sha256:
         raise CheckpointError(f"checkpoint weights {weights_path} are missing or do not match their checksum.")

@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,38 @@ class RewardModelConfig:
     image_reward_stats: dict[str, float] = field(default_factory=lambda: {"mean": 0.0, "std": 1.0})
     progress_calibration: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+
+    def problems(self) -> list[str]:
+        """What is wrong with these values, each naming its field (empty: nothing). A ``config.json`` may come from
+        anyone; a loader refuses one with problems rather than scoring with them.
+
+        >>> RewardModelConfig(image_size=0, reward_stats={"mean": 0.0, "std": 0.0}).problems()
+        ['image_size must be a positive integer, not 0', 'reward_stats.std must be a positive number, not 0.0']
+        """
+        found = []
+        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or self.image_size < 1:
+            found.append(f"image_size must be a positive integer, not {self.image_size!r}")
+        if not isinstance(self.camera, str) or not self.camera:
+            found.append(f"camera must be a camera name, not {self.camera!r}")
+        for name in ("reward_stats", "image_reward_stats"):
+            stats = getattr(self, name)
+            for key in ("mean", "std"):
+                value = stats.get(key) if isinstance(stats, dict) else None
+                valid = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+                if not valid or (key == "std" and value <= 0):
+                    kind = "a positive number" if key == "std" else "a finite number"
+                    found.append(f"{name}.{key} must be {kind}, not {value!r}")
+        if not all(isinstance(text, str) and text.strip() for text in self.goal_texts.values()):
+            found.append("goal_texts must map each task to a sentence")
+        untold = sorted(set(self.training.get("tasks", [])) - set(self.goal_texts))
+        if untold:
+            found.append(f"goal_texts has no sentence for the trained task(s) {', '.join(untold)}")
+        for kind, tasks in self.progress_calibration.items():
+            for task, pair in tasks.items():
+                numbers = isinstance(pair, list) and len(pair) == 2 and all(isinstance(v, int | float) for v in pair)
+                if not numbers or not all(math.isfinite(value) for value in pair):
+                    found.append(f"progress_calibration.{kind}.{task} must be two finite scores, not {pair!r}")
+        return found
 
     def goal_for(self, task: str) -> str:
         """The goal sentence of a Meta-World task: the one this model trained with, else the package's."""

@@ -60,24 +60,6 @@ class DeferredRewardBuffer(ReplayBuffer):
             raise ValueError("DeferredRewardBuffer does not support optimize_memory_usage=True")
         self.pending: deque[int] = deque()
 
-    @classmethod
-    def from_buffer(cls, buffer: ReplayBuffer) -> DeferredRewardBuffer:
-        """The same transitions in a deferred-reward buffer (a run resumed with a reward worker)."""
-        if isinstance(buffer, cls):
-            return buffer
-        deferred = cls.__new__(cls)
-        deferred.__dict__.update(buffer.__dict__)
-        deferred.pending = deque()
-        return deferred
-
-    def as_plain_buffer(self) -> ReplayBuffer:
-        """The same transitions in SB3's buffer (a run saved with a reward worker, resumed without one)."""
-        if self.pending:
-            raise RuntimeError("rewards are still pending: flush the env first")
-        plain = ReplayBuffer.__new__(ReplayBuffer)
-        plain.__dict__.update({key: value for key, value in self.__dict__.items() if key != "pending"})
-        return plain
-
     def add(self, *args: Any, **kwargs: Any) -> None:
         if self.n_envs != 1:
             raise ValueError("DeferredRewardBuffer holds the transitions of one env")
@@ -101,11 +83,6 @@ class DeferredRewardBuffer(ReplayBuffer):
                 raise RuntimeError("no transition has its reward yet: step the env before sampling")
             batch_inds = np.random.randint(0, self.pos - waiting, size=batch_size)
         return self._get_samples(batch_inds, env=env)
-
-    def __getstate__(self) -> dict[str, Any]:
-        if self.pending:
-            raise RuntimeError("save the buffer after PipelinedRewardVecEnv.flush(): rewards are still pending")
-        return self.__dict__.copy()
 
 
 def _serve(connection: Connection, env_fn: Callable[[], gym.Env], camera: str, image_size: int) -> None:

@@ -7,10 +7,12 @@ A run folder holds:
 * ``curve.csv``: the evaluation curve (``step, success_rate, gt_return, reward_return, train_success_rate,
   wall_s``), one row per evaluation;
 * ``state/``: the agent with its optimizers, the replay buffer, the RNG states and the
-  evaluation history, saved at every evaluation. A new state is written beside the
+  evaluation history, saved at every evaluation as plain data (safetensors, JSON, NumPy: reading it never
+  unpickles, see :mod:`~vlm_reward_wrappers.rl.state`). A new state is written beside the
   old one and swapped in, so a kill at any moment leaves the previous save;
 * ``done.json`` and the final ``agent.zip`` once the run is complete (a finished run is skipped;
-  its replay buffer is deleted).
+  its state is deleted). ``agent.zip`` is SB3's format, for ``SAC.load``: it holds pickles, so load only
+  the ones you trust; the package itself never loads it.
 
 Training episodes have seeds ``1000 * (seed + 1) + episode``; evaluation
 episodes ``seed 0 .. eval_episodes - 1`` at every evaluation, never a training seed.
@@ -29,19 +31,16 @@ import csv
 import functools
 import io
 import os
-import pickle
-import random
 import shutil
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
@@ -49,11 +48,20 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from vlm_reward_wrappers import info_keys
 from vlm_reward_wrappers.configs import to_dict
 from vlm_reward_wrappers.envs import make_metaworld_env
-from vlm_reward_wrappers.io_utils import CorruptFileError, read_json, write_json_atomic, write_text_atomic
+from vlm_reward_wrappers.io_utils import (
+    CorruptFileError,
+    atomic_path,
+    read_json,
+    write_json_atomic,
+    write_text_atomic,
+)
+from vlm_reward_wrappers.locking import writing
 from vlm_reward_wrappers.models import read_checkpoint_config
 from vlm_reward_wrappers.rl.config import RLConfig
 from vlm_reward_wrappers.rl.pipelined import DeferredRewardBuffer, PipelinedRewardVecEnv
 from vlm_reward_wrappers.rl.sources import RewardSource, parse_source, with_reward
+from vlm_reward_wrappers.rl.state import Progress, is_state, load_state, read_progress, save_state
+from vlm_reward_wrappers.training.trainer import RunMismatchError
 from vlm_reward_wrappers.version import __version__
 from vlm_reward_wrappers.wrappers import RewardSpec
 
@@ -165,43 +173,11 @@ class _TrainingSuccess(BaseCallback):
         return True
 
 
-@dataclass
-class _Progress:
-    """What a run has done, saved with its agent."""
-
-    steps: int = 0
-    wall_s: float = 0.0
-    curve: list[dict[str, float]] = field(default_factory=list)
-
-
-def _rng_state(agent: SAC) -> dict[str, Any]:
-    return {
-        "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
-        "action_space": agent.action_space.np_random.bit_generator.state,
-    }
-
-
-def _set_rng_state(agent: SAC, state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    agent.action_space.np_random.bit_generator.state = state["action_space"]
-
-
-def _save_state(folder: Path, agent: SAC, progress: _Progress) -> None:
+def _save_state(folder: Path, agent: SAC, progress: Progress) -> None:
     """Write the run's state to ``state.new/`` and swap it in for ``state/`` (the old one survives any kill)."""
     new, current, old = folder / f"{STATE}.new", folder / STATE, folder / f"{STATE}.old"
     shutil.rmtree(new, ignore_errors=True)
-    new.mkdir(parents=True)
-    agent.save(new / "agent.zip")
-    agent.save_replay_buffer(new / "replay_buffer.pkl")
-    with open(new / "progress.pkl", "wb") as handle:
-        pickle.dump({"progress": progress, "rng": _rng_state(agent)}, handle)
-    for written in new.iterdir():
-        with open(written, "rb") as handle:
-            os.fsync(handle.fileno())
+    save_state(new, agent, progress)
     if current.exists():
         shutil.rmtree(old, ignore_errors=True)
         current.rename(old)
@@ -209,11 +185,16 @@ def _save_state(folder: Path, agent: SAC, progress: _Progress) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _saved_state(folder: Path) -> Path | None:
+def _saved_state(spec: RunSpec, folder: Path) -> Path | None:
     """The last complete state of a run (``state/``, or ``state.old/`` if a kill fell inside the swap)."""
     shutil.rmtree(folder / f"{STATE}.new", ignore_errors=True)
     for name in (STATE, f"{STATE}.old"):
         if (folder / name / "progress.pkl").is_file():
+            raise CorruptFileError(
+                f"the saved state of run {spec.label} in {folder / name} is a pickle written by an earlier version "
+                f"of the package, which no longer loads pickles from a folder; delete {folder} to rerun it."
+            )
+        if is_state(folder / name):
             return folder / name
     return None
 
@@ -299,6 +280,7 @@ def run_record(spec: RunSpec, config: RLConfig, warnings_given: list[str]) -> di
         "task": spec.task,
         "source": spec.source.name,
         "checkpoint": spec.source.checkpoint,
+        "checkpoint_sha256": read_checkpoint_config(spec.source.checkpoint)[1] if spec.source.checkpoint else None,
         "success_bonus": spec.source.success_bonus,
         "seed": spec.seed,
         "agent": "SAC",
@@ -307,6 +289,20 @@ def run_record(spec: RunSpec, config: RLConfig, warnings_given: list[str]) -> di
         "reward_worker": uses_reward_worker(spec, config),
         "package_version": __version__,
     }
+
+
+IDENTITY = ("task", "source", "checkpoint_sha256", "success_bonus", "seed", "agent", "settings")
+"""The fields of ``run.json`` that make a run what it is: a resumed or reused run must share them all. (The
+reward worker changes when the replay buffer's rewards arrive, not what they are: recorded, not compared.)"""
+
+
+def _changed_identity(stored: dict[str, Any], requested: dict[str, Any]) -> list[str]:
+    """The identity fields in which a stored run differs from the requested one (settings by name)."""
+    changed = [key for key in IDENTITY if key != "settings" and stored.get(key) != requested[key]]
+    wanted, had = requested["settings"], stored.get("settings", {})
+    return changed + [
+        f"settings.{name}" for name in sorted(set(had) | set(wanted)) if had.get(name) != wanted.get(name)
+    ]
 
 
 def _unreadable_state(spec: RunSpec, saved: Path, folder: Path, error: Exception) -> CorruptFileError:
@@ -328,45 +324,59 @@ def run_one(
     *,
     log: Callable[[str], None] = print,
     stop_after: int | None = None,
+    overwrite: bool = False,
 ) -> list[dict[str, float]]:
     """Train (or resume, or skip when done) one run; return its evaluation curve.
 
+    A folder that holds this run with other settings (another checkpoint's weights, another budget or agent
+    setting) raises :class:`RunMismatchError` naming what differs; ``overwrite`` deletes it and starts again.
     ``stop_after`` ends the call after that many evaluations of this call, leaving a resumable
     run (how tests interrupt a run).
     """
     folder = Path(folder)
+    with writing(folder):  # one writer: a second sweep waits for this run, then finds it done
+        return _run_locked(spec, config, folder, log, stop_after, overwrite)
+
+
+def _run_locked(
+    spec: RunSpec,
+    config: RLConfig,
+    folder: Path,
+    log: Callable[[str], None],
+    stop_after: int | None,
+    overwrite: bool,
+) -> list[dict[str, float]]:
+    """:func:`run_one`, by the process that holds the lock of ``folder``."""
+    record = run_record(spec, config, frame_warnings(spec.source, config))
+    if (folder / "run.json").is_file():
+        changed = _changed_identity(read_run(folder), record)
+        if changed and not overwrite:
+            raise RunMismatchError(
+                f"{folder} holds run {spec.label} with other settings (differs in: {', '.join(changed)}); its "
+                "curve and agent belong to those. Sweep into another --out, or pass --mode overwrite to replace it."
+            )
+        if changed:
+            shutil.rmtree(folder)
     if is_done(folder):
         return read_curve(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(folder / "run.json", run_record(spec, config, frame_warnings(spec.source, config)))
-    saved = _saved_state(folder)
-    progress = _Progress()
-    stored: dict[str, Any] = {}
+    write_json_atomic(folder / "run.json", record)
+    saved = _saved_state(spec, folder)
+    progress = Progress()
     if saved is not None:
         try:
-            with open(saved / "progress.pkl", "rb") as handle:
-                stored = pickle.load(handle)
-        except Exception as error:
+            progress = read_progress(saved)
+        except CorruptFileError as error:
             raise _unreadable_state(spec, saved, folder, error) from error
-        progress = stored["progress"]
     venv = make_train_venv(spec, config, episode=progress.steps // config.max_episode_steps)
     eval_env = make_run_env(spec, config)
-    if saved is None:
-        agent = new_agent(spec, config, venv)
-    else:
+    agent = new_agent(spec, config, venv)
+    if saved is not None:
         try:
-            agent = SAC.load(saved / "agent.zip", env=venv, device=config.device)
-            agent.load_replay_buffer(saved / "replay_buffer.pkl")
-        except Exception as error:
+            progress = load_state(saved, agent)
+        except CorruptFileError as error:
             venv.close()
             raise _unreadable_state(spec, saved, folder, error) from error
-        assert agent.replay_buffer is not None
-        if isinstance(venv, PipelinedRewardVecEnv):  # the buffer of a run saved with or without a reward worker
-            agent.replay_buffer = DeferredRewardBuffer.from_buffer(agent.replay_buffer)
-            venv.attach(agent.replay_buffer)
-        elif isinstance(agent.replay_buffer, DeferredRewardBuffer):
-            agent.replay_buffer = agent.replay_buffer.as_plain_buffer()
-        _set_rng_state(agent, stored["rng"])
         log(f"[{spec.label}] resuming at step {progress.steps}")
     counter = _TrainingSuccess()
     evaluations = 0
@@ -397,7 +407,8 @@ def run_one(
     venv.close()
     eval_env.close()
     if progress.steps >= config.total_steps:
-        shutil.copyfile(folder / STATE / "agent.zip", folder / "agent.zip")  # the state stays whole until done
+        with atomic_path(folder / "agent.zip") as temporary, open(temporary, "wb") as handle:
+            agent.save(handle)  # SB3's format, for the user; the state stays whole until done
         write_json_atomic(folder / DONE, {"steps": progress.steps, "wall_s": progress.wall_s})
         shutil.rmtree(folder / STATE, ignore_errors=True)
     return progress.curve

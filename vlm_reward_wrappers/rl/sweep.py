@@ -16,9 +16,12 @@ Example:
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import multiprocessing
 import os
+import signal
+import sys
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -26,6 +29,7 @@ from pathlib import Path
 
 from vlm_reward_wrappers.configs import to_dict
 from vlm_reward_wrappers.io_utils import write_json_atomic
+from vlm_reward_wrappers.locking import writing
 from vlm_reward_wrappers.models import is_checkpoint
 from vlm_reward_wrappers.models.reward_model import GoalUnavailableError
 from vlm_reward_wrappers.rl.config import SWEEP_FILE, RLConfig
@@ -125,34 +129,58 @@ def check_runs(runs: list[RunSpec]) -> None:
             ) from error
 
 
-def _run_in_worker(spec: RunSpec, config: RLConfig, folder: str) -> str:
+def _die_with_parent() -> None:
+    """Pool worker start-up (Linux): the OS kills this worker when the sweep's process dies, however it dies, so
+    no orphan goes on writing a run that the next sweep resumes (elsewhere a worker ends at its next task)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _run_in_worker(spec: RunSpec, config: RLConfig, folder: str, overwrite: bool) -> str:
     import torch
 
     torch.set_num_threads(1)  # one core per run: the pool runs `jobs` of them side by side
     warnings.filterwarnings("ignore", message=".*not within the observation space")
     warnings.filterwarnings("ignore", message=".*maximum and minimum values are equal")
-    run_one(spec, config, folder, log=lambda line: print(line, flush=True))
+    run_one(spec, config, folder, log=lambda line: print(line, flush=True), overwrite=overwrite)
     return spec.label
 
 
-def run_sweep(config: RLConfig, out: str | os.PathLike, *, log: Callable[[str], None] = print) -> list[RunSpec]:
+def run_sweep(
+    config: RLConfig, out: str | os.PathLike, *, log: Callable[[str], None] = print, overwrite: bool = False
+) -> list[RunSpec]:
     """Run (or resume) every run of ``config`` into ``out``; return the runs.
 
-    ``config.jobs`` runs go side by side, each in its own (spawned) process with one torch thread.
+    ``config.jobs`` runs go side by side, each in its own (spawned) process with one torch thread, which dies
+    with the sweep. A run folder that holds the run with other settings is refused, naming them (``overwrite``
+    replaces it). A second sweep into ``out`` waits for this one, then finds its runs done.
     """
+    with writing(out):
+        return _sweep_locked(config, out, log, overwrite)
+
+
+def _sweep_locked(
+    config: RLConfig, out: str | os.PathLike, log: Callable[[str], None], overwrite: bool
+) -> list[RunSpec]:
+    """:func:`run_sweep`, by the process that holds the lock of ``out``."""
     ensure_benchmark_rows(config, log=log)
     runs = planned_runs(config)
     check_runs(runs)
     gate_sources(runs, config, out, log=log)
     sources = [resolve_source(text, config.seeds_of(text)[0], config).name for text in config.sources]
     write_json_atomic(Path(out) / SWEEP_FILE, {"config": to_dict(config), "sources": sources})
-    todo = [spec for spec in runs if not is_done(run_folder(out, spec))]
+    todo = [spec for spec in runs if overwrite or not is_done(run_folder(out, spec))]
     log(f"{len(runs)} runs, {len(runs) - len(todo)} done, {len(todo)} to run into {out}")
     jobs = max(1, min(config.jobs or os.cpu_count() or 1, len(todo) or 1))
     if config.reward_worker == "auto":  # a worker per run only where it has a core of its own
         config = dataclasses.replace(config, reward_worker="on" if 2 * jobs <= (os.cpu_count() or 1) else "off")
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_run_in_worker, spec, config, str(run_folder(out, spec))) for spec in todo]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_die_with_parent) as pool:
+        futures = [pool.submit(_run_in_worker, spec, config, str(run_folder(out, spec)), overwrite) for spec in todo]
         for future in as_completed(futures):
             log(f"finished {future.result()}")
     return runs

@@ -49,6 +49,7 @@ from vlm_reward_wrappers.evaluation.references import (
 )
 from vlm_reward_wrappers.evaluation.scoring import load_table, save_table
 from vlm_reward_wrappers.io_utils import read_json, write_json_atomic, write_text_atomic
+from vlm_reward_wrappers.locking import writing
 from vlm_reward_wrappers.metrics import DEFAULT_DELTA, METRICS, FrameTable, MetricSettings
 from vlm_reward_wrappers.metrics.off_expert import PROBE_KEYS, gate, off_expert_probe
 from vlm_reward_wrappers.metrics.time_balanced import EPISODE_KINDS
@@ -191,8 +192,17 @@ def run_benchmark(
         backbone: overrides the preset's backbone (e.g. local SigLIP2 weights).
         log: where stage messages go.
         progress: show progress bars inside stages.
+
+    A second benchmark into ``out`` waits for this one (one writer per folder), then finds its work done.
     """
-    out = Path(out)
+    with writing(out):
+        return _run_locked(preset, Path(out), backbone, log, progress)
+
+
+def _run_locked(
+    preset: Preset, out: Path, backbone: BackboneSpec | None, log: Callable[[str], None], progress: bool
+) -> dict[str, Any]:
+    """:func:`run_benchmark`, by the process that holds the lock of ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     backbone = backbone or preset.backbone
     started = time.perf_counter()

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -32,6 +33,7 @@ from tqdm.auto import tqdm
 
 from vlm_reward_wrappers.configs import check_choices, to_dict
 from vlm_reward_wrappers.data.storage import DemoDataset, config_id
+from vlm_reward_wrappers.locking import writing
 from vlm_reward_wrappers.models.adapters import FinetuneConfig, TrainableMode
 from vlm_reward_wrappers.models.backbone import BackboneSpec, load_backbone
 from vlm_reward_wrappers.models.checkpoint import WEIGHTS_NAME, recover_interrupted_save, write_checkpoint
@@ -258,7 +260,25 @@ def train(
     :func:`~vlm_reward_wrappers.training.pretrain.default_backbone` first.
     """
     out = Path(out)
+    if device is not None and device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: no CUDA GPU is visible to torch here; use --device cpu")
     rank, world_size = distributed.setup()
+    with writing(out) if rank == 0 else contextlib.nullcontext():  # one writer: a second train on --out waits
+        return _train(config, data, out, backbone, device, progress, overwrite, rank, world_size)
+
+
+def _train(
+    config: TrainConfig,
+    data: str | os.PathLike,
+    out: Path,
+    backbone: BackboneSpec,
+    device: str | None,
+    progress: bool,
+    overwrite: bool,
+    rank: int,
+    world_size: int,
+) -> RewardModel:
+    """:func:`train`, by the process that holds the lock of ``out`` (or a DDP process of lower rank)."""
     if config.batch_size < world_size:
         raise ValueError(
             f"batch_size {config.batch_size} is smaller than the {world_size} processes: each process needs at "
