@@ -195,7 +195,6 @@ PRESETS: dict[str, Preset] = {
         learning_rates=(3e-4, 1e-3, 3e-3),
         eval_every=50,
         seeds=(0, 1, 2),
-        demo_episodes=2,  # the held-out tasks are given by 1 demonstration (a second one if the first fails)
         adapt_demonstrations=(),
     ),
     "full": Preset(
