@@ -75,8 +75,8 @@ class RewardModelConfig:
             stats = getattr(self, name)
             for key in ("mean", "std"):
                 value = stats.get(key) if isinstance(stats, dict) else None
-                valid = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-                if not valid or (key == "std" and value <= 0):
+                number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+                if not number or (key == "std" and float(value or 0) <= 0):
                     kind = "a positive number" if key == "std" else "a finite number"
                     found.append(f"{name}.{key} must be {kind}, not {value!r}")
         if not all(isinstance(text, str) and text.strip() for text in self.goal_texts.values()):
