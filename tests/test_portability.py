@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -183,11 +184,12 @@ def fake_hub_snapshot(cache: Path, repo_id: str, files: dict[str, Path | bytes])
     (repo / "refs" / "main").write_text(revision)
     snapshot = repo / "snapshots" / revision
     snapshot.mkdir(parents=True)
-    for name, content in files.items():
-        if isinstance(content, Path):
-            shutil.copyfile(content, snapshot / name)
-        else:
-            (snapshot / name).write_bytes(content)
+    (repo / "blobs").mkdir()
+    for name, content in files.items():  # each file a link to its blob, as huggingface_hub lays them out
+        data = content.read_bytes() if isinstance(content, Path) else content
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.write_bytes(data)
+        (snapshot / name).symlink_to(os.path.relpath(blob, snapshot))
     return snapshot
 
 
@@ -203,6 +205,14 @@ def test_a_hub_repo_id_loads_offline_from_the_hub_cache(tiny_checkpoint, frames,
     with pytest.raises(CheckpointError, match=r"not a checkpoint folder.*Hub repo id") as error:
         RewardModel.from_pretrained("someone/not-downloaded")
     assert time.perf_counter() - started < 10 and "\n" not in str(error.value)
+
+
+def test_a_mistyped_local_path_is_not_taken_for_a_hub_repo_id(tmp_path, monkeypatch):
+    """``runs/nope`` beside an existing ``runs`` folder is a missing local checkpoint, not a Hub lookup."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(CheckpointError, match=r"no checkpoint at runs/nope: runs is a local folder without it"):
+        RewardModel.from_pretrained("runs/nope")
 
 
 def test_a_pretrained_tag_records_the_checksum_of_open_clips_cached_file(tmp_path, monkeypatch):

@@ -101,6 +101,11 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     folder = Path(path).expanduser()
     if folder.exists() or _previous(folder) is not None or not _looks_like_repo_id(str(path)):
         return folder
+    if folder.parent.is_dir() and str(folder.parent) not in ("", "."):  # `runs/nope`: a local folder's child
+        raise CheckpointError(
+            f"no checkpoint at {folder}: {folder.parent} is a local folder without it (as a Hub repo id, "
+            f"{path} would shadow that folder; rename it to use the repo)."
+        )
     from huggingface_hub import snapshot_download
 
     try:
@@ -200,14 +205,18 @@ def _parse_config(folder: Path) -> tuple[RewardModelConfig, dict]:
 
 
 def _file_inside(folder: Path, recorded: str) -> Path:
-    """The file a checkpoint's ``backbone.pretrained`` names, which must lie inside the folder (links followed).
+    """The file a checkpoint's ``backbone.pretrained`` names, which must lie inside the folder (links followed; in
+    a Hugging Face cache snapshot, they may lead to the repo's ``blobs``, as the Hub lays files out).
 
     A folder may come from anyone: a path outside it would make a loader reveal, and ``pack`` publish, a file
     of this machine. Version-1 folders named their backbone by absolute path; ``pack --backbone-file`` takes it
     from the user instead.
     """
     path = Path(recorded)
-    if not path.is_absolute() and (folder / path).resolve().is_relative_to(folder.resolve()):
+    roots = [folder.resolve()]
+    if folder.parent.name == "snapshots":  # a Hub cache snapshot: its files are links to the repo's blobs
+        roots.append(folder.parent.parent.resolve() / "blobs")
+    if not path.is_absolute() and any((folder / path).resolve().is_relative_to(root) for root in roots):
         return folder / path
     hint = (
         f" If you wrote this checkpoint with an older version of the package, put its backbone inside with "
