@@ -300,6 +300,54 @@ def test_wrapped_envs_pass_the_env_checkers(tiny_checkpoint: Path, wrap: type) -
     pendulum.close()
 
 
+# ------------------------------------------------------------ gymnasium ids
+
+
+def test_registered_ids_make_wrapped_envs_that_pass_the_checker_without_a_warning(tiny_checkpoint: Path) -> None:
+    """``gym.make`` on ``vlm_reward_wrappers/<task>`` gives the task in a VLMRewardWrapper (rewards are the
+    checkpoint's, the ground truth in ``info``), silently, and gymnasium's own checker passes it."""
+    from gymnasium.utils.env_checker import check_env
+
+    env_id = f"vlm_reward_wrappers/{TASK}"
+    assert env_id in gym.registry  # registered on import
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        env = gym.make(env_id, checkpoint=str(tiny_checkpoint), seed=0)
+        obs, _ = env.reset(seed=3)
+        _, reward, _, _, info = env.step(env.action_space.sample())
+    wrapper = env
+    while not isinstance(wrapper, VLMRewardWrapper):  # under gymnasium's own wrappers (order enforcing)
+        wrapper = wrapper.env
+    assert reward == info["vlm_reward"] and "gt_reward" in info
+    direct = VLMRewardWrapper(make_metaworld_env(TASK, image_size=SIZE), tiny_checkpoint)
+    np.testing.assert_array_equal(direct.reset(seed=3)[0], obs)
+    check_env(wrapper, skip_render_check=True)
+    env.close()
+    direct.close()
+
+
+def test_registered_ids_make_vector_envs_scored_in_one_pass(tiny_checkpoint: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # its sub-envs render frames as the checkpoint was trained on them
+        envs = gym.make_vec(f"vlm_reward_wrappers/{TASK}", num_envs=2, checkpoint=str(tiny_checkpoint), seed=0)
+    assert isinstance(envs, VectorVLMReward) and envs.num_envs == 2
+    envs.reset(seed=0)
+    _, rewards, _, _, info = envs.step(envs.action_space.sample())
+    assert rewards.shape == (2,) and np.array_equal(rewards, info["vlm_reward"])
+    envs.close()
+
+
+def test_a_registered_id_without_a_checkpoint_says_what_to_pass() -> None:
+    with pytest.raises(ValueError, match=r"gym.make\('vlm_reward_wrappers/reach-v3'\) needs checkpoint="):
+        gym.make(f"vlm_reward_wrappers/{TASK}")
+
+
+def test_wrapping_a_task_the_checkpoint_never_trained_on_warns(tiny_checkpoint: Path) -> None:
+    with pytest.warns(UserWarning, match=r"never trained on door-open-v3 \(it trained on "):
+        env = VLMRewardWrapper(make_metaworld_env("door-open-v3", image_size=SIZE), tiny_checkpoint)
+    env.close()
+
+
 # ------------------------------------------------------------ vector envs and autoreset
 
 

@@ -40,6 +40,27 @@ _EXPORTS = {
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
+def _register_envs() -> None:
+    """gymnasium ids ``vlm_reward_wrappers/<task>`` for every Meta-World v3 task (see
+    :mod:`vlm_reward_wrappers.wrappers.registration`); the entry points load on first ``gym.make``."""
+    import gymnasium as gym
+
+    from vlm_reward_wrappers.tasks import TASKS
+
+    for task in TASKS:
+        if f"vlm_reward_wrappers/{task}" not in gym.registry:
+            gym.register(
+                id=f"vlm_reward_wrappers/{task}",
+                entry_point="vlm_reward_wrappers.wrappers.registration:make_env",
+                vector_entry_point="vlm_reward_wrappers.wrappers.registration:make_vector_env",
+                kwargs={"task": task},
+                disable_env_checker=True,  # the inner Meta-World env's observations leave its declared space
+            )
+
+
+_register_envs()
+
+
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any, get_args
 
@@ -248,6 +249,15 @@ def make_reward(spec: RewardSpec, frames: Sequence[FrameSettings]) -> tuple[Goal
     goal = resolve_goal(spec, next(iter(tasks)), model)
     for camera, image_size in sorted({(setting.camera, setting.image_size) for setting in frames}):
         warn_if_unlike_training(model.config, camera, image_size, where=f"checkpoint {spec.checkpoint}", stacklevel=4)
+    trained = model.config.training.get("tasks") or sorted(model.config.goal_texts)
+    own_goal = spec.goal is None and spec.goal_image is None and spec.demonstration is None
+    task = str(next(iter(tasks)))
+    if own_goal and trained and task not in trained:
+        warnings.warn(
+            f"checkpoint {spec.checkpoint} never trained on {task} (it trained on {', '.join(trained)}): its reward "
+            "there is untested. Adapt it with `vlm-rewards adapt`, or give the task by a demonstration.",
+            stacklevel=4,
+        )
     scorer = GoalScorer(spec.checkpoint, goal, spec.device)
     progress_range = (
         model.progress_range(
