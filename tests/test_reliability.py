@@ -25,6 +25,7 @@ from vlm_reward_wrappers.locking import holder, lock_path, writing
 from vlm_reward_wrappers.models.backbone import file_sha256
 from vlm_reward_wrappers.models.checkpoint import WEIGHTS_NAME
 from vlm_reward_wrappers.rl import read_curve
+from vlm_reward_wrappers.version import __version__
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
@@ -74,11 +75,15 @@ def test_a_killed_writer_leaves_no_stale_lock(tmp_path: Path) -> None:
     assert said == []  # taken over at once: the OS released the dead process's lock
 
 
-def test_every_command_s_help_works() -> None:
+def test_every_command_s_help_and_the_version_work(capsys: pytest.CaptureFixture[str]) -> None:
     for command in ("tasks", "collect", "pretrain-backbone", "train", "evaluate", "adapt", "pack", "benchmark", "rl"):
         with pytest.raises(SystemExit) as exit_:
             cli_main([command, "--help"])
         assert exit_.value.code == 0, command
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"vlm-rewards {__version__}"
 
 
 COLLECT = ("--tasks", "reach-v3", "--episodes-per-task", "2", "--image-size", "16", "--max-steps", "40")

@@ -44,6 +44,7 @@ from vlm_reward_wrappers.tasks import ML45_TEST, MT10, TASKS, expand_tasks
 from vlm_reward_wrappers.training.adapt import AdaptConfig, adapt
 from vlm_reward_wrappers.training.pretrain import PretrainConfig, default_backbone, pretrain_backbone
 from vlm_reward_wrappers.training.trainer import NonFiniteLossError, TrainConfig, train
+from vlm_reward_wrappers.version import __version__
 
 _ERRORS: tuple[type[BaseException], ...] = (
     ValueError,
@@ -312,6 +313,7 @@ _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``vlm-rewards``."""
     parser = argparse.ArgumentParser(prog="vlm-rewards", description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in _COMMANDS:
         add(subparsers)
