@@ -23,6 +23,7 @@ from vlm_reward_wrappers.models.backbone import (
     file_sha256,
     with_checksum,
 )
+from vlm_reward_wrappers.models.card import CARD_NAME
 from vlm_reward_wrappers.models.checkpoint import BACKBONE_NAME, CONFIG_NAME, WEIGHTS_NAME, pack_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -141,7 +142,12 @@ def test_version_1_checkpoints_are_refused_and_pack_with_the_named_backbone(
     backbone_file.unlink()  # the colleague's machine: no such file
     assert np.array_equal(RewardModel.from_pretrained(packed).reward(frames, "close the drawer"), expected)
     assert json.loads((packed / CONFIG_NAME).read_text())["format_version"] == 2
-    assert {"training_state.pt", WEIGHTS_NAME, BACKBONE_NAME, CONFIG_NAME} <= {p.name for p in packed.iterdir()}
+    # a release: the checkpoint's own files and its model card, no training state (no pickle) to publish
+    assert sorted(p.name for p in packed.iterdir()) == sorted([BACKBONE_NAME, CONFIG_NAME, WEIGHTS_NAME, CARD_NAME])
+    card = (packed / CARD_NAME).read_text()
+    assert card.startswith("---\nlibrary_name: vlm_reward_wrappers") and "# packed: a vision-language" in card
+    assert "A `triplet` reward model" in card and "Tasks: button-press-v3, drawer-close-v3, reach-v3." in card
+    assert "learning rate the finetuning mode's default, seed 0" in card
 
 
 def test_pack_never_links_or_exposes_a_file_it_did_not_write(tiny_checkpoint, tiny_backbone, tmp_path):
@@ -174,6 +180,7 @@ def test_cli_pack_in_place(tiny_checkpoint, tiny_backbone, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "complete checkpoint" in done.stdout and (old / BACKBONE_NAME).is_file()
     assert json.loads((old / CONFIG_NAME).read_text())["backbone"]["pretrained"] == BACKBONE_NAME
+    assert {"training_state.pt", CARD_NAME} <= {p.name for p in old.iterdir()}  # in place: training can go on
 
 
 def fake_hub_snapshot(cache: Path, repo_id: str, files: dict[str, Path | bytes]) -> Path:

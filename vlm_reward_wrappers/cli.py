@@ -226,10 +226,15 @@ def _run_adapt(args: argparse.Namespace) -> None:
 
 def _add_pack(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "pack", help="make a checkpoint folder complete (its backbone weights inside), to copy or publish it"
+        "pack", help="make a checkpoint folder complete (backbone weights, model card), or a release to publish"
     )
     parser.add_argument("ckpt", help="checkpoint folder")
-    parser.add_argument("--out", default=None, help="write the complete folder here (default: in place)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="write a release here: the checkpoint's files and a model card, no training state (default: complete "
+        "the folder in place, keeping its training state)",
+    )
     parser.add_argument(
         "--backbone-file",
         default=None,

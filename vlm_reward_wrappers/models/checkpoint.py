@@ -62,6 +62,7 @@ from vlm_reward_wrappers.configs import from_dict, to_dict
 from vlm_reward_wrappers.io_utils import cache_dir, give_default_permissions, read_versioned_json, write_json_atomic
 from vlm_reward_wrappers.locking import writing
 from vlm_reward_wrappers.models.backbone import BackboneSpec, file_sha256, with_checksum
+from vlm_reward_wrappers.models.card import CARD_NAME, model_card
 from vlm_reward_wrappers.models.config import RewardModelConfig
 from vlm_reward_wrappers.version import __version__
 
@@ -316,12 +317,16 @@ def _backbone_into(spec: BackboneSpec, staging: Path, final: Path) -> BackboneSp
 def pack_checkpoint(
     path: str | os.PathLike, out: str | os.PathLike | None = None, *, backbone_file: str | os.PathLike | None = None
 ) -> Path:
-    """Make a checkpoint complete (its backbone weights in the folder), in place or as a copy at ``out``.
+    """Make a checkpoint complete (its backbone weights in the folder), in place or as a release at ``out``.
+
+    Both get a model card (``README.md``, :mod:`~vlm_reward_wrappers.models.card`). In place, the files a
+    writer added (the trainer's resumable state) are kept, so training can go on; a release at ``out`` holds
+    the checkpoint's own files and the card only, nothing else and no pickle, ready to publish
+    (``hf upload NAME OUT .``). A link in the folder is refused, never followed.
 
     ``backbone_file`` converts a version-1 folder, which pointed at its backbone by an absolute path: the user
     names the weights file (a path read from a folder is never followed outside it), and its checksum must be
-    the one the folder recorded. The weights and any extra files (the trainer's state) are kept; a link in the
-    folder is refused, never followed.
+    the one the folder recorded.
     """
     folder = resolve_checkpoint(path)
     if backbone_file is None:
@@ -342,12 +347,19 @@ def pack_checkpoint(
     weights_path = folder / WEIGHTS_NAME
     if not weights_path.is_file() or file_sha256(weights_path) != weights_sha256:
         raise CheckpointError(f"checkpoint weights {weights_path} are missing or do not match their checksum.")
-    extra = {
+    own = (CONFIG_NAME, WEIGHTS_NAME, BACKBONE_NAME, CARD_NAME)
+    extra: dict[str, Callable[[Path], None]] = {
         item.name: functools.partial(shutil.copyfile, item)
         for item in folder.iterdir()
-        if item.is_file() and item.name not in (CONFIG_NAME, WEIGHTS_NAME, BACKBONE_NAME)
+        if out is None and item.is_file() and item.name not in own
     }
-    return write_checkpoint(out if out is not None else folder, config, load_file(str(weights_path)), extra)
+    final = Path(out) if out is not None else folder
+    extra[CARD_NAME] = functools.partial(_write_card, config, final.resolve().name)
+    return write_checkpoint(final, config, load_file(str(weights_path)), extra)
+
+
+def _write_card(config: RewardModelConfig, name: str, path: Path) -> None:
+    path.write_text(model_card(config, name))
 
 
 def recover_interrupted_save(final: str | os.PathLike) -> None:
