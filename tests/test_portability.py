@@ -14,6 +14,7 @@ from pathlib import Path
 import huggingface_hub
 import numpy as np
 import pytest
+import torch
 
 from vlm_reward_wrappers.models import BackboneSpec, CheckpointError, FinetuneConfig, RewardModel, RewardModelConfig
 from vlm_reward_wrappers.models.backbone import (
@@ -212,6 +213,29 @@ def test_a_hub_repo_id_loads_offline_from_the_hub_cache(tiny_checkpoint, frames,
     with pytest.raises(CheckpointError, match=r"not a checkpoint folder.*Hub repo id") as error:
         RewardModel.from_pretrained("someone/not-downloaded")
     assert time.perf_counter() - started < 10 and "\n" not in str(error.value)
+
+
+def test_a_hub_revision_is_taken_by_keyword_and_by_repo_at_revision(tiny_checkpoint, frames, tmp_path, monkeypatch):
+    """``revision="v1"`` and ``someone/x@v1`` load the snapshot its ref names; no revision loads ``main``."""
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    main = fake_hub_snapshot(tmp_path / "hub", "someone/x", {p.name: p for p in tiny_checkpoint.iterdir()})
+    older = Path(shutil.copytree(tiny_checkpoint, tmp_path / "older"))
+    model = RewardModel.from_pretrained(older)
+    with torch.no_grad():
+        next(p for name, p in model.named_parameters() if "lora_b" in name).add_(0.5)  # other weights: revision v1
+    model.save_pretrained(older)
+    revision = "fedcba9876543210fedcba9876543210fedcba98"
+    (main.parent.parent / "refs" / "v1").write_text(revision)
+    shutil.copytree(older, main.parent / revision)
+    expected = {name: RewardModel.from_pretrained(folder).reward(frames, "reach the goal position")
+                for name, folder in (("main", tiny_checkpoint), ("v1", older))}  # fmt: skip
+    assert not np.array_equal(expected["main"], expected["v1"])
+    for loaded, name in (
+        (RewardModel.from_pretrained("someone/x"), "main"),
+        (RewardModel.from_pretrained("someone/x", revision="v1"), "v1"),
+        (RewardModel.from_pretrained("someone/x@v1"), "v1"),
+    ):
+        assert np.array_equal(loaded.reward(frames, "reach the goal position"), expected[name]), name
 
 
 def test_a_mistyped_local_path_is_not_taken_for_a_hub_repo_id(tmp_path, monkeypatch):

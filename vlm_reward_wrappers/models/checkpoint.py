@@ -89,28 +89,30 @@ def is_checkpoint(path: str | os.PathLike) -> bool:
 
 
 def _looks_like_repo_id(text: str) -> bool:
-    return re.fullmatch(r"[\w.-]+/[\w.-]+", text) is not None
+    return re.fullmatch(r"[\w.-]+/[\w.-]+(@[\w./-]+)?", text) is not None
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
     """The local folder of a checkpoint: ``path`` itself, or a Hub repo id's snapshot in the local Hub cache.
 
-    A repo id resolves through ``huggingface_hub.snapshot_download``; with
-    ``HF_HUB_OFFLINE=1`` only the local cache is read, and a repo that is not
-    there is a one-line :class:`CheckpointError`.
+    A repo id resolves through ``huggingface_hub.snapshot_download``, at a revision (a branch, tag or commit)
+    written ``user/name@revision`` (the default: ``main``), so every place that takes a checkpoint takes one;
+    with ``HF_HUB_OFFLINE=1`` only the local cache is read, and a repo that is not there is a one-line
+    :class:`CheckpointError`.
     """
     folder = Path(path).expanduser()
     if folder.exists() or _previous(folder) is not None or not _looks_like_repo_id(str(path)):
         return folder
-    if folder.parent.is_dir() and str(folder.parent) not in ("", "."):  # `runs/nope`: a local folder's child
+    if "@" not in str(path) and folder.parent.is_dir() and str(folder.parent) not in ("", "."):  # `runs/nope`
         raise CheckpointError(
             f"no checkpoint at {folder}: {folder.parent} is a local folder without it (as a Hub repo id, "
             f"{path} would shadow that folder; rename it to use the repo)."
         )
     from huggingface_hub import snapshot_download
 
+    repo_id, _, revision = str(path).partition("@")
     try:
-        return Path(snapshot_download(str(path)))
+        return Path(snapshot_download(repo_id, revision=revision or None))
     except Exception as error:  # offline cache misses, unknown repos, network errors
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise CheckpointError(

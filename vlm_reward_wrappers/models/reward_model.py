@@ -286,8 +286,12 @@ class RewardModel(nn.Module):
         return write_checkpoint(path, self.config, self.weights_to_save())
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> RewardModel:
-        """Load a checkpoint folder written by :meth:`save_pretrained`, or a Hub repo id from the local Hub cache.
+    def from_pretrained(
+        cls, path: str | os.PathLike, device: str | torch.device = "cpu", *, revision: str | None = None
+    ) -> RewardModel:
+        """Load a checkpoint folder written by :meth:`save_pretrained`, or a Hub repo id from the local Hub cache
+        (at ``revision``: a branch, tag or commit; ``user/name@revision`` says the same wherever a checkpoint is
+        taken).
 
         The folder is complete: copied or renamed, on another machine or with an
         empty cache, it loads the same model. Raises :class:`CheckpointError`
@@ -298,7 +302,10 @@ class RewardModel(nn.Module):
         Example:
             >>> model = RewardModel.from_pretrained("runs/quick/checkpoints/triplet-seed0")  # doctest: +SKIP
             >>> model = RewardModel.from_pretrained("user/triplet-metaworld")          # doctest: +SKIP
+            >>> model = RewardModel.from_pretrained("user/triplet-metaworld", revision="v1")  # doctest: +SKIP
         """
+        if revision is not None:
+            path = f"{path}@{revision}"
         return read_while_saving(path, lambda folder: cls._load(folder, device))
 
     @classmethod
