@@ -373,7 +373,7 @@ def _run_locked(
     agent = new_agent(spec, config, venv)
     if saved is not None:
         try:
-            progress = load_state(saved, agent)
+            load_state(saved, agent)
         except CorruptFileError as error:
             venv.close()
             raise _unreadable_state(spec, saved, folder, error) from error

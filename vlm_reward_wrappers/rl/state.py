@@ -134,9 +134,9 @@ def read_progress(folder: Path) -> Progress:
     return Progress(int(progress["steps"]), float(progress["wall_s"]), list(progress["curve"]))
 
 
-def load_state(folder: Path, agent: SAC) -> Progress:
-    """Write a state saved by :func:`save_state` into ``agent`` (a fresh one with the run's settings); return the
-    run's progress. Raises :class:`CorruptFileError` naming the file that does not fit."""
+def load_state(folder: Path, agent: SAC) -> None:
+    """Write a state saved by :func:`save_state` into ``agent`` (a fresh one with the run's settings); its progress
+    is :func:`read_progress`'s. Raises :class:`CorruptFileError` naming the file that does not fit."""
     document = _read_document(folder / STATE_FILE)
     try:
         tensors = load_file(str(folder / AGENT_FILE))
@@ -164,7 +164,6 @@ def load_state(folder: Path, agent: SAC) -> Progress:
     except (KeyError, ValueError, RuntimeError, TypeError) as error:
         raise CorruptFileError(f"{folder / AGENT_FILE} does not fit this run's agent ({error})") from error
     _load_buffer(folder / BUFFER_FILE, agent)
-    return read_progress(folder)
 
 
 def _read_document(path: Path) -> dict[str, Any]:
