@@ -6,6 +6,7 @@
   an error that names them.
 * :func:`check_choices` checks every ``Literal`` field of a config against its
   choices, so a mode is declared once, as a type, and checked in one place.
+* :func:`check_device` refuses a CUDA device where torch sees no GPU, before any work.
 
 Example:
     >>> from dataclasses import dataclass
@@ -117,3 +118,15 @@ def _typed(kind: Any, value: Any) -> Any:
         item_kind = arguments[0] if len(arguments) == 2 and arguments[1] is Ellipsis else Any
         return tuple(_typed(item_kind, item) for item in value)
     return value
+
+
+def check_device(device: str | None) -> None:
+    """Refuse a ``cuda`` device when torch sees no GPU, with what to use instead (None and ``cpu`` pass).
+
+    >>> check_device("cpu")
+    """
+    if device is not None and device.startswith("cuda"):
+        import torch  # only for a CUDA device: configs stays light to import
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: no CUDA GPU is visible to torch here; use --device cpu")

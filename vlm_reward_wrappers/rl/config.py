@@ -19,9 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
-
-from vlm_reward_wrappers.configs import check_choices
+from vlm_reward_wrappers.configs import check_choices, check_device
 from vlm_reward_wrappers.tasks import MT10, resolve_task
 
 
@@ -89,8 +87,7 @@ class RLConfig:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
         if self.learning_starts < 0 or not 0 < self.gamma <= 1 or not 0 < self.tau <= 1:
             raise ValueError("learning_starts must be >= 0, gamma and tau in (0, 1]")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"device {self.device!r}: no CUDA GPU is visible to torch here; use --device cpu")
+        check_device(self.device)
         if self.eval_every <= 0 or self.eval_every % self.max_episode_steps:
             raise ValueError(
                 f"eval_every ({self.eval_every}) must be a positive multiple of max_episode_steps "

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from vlm_reward_wrappers.configs import check_choices, to_dict
+from vlm_reward_wrappers.configs import check_choices, check_device, to_dict
 from vlm_reward_wrappers.data.storage import DemoDataset, config_id
 from vlm_reward_wrappers.locking import writing
 from vlm_reward_wrappers.models.adapters import FinetuneConfig, TrainableMode
@@ -260,8 +260,7 @@ def train(
     :func:`~vlm_reward_wrappers.training.pretrain.default_backbone` first.
     """
     out = Path(out)
-    if device is not None and device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r}: no CUDA GPU is visible to torch here; use --device cpu")
+    check_device(device)
     rank, world_size = distributed.setup()
     with writing(out) if rank == 0 else contextlib.nullcontext():  # one writer: a second train on --out waits
         return _train(config, data, out, backbone, device, progress, overwrite, rank, world_size)
