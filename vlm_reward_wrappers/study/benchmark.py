@@ -79,6 +79,7 @@ from vlm_reward_wrappers.study.report import (
     render_report,
     results_tables,
     study_rows,
+    training_budget,
 )
 from vlm_reward_wrappers.study.statistics import compare_objectives
 from vlm_reward_wrappers.training.adapt import AdaptConfig, adapt
@@ -237,7 +238,7 @@ def _run_locked(
     with clock.stage(
         "training",
         f"[4/5] training {len(preset.objectives)} objectives x {len(preset.seeds)} seed(s), "
-        f"{_budget(preset)} each ({preset.finetune})",
+        f"{training_budget(preset.train_steps, preset.train_min_steps)} each ({preset.finetune})",
     ):
         learning_rates = _choose_learning_rates(preset, out, train_data, backbones, progress)
         checkpoints = _train_objectives(preset, out, train_data, backbones, learning_rates, progress)
@@ -305,13 +306,6 @@ def _run_locked(
         f"{machine['cpus']} CPUs, GPU: {machine['cuda'] or 'none'}; report: {out / 'report.md'}"
     )
     return result
-
-
-def _budget(preset: Preset) -> str:
-    """The training budget of every row, in words."""
-    if preset.train_min_steps is None:
-        return f"{preset.train_steps} steps"
-    return f"{preset.train_min_steps} steps, then until the validation loss flattens (at most {preset.train_steps})"
 
 
 def _train_config(preset: Preset, variant: str, seed: int, learning_rate: float | None) -> TrainConfig:

@@ -402,10 +402,8 @@ def render_report(result: dict[str, Any]) -> str:
     )
     finetune = f"`{preset['finetune']}`" + (f" (rank {preset['lora_rank']})" if preset["finetune"] == "lora" else "")
     learning = learning_summary(result["learning"], result.get("steps_trained", {}))
-    steps = preset["train_steps"]
-    if preset.get("train_min_steps") is not None:
-        steps = f"{preset['train_min_steps']} steps or more, until the validation loss flattened (at most {steps})"
-    budget = f"{steps} steps of {preset['batch_size']} trajectories, seeds {list(preset['seeds'])}"
+    steps = training_budget(preset["train_steps"], preset.get("train_min_steps"))
+    budget = f"{steps}, {preset['batch_size']} trajectories a step, seeds {list(preset['seeds'])}"
     train, evaluation = data["train"], data["eval"]
     gpu = machine["cuda"] or "none"
     return f"""# Reward-accuracy benchmark: preset `{preset["name"]}`
@@ -514,6 +512,17 @@ def learning_rate_table(learning_rates: dict[str, dict[str, Any]]) -> str:
         "head seed no final run uses; the rate with the lowest one trains every seed. Evaluation episodes play no "
         "part in the choice."
     )
+
+
+def training_budget(train_steps: int, train_min_steps: int | None) -> str:
+    """A preset's training budget in words (the benchmark's log and its report).
+
+    >>> training_budget(1800, 600)
+    '600 steps, then until the validation loss flattens (at most 1800)'
+    """
+    if train_min_steps is None:
+        return f"{train_steps} steps"
+    return f"{train_min_steps} steps, then until the validation loss flattens (at most {train_steps})"
 
 
 def learning_summary(learning: dict[str, list[float | None]], steps_trained: dict[str, list[int]]) -> str:
