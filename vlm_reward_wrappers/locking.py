@@ -78,9 +78,10 @@ def writing(folder: str | os.PathLike, *, say: Callable[[str], None] = _stderr) 
     """Hold the lock of ``folder`` while the body writes it; wait (after saying who holds it) if another process
     does. Re-entrant within a process. Raises the OS's error at once when the folder cannot be written."""
     path = lock_path(folder)
-    _check_writable(Path(folder).absolute())
-    path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(path), is_singleton=True)
+    if lock.lock_counter == 0:  # not already held by this process (a trainer's checkpoint saves): check once
+        _check_writable(Path(folder).absolute())
+        path.parent.mkdir(parents=True, exist_ok=True)
     try:
         lock.acquire(timeout=0)
     except Timeout:
