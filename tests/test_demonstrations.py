@@ -17,6 +17,7 @@ from vlm_reward_wrappers import VLMRewardWrapper, make_metaworld_env
 from vlm_reward_wrappers.data import CollectionConfig, DemoDataset, collect
 from vlm_reward_wrappers.evaluation import evaluate
 from vlm_reward_wrappers.evaluation.scoring import load_table, score_dataset
+from vlm_reward_wrappers.metrics import ranking_accuracy
 from vlm_reward_wrappers.models import Demonstration, RewardModel, demonstration_goal
 from vlm_reward_wrappers.models.demonstration import DemonstrationGoal, dataset_demonstrations
 from vlm_reward_wrappers.study.presets import PRESETS
@@ -145,13 +146,15 @@ def test_evaluate_scores_demonstration_rewards_and_refuses_leaks(
         ("demo_goal_image_reward", "goal-image", "predictions_demo_goal_image.npz"),
     ):
         assert list(metrics[key]["per_task"]) == ["reach-v3"]
-        assert 0.0 <= metrics[key]["overall"]["ranking_accuracy"] <= 1.0
         # the table behind the metrics holds that demonstration reward of every reach frame
         goal = {"reach-v3": demonstration_goal(model, demos["reach-v3"], kind)}
         expected = score_dataset(model, tiny_dataset, reach, goal=goal).table
         assert expected is not None
         scored = load_table(tmp_path / "eval" / table_file)
         np.testing.assert_allclose(scored.predicted, expected.predicted, atol=1e-6)
+        # and its ranking accuracy is that of those rewards
+        recomputed = ranking_accuracy(expected.predicted, expected.ground_truth, expected.task, expected.episode)
+        assert metrics[key]["overall"]["ranking_accuracy"] == pytest.approx(recomputed.overall, abs=1e-4)
     assert metrics["evaluated"]["demonstrations"] == {"reach-v3": [demos["reach-v3"][0].name]}
     leaking = dataset_demonstrations(tiny_dataset, ["reach-v3"])
     with pytest.raises(ValueError, match="is also an evaluated episode"):
