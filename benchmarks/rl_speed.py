@@ -66,7 +66,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", message=".*maximum and minimum values are equal")
     base = RL_PRESETS["quick"]
     needed = base.learning_starts + (args.repeats + 1) * args.steps  # the replay buffer holds them all
-    config = dataclasses.replace(base, total_steps=-(-needed // base.eval_every) * base.eval_every)
+    config = dataclasses.replace(base, total_steps=-(-needed // base.eval_freq) * base.eval_freq)
     learned = parse_source(args.checkpoint)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}")
     print(f"task {args.task}, SAC {base.net_arch} batch {base.batch_size}, one torch thread per process")

@@ -209,7 +209,7 @@ def test_adapt_killed_resumes_to_the_uninterrupted_result(
     """``vlm-rewards adapt`` killed with SIGKILL after a save, run again, ends with the uninterrupted run's state."""
     max_steps = 40
     out = tmp_path / "killed"
-    command = [sys.executable, "-m", "vlm_reward_wrappers", "adapt", "--ckpt", str(tiny_checkpoint)]
+    command = [sys.executable, "-m", "vlm_reward_wrappers", "adapt", "--checkpoint", str(tiny_checkpoint)]
     command += ["--data", str(other_dataset.root), "--out", str(out), "--max-steps", str(max_steps)]
     command += ["--batch-size", "4", "--device", "cpu"]
     sigkill_when_written(command, out / STATE_NAME, tmp_path / "killed.log", cwd=REPO)

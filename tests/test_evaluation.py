@@ -221,7 +221,7 @@ def test_cli_evaluate_and_bad_checkpoint(tiny_checkpoint, tiny_dataset, tmp_path
         "-m",
         "vlm_reward_wrappers",
         "evaluate",
-        "--ckpt",
+        "--checkpoint",
         str(tiny_checkpoint),
         "--data",
         str(tiny_dataset.root),
@@ -237,7 +237,7 @@ def test_cli_evaluate_and_bad_checkpoint(tiny_checkpoint, tiny_dataset, tmp_path
     missing = subprocess.run(
         [*command[:5], str(tmp_path / "nope"), *command[6:]], capture_output=True, text=True, timeout=300
     )
-    assert missing.returncode == 2 and "nope" in missing.stderr and "Traceback" not in missing.stderr
+    assert missing.returncode == 1 and "no checkpoint at" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_stage_clock_writes_the_running_stage_so_a_killed_run_keeps_its_time(tmp_path):

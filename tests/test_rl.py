@@ -67,7 +67,7 @@ TINY = dataclasses.replace(
     RL_PRESETS["tiny"],
     tasks=(TASK,),
     total_steps=120,
-    eval_every=30,
+    eval_freq=30,
     eval_episodes=1,
     max_episode_steps=30,
     learning_starts=30,
@@ -96,7 +96,7 @@ def without_wall_time(curve: list[dict[str, float]]) -> list[dict[str, float]]:
 def assert_finished(folder: Path, config: RLConfig) -> list[dict[str, float]]:
     """A complete run folder: a continuous curve, ``done.json``, the final agent, no state left; the curve."""
     curve = read_curve(folder)
-    assert curve_steps(curve) == list(range(config.eval_every, config.total_steps + 1, config.eval_every))
+    assert curve_steps(curve) == list(range(config.eval_freq, config.total_steps + 1, config.eval_freq))
     assert set(curve[0]) == set(CURVE_FIELDS)
     assert (folder / "done.json").is_file() and (folder / "agent.zip").is_file()
     assert not any((folder / name).exists() for name in ("state", "state.new", "state.old"))
@@ -192,7 +192,7 @@ class ScriptedExpert:
 def test_evaluation_scores_episodes_with_seeds_from_zero() -> None:
     """``evaluate_agent`` runs episodes with seeds 0, 1, ... and reports the success rate, Meta-World's mean return
     and the mean return of the run's own reward (here ``sparse``), as a replay of the same episodes by hand gives."""
-    config = dataclasses.replace(TINY, max_episode_steps=60, eval_every=60, success_bonus=BONUS)
+    config = dataclasses.replace(TINY, max_episode_steps=60, eval_freq=60, success_bonus=BONUS)
     env = make_run_env(RunSpec(TASK, parse_source("sparse", success_bonus=BONUS), 0), config)
     agent = ScriptedExpert(TASK)
     result = evaluate_agent(agent, env, episodes=2)  # type: ignore[arg-type]
@@ -391,7 +391,7 @@ def test_learned_run_killed_and_resumed_is_continuous(
     tiny_checkpoint: Path, tmp_path: Path, sigkill_when_written: Callable[..., None]
 ) -> None:
     """A learned-reward run SIGKILLed in another process after its first evaluation resumes from its last save:
-    one evaluation per ``eval_every`` steps, no gap, no duplicate; ``done.json`` and ``agent.zip`` (the agent after
+    one evaluation per ``eval_freq`` steps, no gap, no duplicate; ``done.json`` and ``agent.zip`` (the agent after
     ``total_steps`` steps) are written and the state is gone; a second call returns the curve without training."""
     spec, folder = RunSpec(TASK, parse_source(str(tiny_checkpoint)), 0), tmp_path / "run"
     payload = pickle.dumps((spec, KILLED, str(folder))).hex()
@@ -405,7 +405,7 @@ def test_learned_run_killed_and_resumed_is_continuous(
     lines: list[str] = []
     curve = run_one(spec, KILLED, folder, log=lines.append)
     resumed_at = [int(line.split()[-1]) for line in lines if "resuming at step" in line]
-    assert len(resumed_at) == 1 and resumed_at[0] >= evaluated[-1] >= KILLED.eval_every
+    assert len(resumed_at) == 1 and resumed_at[0] >= evaluated[-1] >= KILLED.eval_freq
     assert curve == assert_finished(folder, KILLED)
     assert curve[: len(before)] == before  # the evaluations before the kill are kept, not redone
     assert json.loads((folder / "run.json").read_text())["reward_worker"] is False
@@ -531,7 +531,7 @@ def test_a_finished_run_of_another_checkpoint_is_not_reported_as_this_one(
     checkpoint's curve: its weights' checksum is part of the run's identity."""
     checkpoint = Path(shutil.copytree(tiny_checkpoint, tmp_path / "triplet"))
     spec, folder = RunSpec(TASK, parse_source(str(checkpoint)), 0), tmp_path / "run"
-    config = dataclasses.replace(TINY, total_steps=30, eval_every=30)
+    config = dataclasses.replace(TINY, total_steps=30, eval_freq=30)
     run_one(spec, config, folder, log=lambda line: None)
     model = RewardModel.from_pretrained(checkpoint)
     with torch.no_grad():
@@ -730,7 +730,7 @@ def write_fake_run(out: Path, task: str, source: str, seed: int, success: list[f
         "success_bonus": 1.0 if source == "sparse" else 0.0,
         "seed": seed,
         "agent": "SAC",
-        "settings": {"total_steps": 8000, "eval_every": 2000, "batch_size": 256},
+        "settings": {"total_steps": 8000, "eval_freq": 2000, "batch_size": 256},
         "warnings": [CAMERA_WARNING] if (task, source, seed) == ("drawer-close-v3", "triplet", 0) else [],
         "reward_worker": source == "triplet",
     }
@@ -786,9 +786,9 @@ def test_report_from_run_folders(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"eval_every": 45}, r"eval_every \(45\) must be a positive multiple of max_episode_steps \(30\)"),
-        ({"eval_every": 0}, r"eval_every \(0\) must be a positive multiple"),
-        ({"total_steps": 100}, r"total_steps \(100\) must be a positive multiple of eval_every \(30\)"),
+        ({"eval_freq": 45}, r"eval_freq \(45\) must be a positive multiple of max_episode_steps \(30\)"),
+        ({"eval_freq": 0}, r"eval_freq \(0\) must be a positive multiple"),
+        ({"total_steps": 100}, r"total_steps \(100\) must be a positive multiple of eval_freq \(30\)"),
         ({"reward_worker": "sometimes"}, r"RLConfig.reward_worker must be one of 'auto', 'on', 'off'; got 'sometimes'"),
         ({"seeds": ()}, "at least one task, one reward source and one seed"),
         ({"tasks": ("no-such-task-v3",)}, "no-such-task-v3"),
@@ -820,7 +820,7 @@ def test_cli_rl_runs_the_sweep_reports_and_skips_done_runs(tmp_path: Path, capsy
     """``vlm-rewards rl --preset tiny`` trains its runs (sparse and gt: no checkpoint needed), writes the report and
     returns 0; run again, it finds every run done and trains nothing."""
     out = tmp_path / "rl-tiny"
-    argv = ["rl", "--preset", "tiny", "--out", str(out), "--total-steps", "60", "--eval-every", "30"]
+    argv = ["rl", "--preset", "tiny", "--out", str(out), "--total-steps", "60", "--eval-freq", "30"]
     argv += ["--max-episode-steps", "30"]
     assert cli_main(argv) == 0
     printed = capsys.readouterr().out
@@ -845,7 +845,7 @@ def test_a_fresh_machine_trains_the_benchmark_row_before_the_sweep(
     for the row alone (what ``vlm-rewards rl --preset quick`` does on a fresh machine), then trains on it."""
     monkeypatch.setenv("VLM_REWARDS_CACHE", str(tmp_path / "cache"))
     bench = tmp_path / "runs" / "tiny"  # the offline preset named by the folder
-    config = dataclasses.replace(TINY, sources=("triplet",), benchmark=str(bench), total_steps=30, eval_every=30)
+    config = dataclasses.replace(TINY, sources=("triplet",), benchmark=str(bench), total_steps=30, eval_freq=30)
     lines: list[str] = []
     run_sweep(config, tmp_path / "rl", log=lines.append)
     assert any("running the tiny benchmark for them first" in line for line in lines)
@@ -860,7 +860,7 @@ def test_sweep_gates_each_learned_reward_before_training(tiny_checkpoint: Path, 
     """Before the runs, each learned source's checkpoint is probed on full-length rollouts of every task (2 clean
     experts, 2 with action noise 1.0, 2 random); the verdicts go to ``gate.json``, a failure is logged as a warning,
     and the report has the gate's section."""
-    config = dataclasses.replace(TINY, sources=(str(tiny_checkpoint),), total_steps=30, eval_every=30)
+    config = dataclasses.replace(TINY, sources=(str(tiny_checkpoint),), total_steps=30, eval_freq=30)
     lines: list[str] = []
     out = tmp_path / "rl"
     run_sweep(config, out, log=lines.append)

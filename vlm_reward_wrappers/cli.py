@@ -4,18 +4,26 @@
     vlm-rewards collect --tasks reach-v3 door-open-v3 --episodes-per-task 8 --out data/demo
     vlm-rewards pretrain-backbone --data data/demo     train and cache the offline default backbone
     vlm-rewards train --objective triplet --data data/demo --out runs/triplet
-    vlm-rewards evaluate --ckpt runs/triplet --data data/eval --out runs/eval/triplet
-    vlm-rewards evaluate --ckpt runs/triplet --data data/eval --demonstrations data/demos --out runs/eval/demos
-    vlm-rewards adapt --ckpt runs/triplet --data data/demos --demonstrations 1 --out runs/adapted
-    vlm-rewards pack runs/triplet                      make an old checkpoint folder complete (portable)
-    vlm-rewards benchmark                               the whole study, offline (preset quick: ~16 min on 2 CPUs)
+    vlm-rewards evaluate --checkpoint runs/triplet --data data/eval --out runs/eval/triplet
+    vlm-rewards evaluate --checkpoint runs/triplet --data data/eval --demo-data data/demos --out runs/eval/demos
+    vlm-rewards adapt --checkpoint runs/triplet --data data/demos --demonstrations 1 --out runs/adapted
+    vlm-rewards pack runs/triplet --out releases/triplet   a folder to publish (files and model card, no pickle)
+    vlm-rewards benchmark                               the whole study, offline (preset quick: ~20 min on 2 CPUs)
+    vlm-rewards bundle                                  retrain the reward model that ships with the package
     vlm-rewards rl                                      SAC agents on learned, sparse and ground-truth rewards
 
 Each subcommand is a thin layer over the Python API of the same name. Its
 flags are the fields of the config dataclass it builds (CollectionConfig,
-PretrainConfig, TrainConfig, Preset), derived by
+PretrainConfig, TrainConfig, Preset, RLConfig), derived by
 :mod:`vlm_reward_wrappers.config_cli`: names, types, defaults, choices and help
-come from the dataclasses, so the command line cannot drift from the API.
+come from the dataclasses, so the command line cannot drift from the API. One
+name per idea across commands: ``--checkpoint`` (a folder or Hub repo id),
+``--data`` (a dataset folder), ``--out``, ``--device``, ``--demonstrations`` (a
+count). Exit codes: 0 done, 1 a run that failed (the message says what to do),
+2 a command line that cannot be run, 130 interrupted.
+
+Only the modules of the command that runs are imported, so ``vlm-rewards
+--help`` answers at once.
 """
 
 from __future__ import annotations
@@ -23,38 +31,17 @@ from __future__ import annotations
 import argparse
 import errno
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
-from vlm_reward_wrappers.config_cli import add_config_arguments, config_from_args
-from vlm_reward_wrappers.data import CollectionConfig, DemoDataset, collect
-from vlm_reward_wrappers.data.storage import OutputMode
-from vlm_reward_wrappers.evaluation import evaluate
-from vlm_reward_wrappers.evaluation.report import PROBE_LEGEND, gate_summary, markdown_table, probe_table
-from vlm_reward_wrappers.io_utils import CorruptFileError
-from vlm_reward_wrappers.metrics import DEFAULT_DELTA
-from vlm_reward_wrappers.models import BackboneLoadError, BackboneSpec, CheckpointError
-from vlm_reward_wrappers.models.checkpoint import pack_checkpoint
-from vlm_reward_wrappers.models.demonstration import dataset_demonstrations
-from vlm_reward_wrappers.rendering import RenderingUnavailableError
-from vlm_reward_wrappers.rl import RL_PRESETS, RL_PRESETS_HELP, RLConfig, run_sweep, write_rl_report
-from vlm_reward_wrappers.study import PRESETS, Preset, run_benchmark
-from vlm_reward_wrappers.tasks import ML45_TEST, MT10, TASKS, expand_tasks
-from vlm_reward_wrappers.training.adapt import AdaptConfig, adapt
-from vlm_reward_wrappers.training.pretrain import PretrainConfig, default_backbone, pretrain_backbone
-from vlm_reward_wrappers.training.trainer import NonFiniteLossError, TrainConfig, train
+from vlm_reward_wrappers.config_cli import UsageError, add_config_arguments, config_from_args
 from vlm_reward_wrappers.version import __version__
 
-_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError,
-    FileNotFoundError,
-    CorruptFileError,
-    RenderingUnavailableError,
-    CheckpointError,
-    BackboneLoadError,
-    NonFiniteLossError,
-)
+if TYPE_CHECKING:
+    from vlm_reward_wrappers.models import BackboneSpec
+
+Handler = Callable[[argparse.Namespace], None]
 
 
 def os_error_message(error: OSError) -> str:
@@ -75,19 +62,59 @@ def os_error_message(error: OSError) -> str:
     return f"{error.strerror or error}{where}. {advice}"
 
 
-def _add_tasks(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("tasks", help="list the Meta-World tasks, goal sentences and splits")
-    parser.set_defaults(handler=_run_tasks)
+def _hidden_alias(parser: argparse.ArgumentParser, action: argparse.Action, *old: str) -> None:
+    """Accept the flag names ``old`` (those of version 0.2) for ``action``, without listing them in ``--help``."""
+    for name in old:
+        parser._option_string_actions[name] = action
+
+
+def _add_checkpoint(parser: argparse.ArgumentParser, what: str) -> None:
+    action = parser.add_argument(
+        "--checkpoint", required=True, help=f"{what}: a checkpoint folder, or a Hub repo id user/name[@revision]"
+    )
+    _hidden_alias(parser, action, "--ckpt")
+
+
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when torch sees a GPU)")
+
+
+def _device(args: argparse.Namespace) -> str:
+    """``--device``, checked before any work: a device torch cannot use here is a usage error."""
+    from vlm_reward_wrappers.configs import resolve_device
+
+    try:
+        return resolve_device(args.device)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+
+
+def _tasks(names: Sequence[str] | None) -> tuple[str, ...] | None:
+    """``--tasks`` expanded (suite names such as MT10 included); an unknown task is a usage error."""
+    from vlm_reward_wrappers.tasks import expand_tasks
+
+    try:
+        return expand_tasks(names) if names else None
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+
+
+def _tasks_arguments(parser: argparse.ArgumentParser) -> Handler:
+    return _run_tasks
 
 
 def _run_tasks(args: argparse.Namespace) -> None:
+    from vlm_reward_wrappers.tasks import ML45_TEST, MT10, TASKS
+
     for task in TASKS.values():
         tags = [tag for tag, members in (("MT10", MT10), ("ML45-test", ML45_TEST)) if task.name in members]
         print(f"{task.name:30s} {task.goal!r:60s} {' '.join(tags)}")
 
 
-def _add_collect(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("collect", help="record scripted-expert demonstrations into a dataset folder")
+def _collect_arguments(parser: argparse.ArgumentParser) -> Handler:
+    from vlm_reward_wrappers.data import CollectionConfig
+    from vlm_reward_wrappers.data.storage import OutputMode
+
     add_config_arguments(parser, CollectionConfig)
     parser.add_argument("--out", required=True, help="dataset folder (re-running the same command resumes it)")
     parser.add_argument(
@@ -98,28 +125,31 @@ def _add_collect(subparsers: argparse._SubParsersAction) -> None:
         "same camera and size; overwrite: delete the dataset in --out first (default: resume)",
     )
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: up to 2)")
-    parser.set_defaults(handler=_run_collect)
+    return _run_collect
 
 
 def _run_collect(args: argparse.Namespace) -> None:
+    from vlm_reward_wrappers.data import CollectionConfig, collect
+
     dataset = collect(config_from_args(CollectionConfig, args), args.out, mode=args.mode, workers=args.workers)
     print(dataset)
 
 
-def _add_pretrain(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "pretrain-backbone", help="train the offline default backbone (CLIP loss on frames and task sentences)"
-    )
+def _pretrain_arguments(parser: argparse.ArgumentParser) -> Handler:
+    from vlm_reward_wrappers.training.pretrain import PretrainConfig
+
     add_config_arguments(parser, PretrainConfig)
     parser.add_argument("--data", required=True, help="dataset folder (its ML45 test tasks are never used)")
     parser.add_argument("--out", default=None, help="backbone folder (default: the cache, $VLM_REWARDS_CACHE)")
     parser.add_argument("--tasks", nargs="+", default=None, help="restrict to these training tasks")
-    parser.set_defaults(handler=_run_pretrain)
+    return _run_pretrain
 
 
 def _run_pretrain(args: argparse.Namespace) -> None:
-    tasks = expand_tasks(args.tasks) if args.tasks else None
-    spec = pretrain_backbone(args.data, args.out, tasks=tasks, config=config_from_args(PretrainConfig, args))
+    from vlm_reward_wrappers.training.pretrain import PretrainConfig, pretrain_backbone
+
+    config = config_from_args(PretrainConfig, args)
+    spec = pretrain_backbone(args.data, args.out, tasks=_tasks(args.tasks), config=config)
     print(f"backbone {spec.model} weights: {spec.pretrained}")
 
 
@@ -131,43 +161,63 @@ def _add_backbone_arguments(parser: argparse.ArgumentParser, default: str) -> No
 
 
 def backbone_from_args(model: str | None, weights: str | None) -> BackboneSpec | None:
-    """A BackboneSpec from --backbone/--backbone-weights, or None for the default backbone."""
+    """A BackboneSpec from --backbone/--backbone-weights, or None for the default backbone.
+
+    >>> backbone_from_args(None, None) is None
+    True
+    """
+    from vlm_reward_wrappers.models import BackboneSpec
+
     if model is None:
         if weights is not None:
-            raise ValueError("--backbone-weights needs --backbone (the open_clip model name the weights belong to)")
+            raise UsageError("--backbone-weights needs --backbone (the open_clip model name the weights belong to)")
         return None
     if weights is not None and Path(weights).exists():
         return BackboneSpec.from_file(model, weights)
     return BackboneSpec(model=model, pretrained=weights)
 
 
-def _add_train(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("train", help="train a reward model with one objective and write its checkpoint")
+def _train_arguments(parser: argparse.ArgumentParser) -> Handler:
+    from vlm_reward_wrappers.training.trainer import TrainConfig
+
     add_config_arguments(parser, TrainConfig)
     parser.add_argument("--data", required=True, help="dataset folder from `vlm-rewards collect`")
     parser.add_argument("--out", required=True, help="checkpoint folder (re-running resumes it)")
     _add_backbone_arguments(parser, "the package's own backbone, pretrained on --data and cached")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    _add_device(parser)
     parser.add_argument("--overwrite", action="store_true", help="discard a run already in --out")
-    parser.set_defaults(handler=_run_train)
+    return _run_train
 
 
 def _run_train(args: argparse.Namespace) -> None:
+    from vlm_reward_wrappers.training.pretrain import default_backbone
+    from vlm_reward_wrappers.training.trainer import TrainConfig, train
+
     config = config_from_args(TrainConfig, args)
+    device = _device(args)
     backbone = backbone_from_args(args.backbone, args.backbone_weights)
     if backbone is None:
         print("backbone: the package's own, pretrained on the training tasks of --data (cached after the first time)")
         backbone = default_backbone(args.data, tasks=config.tasks)
-    model = train(config, args.data, args.out, backbone=backbone, device=args.device, overwrite=args.overwrite)
+    model = train(config, args.data, args.out, backbone=backbone, device=device, overwrite=args.overwrite)
     summary = model.config.training
     print(f"{args.out}: {config.objective}, best step {summary['best_step']}, validation {summary['best_validation']}")
 
 
-def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "evaluate", help="score a dataset with a checkpoint and compare with the ground truth"
-    )
-    parser.add_argument("--ckpt", required=True, help="checkpoint folder")
+def _demonstration_count(text: str) -> int:
+    """``--demonstrations``: a count (it named a folder in version 0.2, which now is ``--demo-data``)."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a count: --demonstrations is the number of demonstrations per task; give their "
+            "dataset folder with --demo-data"
+        )
+    return int(text)
+
+
+def _evaluate_arguments(parser: argparse.ArgumentParser) -> Handler:
+    from vlm_reward_wrappers.metrics import DEFAULT_DELTA
+
+    _add_checkpoint(parser, "the reward model to evaluate")
     parser.add_argument("--data", required=True, help="dataset folder")
     parser.add_argument("--out", required=True, help="folder for metrics.json, predictions.csv, report.md and plots")
     parser.add_argument("--tasks", nargs="+", default=None, help="only these tasks")
@@ -179,24 +229,43 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the pair sampling and bootstrap (default: 0)")
     parser.add_argument(
-        "--demonstrations",
+        "--demo-data",
         default=None,
         help="a dataset folder of demonstrations (another collection than --data): its tasks are also scored "
         "with the rewards of their demonstrations (progress along them, their goal image)",
     )
-    parser.add_argument("--demonstrations-per-task", type=int, default=1, help="demonstrations per task (default: 1)")
-    parser.set_defaults(handler=_run_evaluate)
+    count = parser.add_argument(
+        "--demonstrations",
+        type=_demonstration_count,
+        default=1,
+        help="demonstrations per task taken from --demo-data (default: 1)",
+    )
+    _hidden_alias(parser, count, "--demonstrations-per-task")
+    _add_device(parser)
+    return _run_evaluate
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
-    tasks = expand_tasks(args.tasks) if args.tasks else None
+    from vlm_reward_wrappers.data import DemoDataset
+    from vlm_reward_wrappers.evaluation import evaluate
+    from vlm_reward_wrappers.evaluation.report import PROBE_LEGEND, gate_summary, markdown_table, probe_table
+    from vlm_reward_wrappers.models.demonstration import dataset_demonstrations
+
+    tasks, device = _tasks(args.tasks), _device(args)
     demonstrations = None
-    if args.demonstrations:
-        demo_data = DemoDataset(args.demonstrations)
+    if args.demo_data:
+        demo_data = DemoDataset(args.demo_data)
         wanted = [task for task in demo_data.tasks if tasks is None or task in tasks]
-        demonstrations = dataset_demonstrations(demo_data, wanted, args.demonstrations_per_task)
+        demonstrations = dataset_demonstrations(demo_data, wanted, args.demonstrations)
     metrics = evaluate(
-        args.ckpt, args.data, args.out, tasks=tasks, delta=args.delta, seed=args.seed, demonstrations=demonstrations
+        args.checkpoint,
+        args.data,
+        args.out,
+        tasks=tasks,
+        delta=args.delta,
+        seed=args.seed,
+        demonstrations=demonstrations,
+        device=device,
     )
     print(markdown_table(metrics))
     if metrics["off_expert"]:
@@ -207,28 +276,27 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     print(f"written to {args.out}")
 
 
-def _add_adapt(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "adapt", help="finetune a checkpoint on a few demonstrations of new tasks, with its own objective"
-    )
+def _adapt_arguments(parser: argparse.ArgumentParser) -> Handler:
+    from vlm_reward_wrappers.training.adapt import AdaptConfig
+
     add_config_arguments(parser, AdaptConfig)
-    parser.add_argument("--ckpt", required=True, help="the checkpoint to adapt")
+    _add_checkpoint(parser, "the reward model to adapt")
     parser.add_argument("--data", required=True, help="dataset folder holding the demonstrations of the new tasks")
     parser.add_argument("--out", required=True, help="the adapted checkpoint's folder (re-running resumes it)")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    parser.set_defaults(handler=_run_adapt)
+    _add_device(parser)
+    return _run_adapt
 
 
 def _run_adapt(args: argparse.Namespace) -> None:
-    model = adapt(args.ckpt, args.data, args.out, config_from_args(AdaptConfig, args), device=args.device)
-    print(f"{args.out}: {args.ckpt} adapted to {', '.join(model.config.training['tasks'])}")
+    from vlm_reward_wrappers.training.adapt import AdaptConfig, adapt
+
+    config, device = config_from_args(AdaptConfig, args), _device(args)
+    model = adapt(args.checkpoint, args.data, args.out, config, device=device)
+    print(f"{args.out}: {args.checkpoint} adapted to {', '.join(model.config.training['tasks'])}")
 
 
-def _add_pack(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "pack", help="make a checkpoint folder complete (backbone weights, model card), or a release to publish"
-    )
-    parser.add_argument("ckpt", help="checkpoint folder")
+def _pack_arguments(parser: argparse.ArgumentParser) -> Handler:
+    parser.add_argument("checkpoint", help="checkpoint folder")
     parser.add_argument(
         "--out",
         default=None,
@@ -241,19 +309,20 @@ def _add_pack(subparsers: argparse._SubParsersAction) -> None:
         help="the backbone weights of a checkpoint written by an older version (which named them by absolute "
         "path); their checksum must match the recorded one",
     )
-    parser.set_defaults(handler=_run_pack)
+    return _run_pack
 
 
 def _run_pack(args: argparse.Namespace) -> None:
-    folder = pack_checkpoint(args.ckpt, args.out, backbone_file=args.backbone_file)
+    from vlm_reward_wrappers.models.checkpoint import pack_checkpoint
+
+    folder = pack_checkpoint(args.checkpoint, args.out, backbone_file=args.backbone_file)
     size = sum(item.stat().st_size for item in folder.iterdir() if item.is_file())
     print(f"{folder}: complete checkpoint, {size / 1e6:.1f} MB")
 
 
-def _add_benchmark(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "benchmark", help="collect, pretrain, train every objective, evaluate: the study in one command"
-    )
+def _benchmark_arguments(parser: argparse.ArgumentParser) -> Handler:
+    from vlm_reward_wrappers.study import PRESETS, Preset
+
     parser.add_argument(
         "--preset",
         default="quick",
@@ -266,19 +335,21 @@ def _add_benchmark(subparsers: argparse._SubParsersAction) -> None:
     overrides = parser.add_argument_group("overrides of the preset's settings (default: the preset's)")
     add_config_arguments(overrides, Preset, exclude=("name", "description", "backbone", "pretrain"), overrides=True)
     _add_backbone_arguments(parser, "the preset's")
-    parser.set_defaults(handler=_run_benchmark)
+    _add_device(parser)
+    return _run_benchmark
 
 
 def _run_benchmark(args: argparse.Namespace) -> None:
+    from vlm_reward_wrappers.study import PRESETS, Preset, run_benchmark
+
     preset = config_from_args(Preset, args, base=PRESETS[args.preset])
-    backbone = backbone_from_args(args.backbone, args.backbone_weights)
-    run_benchmark(preset, args.out or f"runs/{preset.name}", backbone=backbone)
+    backbone, device = backbone_from_args(args.backbone, args.backbone_weights), _device(args)
+    run_benchmark(preset, args.out or f"runs/{preset.name}", backbone=backbone, device=device)
 
 
-def _add_rl(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "rl", help="train SAC agents on learned, sparse and ground-truth rewards; report success curves"
-    )
+def _rl_arguments(parser: argparse.ArgumentParser) -> Handler:
+    from vlm_reward_wrappers.rl import RL_PRESETS, RL_PRESETS_HELP, RLConfig
+
     parser.add_argument("--preset", default="quick", choices=list(RL_PRESETS), help=RL_PRESETS_HELP)
     parser.add_argument(
         "--out", default=None, help="output folder (default: runs/rl-<preset>); re-running resumes and skips"
@@ -292,47 +363,87 @@ def _add_rl(subparsers: argparse._SubParsersAction) -> None:
     )
     overrides = parser.add_argument_group("overrides of the preset's settings (default: the preset's)")
     add_config_arguments(overrides, RLConfig, overrides=True)
-    parser.set_defaults(handler=_run_rl)
+    _hidden_alias(parser, parser._option_string_actions["--eval-freq"], "--eval-every")
+    return _run_rl
 
 
 def _run_rl(args: argparse.Namespace) -> None:
+    from vlm_reward_wrappers.rl import RL_PRESETS, RLConfig, run_sweep, write_rl_report
+
     config = config_from_args(RLConfig, args, base=RL_PRESETS[args.preset])
     out = args.out or f"runs/rl-{args.preset}"
     run_sweep(config, out, overwrite=args.mode == "overwrite")
     print(write_rl_report(out))
 
 
-_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    _add_tasks,
-    _add_collect,
-    _add_pretrain,
-    _add_train,
-    _add_evaluate,
-    _add_adapt,
-    _add_pack,
-    _add_benchmark,
-    _add_rl,
-)
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], Handler]]] = {
+    "tasks": ("list the Meta-World tasks, goal sentences and splits", _tasks_arguments),
+    "collect": ("record scripted-expert demonstrations into a dataset folder", _collect_arguments),
+    "pretrain-backbone": (
+        "train the offline default backbone (CLIP loss on frames and task sentences)",
+        _pretrain_arguments,
+    ),
+    "train": ("train a reward model with one objective and write its checkpoint", _train_arguments),
+    "evaluate": ("score a dataset with a checkpoint and compare with the ground truth", _evaluate_arguments),
+    "adapt": ("finetune a checkpoint on a few demonstrations of new tasks, with its own objective", _adapt_arguments),
+    "pack": (
+        "make a checkpoint folder complete (backbone weights, model card), or a release to publish",
+        _pack_arguments,
+    ),
+    "benchmark": ("collect, pretrain, train every objective, evaluate: the study in one command", _benchmark_arguments),
+    "rl": ("train SAC agents on learned, sparse and ground-truth rewards; report success curves", _rl_arguments),
+}
+"""Every subcommand: its one-line help, and the function that adds its flags and returns its handler."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``vlm-rewards``."""
+def build_parser(flags_of: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser of ``vlm-rewards``, with the flags of the subcommands ``flags_of`` (None: of all), so
+    that only their modules are imported; the others are listed by name and help.
+
+    >>> build_parser(flags_of=[]).parse_args(["tasks"]).command
+    'tasks'
+    """
     parser = argparse.ArgumentParser(prog="vlm-rewards", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in _COMMANDS:
-        add(subparsers)
+    for name, (summary, add_arguments) in COMMANDS.items():
+        subparser = subparsers.add_parser(name, help=summary, description=summary)
+        if flags_of is None or name in flags_of:
+            subparser.set_defaults(handler=add_arguments(subparser))
     return parser
+
+
+def _runtime_errors() -> tuple[type[BaseException], ...]:
+    """The errors of a run that fails with a message that says what to do (exit code 1, no traceback)."""
+    from vlm_reward_wrappers.io_utils import CorruptFileError
+    from vlm_reward_wrappers.models import BackboneLoadError, CheckpointError
+    from vlm_reward_wrappers.rendering import RenderingUnavailableError
+    from vlm_reward_wrappers.training.trainer import NonFiniteLossError
+
+    return (
+        ValueError,
+        FileNotFoundError,
+        CorruptFileError,
+        RenderingUnavailableError,
+        CheckpointError,
+        BackboneLoadError,
+        NonFiniteLossError,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vlm-rewards`` console script."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((word for word in argv if not word.startswith("-")), None)
+    parser = build_parser(flags_of=[command] if command in COMMANDS else [])
+    args = parser.parse_args(argv)
     try:
         args.handler(args)
-    except _ERRORS as error:
+    except UsageError as error:
+        parser.exit(2, f"vlm-rewards {args.command}: error: {error}\n")
+    except _runtime_errors() as error:
         print(f"vlm-rewards {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return 1
     except OSError as error:  # a read-only or full disk, a folder without permission
         print(f"vlm-rewards {args.command}: error: {os_error_message(error)}", file=sys.stderr)
         return 1

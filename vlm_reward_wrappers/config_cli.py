@@ -41,6 +41,11 @@ from vlm_reward_wrappers.configs import field_types, literal_choices, unwrap_opt
 T = TypeVar("T")
 
 
+class UsageError(ValueError):
+    """A command line that asks for something that cannot be (``vlm-rewards`` exits with 2), as opposed to a run
+    that fails on the way (exit code 1)."""
+
+
 @functools.cache
 def field_help(cls: type) -> dict[str, str]:
     """Help text of each field, from the ``Args:`` section of the class docstring."""
@@ -167,11 +172,17 @@ def config_values(cls: type, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def config_from_args(cls: type[T], args: argparse.Namespace, *, base: T | None = None, **values: Any) -> T:
-    """A ``cls`` from the parsed flags (applied over ``base`` when given) and explicit ``values``."""
+    """A ``cls`` from the parsed flags (applied over ``base`` when given) and explicit ``values``.
+
+    A value the config refuses raises :class:`UsageError` with the config's message.
+    """
     merged = {**config_values(cls, args), **values}
-    if base is not None:
-        return dataclasses.replace(base, **merged)  # type: ignore[type-var]
-    return cls(**merged)
+    try:
+        if base is not None:
+            return dataclasses.replace(base, **merged)  # type: ignore[type-var]
+        return cls(**merged)
+    except (ValueError, TypeError) as error:
+        raise UsageError(str(error)) from error
 
 
 def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: str | None = None) -> T:
@@ -190,4 +201,7 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: s
     """
     parser = argparse.ArgumentParser(description=description or (inspect.getdoc(cls) or "").split("\n\n")[0])
     add_config_arguments(parser, cls)
-    return config_from_args(cls, parser.parse_args(argv))
+    try:
+        return config_from_args(cls, parser.parse_args(argv))
+    except UsageError as error:  # exits with 2 and the usage, as for a flag argparse refuses
+        parser.error(str(error))

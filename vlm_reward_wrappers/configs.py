@@ -6,7 +6,7 @@
   an error that names them.
 * :func:`check_choices` checks every ``Literal`` field of a config against its
   choices, so a mode is declared once, as a type, and checked in one place.
-* :func:`check_device` refuses a CUDA device where torch sees no GPU, before any work.
+* :func:`check_device` refuses a device torch cannot use here, before any work; :func:`resolve_device` picks one.
 
 Example:
     >>> from dataclasses import dataclass
@@ -121,12 +121,39 @@ def _typed(kind: Any, value: Any) -> Any:
 
 
 def check_device(device: str | None) -> None:
-    """Refuse a ``cuda`` device when torch sees no GPU, with what to use instead (None and ``cpu`` pass).
+    """Refuse a device torch cannot use here, with what to use instead (None, ``cpu`` and a visible GPU pass).
 
     >>> check_device("cpu")
+    >>> check_device("gpu")
+    Traceback (most recent call last):
+    ...
+    ValueError: device 'gpu': not a device name; use cpu, cuda or cuda:N
     """
-    if device is not None and device.startswith("cuda"):
-        import torch  # only for a CUDA device: configs stays light to import
+    if device is None or device == "cpu":
+        return
+    kind, _, index = device.partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise ValueError(f"device {device!r}: not a device name; use cpu, cuda or cuda:N")
+    import torch  # only for a CUDA device: configs stays light to import
 
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r}: no CUDA GPU is visible to torch here; use --device cpu")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: no CUDA GPU is visible to torch here; use --device cpu")
+    if index and int(index) >= torch.cuda.device_count():
+        raise ValueError(
+            f"device {device!r}: torch sees {torch.cuda.device_count()} GPU(s), cuda:0 to "
+            f"cuda:{torch.cuda.device_count() - 1}"
+        )
+
+
+def resolve_device(device: str | None) -> str:
+    """``device`` checked by :func:`check_device`; None is ``cuda`` when torch sees a GPU, else ``cpu``.
+
+    >>> resolve_device("cpu")
+    'cpu'
+    """
+    check_device(device)
+    if device is not None:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

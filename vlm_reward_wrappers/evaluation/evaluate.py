@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from vlm_reward_wrappers.configs import resolve_device
 from vlm_reward_wrappers.data.storage import DemoDataset
 from vlm_reward_wrappers.evaluation.plots import plot_per_task, plot_reward_curves
 from vlm_reward_wrappers.evaluation.report import PROBE_LEGEND, gate_summary, legend, markdown_table, probe_table
@@ -106,6 +107,7 @@ def evaluate(
     num_resamples: int = 200,
     plots: bool = True,
     demonstrations: Mapping[str, Sequence[Demonstration]] | None = None,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on a dataset and write the report files to ``out``; return the metrics.
 
@@ -114,11 +116,13 @@ def evaluate(
     are left out of the native report and listed under ``skipped_tasks``.
 
     ``demonstrations`` (task: its demonstrations) adds the two demonstration rewards for those tasks;
-    demonstrations that are episodes of ``data`` are refused. One writer per ``out``: a second evaluation into it
-    waits for this one.
+    demonstrations that are episodes of ``data`` are refused. ``device`` scores the frames (default: ``cuda``
+    when torch sees a GPU, else ``cpu``; a checkpoint given as a model stays where it is). One writer per ``out``:
+    a second evaluation into it waits for this one.
     """
+    device = resolve_device(device)
     with writing(out):
-        return _evaluate_locked(checkpoint, data, out, tasks, delta, seed, num_resamples, plots, demonstrations)
+        return _evaluate_locked(checkpoint, data, out, tasks, delta, seed, num_resamples, plots, demonstrations, device)
 
 
 def _evaluate_locked(
@@ -131,9 +135,13 @@ def _evaluate_locked(
     num_resamples: int,
     plots: bool,
     demonstrations: Mapping[str, Sequence[Demonstration]] | None,
+    device: str,
 ) -> dict[str, Any]:
     """:func:`evaluate`, by the process that holds the lock of ``out``."""
-    model = checkpoint if isinstance(checkpoint, RewardModel) else RewardModel.from_pretrained(checkpoint)
+    if isinstance(checkpoint, RewardModel):
+        model = checkpoint
+    else:
+        model = RewardModel.from_pretrained(checkpoint, device=device)
     weights_sha256 = None if isinstance(checkpoint, RewardModel) else read_checkpoint_config(checkpoint)[1]
     dataset = DemoDataset(data, tasks=tasks)
     if len(dataset) == 0:

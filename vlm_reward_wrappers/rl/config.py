@@ -30,11 +30,12 @@ class RLConfig:
     Args:
         tasks: Meta-World tasks (e.g. ``drawer-close-v3``).
         sources: reward sources: ``gt``, ``sparse``, a checkpoint folder, a row of the offline benchmark
-            (``triplet``: its checkpoint of the run's seed, see ``benchmark``), or any of these with ``+sparse``.
+            (``triplet``: its checkpoint of the run's seed, see ``benchmark``), a Hub repo id in the local Hub
+            cache (``user/name``, ``user/name@revision``), or any of these with ``+sparse``.
         seeds: agent seeds of the learned and sparse sources.
         gt_seeds: agent seeds of ``gt``, the reference (none given: ``seeds``).
         total_steps: env steps per run.
-        eval_every: env steps between evaluations (and saves); a multiple of max_episode_steps.
+        eval_freq: env steps between evaluations (and saves); a multiple of max_episode_steps.
         eval_episodes: evaluation episodes, deterministic actions, seeds never used in training.
         max_episode_steps: episode length (Meta-World's own: 500).
         success_bonus: the reward of a success step in ``sparse`` and ``+sparse`` sources.
@@ -60,7 +61,7 @@ class RLConfig:
     seeds: tuple[int, ...] = (0, 1)
     gt_seeds: tuple[int, ...] | None = None
     total_steps: int = 20_000
-    eval_every: int = 2_000
+    eval_freq: int = 2_000
     eval_episodes: int = 5
     max_episode_steps: int = 200
     success_bonus: float = 1.0
@@ -88,14 +89,14 @@ class RLConfig:
         if self.learning_starts < 0 or not 0 < self.gamma <= 1 or not 0 < self.tau <= 1:
             raise ValueError("learning_starts must be >= 0, gamma and tau in (0, 1]")
         check_device(self.device)
-        if self.eval_every <= 0 or self.eval_every % self.max_episode_steps:
+        if self.eval_freq <= 0 or self.eval_freq % self.max_episode_steps:
             raise ValueError(
-                f"eval_every ({self.eval_every}) must be a positive multiple of max_episode_steps "
+                f"eval_freq ({self.eval_freq}) must be a positive multiple of max_episode_steps "
                 f"({self.max_episode_steps}): runs are evaluated and saved between episodes."
             )
-        if self.total_steps <= 0 or self.total_steps % self.eval_every:
+        if self.total_steps <= 0 or self.total_steps % self.eval_freq:
             raise ValueError(
-                f"total_steps ({self.total_steps}) must be a positive multiple of eval_every ({self.eval_every})."
+                f"total_steps ({self.total_steps}) must be a positive multiple of eval_freq ({self.eval_freq})."
             )
         if not self.tasks or not self.sources or not self.seeds:
             raise ValueError("give at least one task, one reward source and one seed")
@@ -118,7 +119,7 @@ RL_PRESETS: dict[str, RLConfig] = {
         sources=("zero-shot", "triplet", "tcn", "vip", "r3m", "liv", "triplet+sparse", "sparse", "gt"),
         seeds=(0, 1, 2),
         total_steps=200_000,
-        eval_every=10_000,
+        eval_freq=10_000,
         eval_episodes=10,
         max_episode_steps=500,
         benchmark="runs/full",
@@ -128,7 +129,7 @@ RL_PRESETS: dict[str, RLConfig] = {
         sources=("sparse", "gt"),
         seeds=(0,),
         total_steps=120,
-        eval_every=60,
+        eval_freq=60,
         eval_episodes=1,
         max_episode_steps=30,
         learning_starts=30,

@@ -264,7 +264,7 @@ def run_record(spec: RunSpec, config: RLConfig, warnings_given: list[str]) -> di
         if name
         in (
             "total_steps",
-            "eval_every",
+            "eval_freq",
             "eval_episodes",
             "max_episode_steps",
             "learning_rate",
@@ -296,10 +296,15 @@ IDENTITY = ("task", "source", "checkpoint_sha256", "success_bonus", "seed", "age
 reward worker changes when the replay buffer's rewards arrive, not what they are: recorded, not compared.)"""
 
 
+_RENAMED_SETTINGS = {"eval_every": "eval_freq"}
+"""Settings by their names in the ``run.json`` of earlier versions (0.2 called ``eval_freq`` ``eval_every``)."""
+
+
 def _changed_identity(stored: dict[str, Any], requested: dict[str, Any]) -> list[str]:
     """The identity fields in which a stored run differs from the requested one (settings by name)."""
     changed = [key for key in IDENTITY if key != "settings" and stored.get(key) != requested[key]]
-    wanted, had = requested["settings"], stored.get("settings", {})
+    wanted = requested["settings"]
+    had = {_RENAMED_SETTINGS.get(name, name): value for name, value in stored.get("settings", {}).items()}
     return changed + [
         f"settings.{name}" for name in sorted(set(had) | set(wanted)) if had.get(name) != wanted.get(name)
     ]
@@ -383,11 +388,11 @@ def _run_locked(
     while progress.steps < config.total_steps and (stop_after is None or evaluations < stop_after):
         started = time.perf_counter()
         counter.episodes = counter.successes = 0
-        agent.learn(config.eval_every, callback=counter, reset_num_timesteps=progress.steps == 0)
+        agent.learn(config.eval_freq, callback=counter, reset_num_timesteps=progress.steps == 0)
         if isinstance(venv, PipelinedRewardVecEnv):
             venv.flush()  # the last step's reward, before the buffer is saved
         result = evaluate_agent(agent, eval_env, config.eval_episodes)
-        progress.steps += config.eval_every
+        progress.steps += config.eval_freq
         progress.wall_s += time.perf_counter() - started
         row = {
             "step": progress.steps,

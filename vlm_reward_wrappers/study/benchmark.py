@@ -33,7 +33,7 @@ from typing import Any, Literal, cast
 
 import numpy as np
 
-from vlm_reward_wrappers.configs import to_dict
+from vlm_reward_wrappers.configs import resolve_device, to_dict
 from vlm_reward_wrappers.data import DemoDataset, collect
 from vlm_reward_wrappers.data.storage import config_id
 from vlm_reward_wrappers.evaluation import evaluate
@@ -184,6 +184,7 @@ def run_benchmark(
     backbone: BackboneSpec | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) a benchmark and write its report; return the results table.
 
@@ -193,15 +194,23 @@ def run_benchmark(
         backbone: overrides the preset's backbone (e.g. local SigLIP2 weights).
         log: where stage messages go.
         progress: show progress bars inside stages.
+        device: where training and evaluation run (default: ``cuda`` when torch sees a GPU, else ``cpu``); the
+            package's own backbone is pretrained on the CPU.
 
     A second benchmark into ``out`` waits for this one (one writer per folder), then finds its work done.
     """
+    device = resolve_device(device)
     with writing(out):
-        return _run_locked(preset, Path(out), backbone, log, progress)
+        return _run_locked(preset, Path(out), backbone, log, progress, device)
 
 
 def _run_locked(
-    preset: Preset, out: Path, backbone: BackboneSpec | None, log: Callable[[str], None], progress: bool
+    preset: Preset,
+    out: Path,
+    backbone: BackboneSpec | None,
+    log: Callable[[str], None],
+    progress: bool,
+    device: str,
 ) -> dict[str, Any]:
     """:func:`run_benchmark`, by the process that holds the lock of ``out``."""
     out.mkdir(parents=True, exist_ok=True)
@@ -240,19 +249,19 @@ def _run_locked(
         f"[4/5] training {len(preset.objectives)} objectives x {len(preset.seeds)} seed(s), "
         f"{training_budget(preset.train_steps, preset.train_min_steps)} each ({preset.finetune})",
     ):
-        learning_rates = _choose_learning_rates(preset, out, train_data, backbones, progress)
-        checkpoints = _train_objectives(preset, out, train_data, backbones, learning_rates, progress)
+        learning_rates = _choose_learning_rates(preset, out, train_data, backbones, progress, device)
+        checkpoints = _train_objectives(preset, out, train_data, backbones, learning_rates, progress, device)
         if preset.adapt_demonstrations and demo_data is not None:
             counts = preset.adapt_demonstrations
             log(f"      adapting every checkpoint to the held-out tasks on {counts} demonstration(s)")
-            checkpoints.update(_adapt_checkpoints(preset, out, checkpoints, demo_data, progress))
+            checkpoints.update(_adapt_checkpoints(preset, out, checkpoints, demo_data, progress, device))
 
     with clock.stage(
         "evaluation and statistics",
         "[5/5] evaluating every checkpoint and the reference predictors on held-out episodes and held-out tasks; "
         "paired statistics; the off-expert probe",
     ):
-        _evaluate_checkpoints(preset, out, checkpoints, eval_data, demonstrations)
+        _evaluate_checkpoints(preset, out, checkpoints, eval_data, demonstrations, device)
         rows = reference_rows(preset) + study_rows(preset)
         _score_references(preset, out, rows, checkpoints, train_data, eval_data)
         tables = {split: _frame_tables(out, rows, preset.seeds, split) for split in SPLITS}
@@ -327,17 +336,22 @@ def _train_config(preset: Preset, variant: str, seed: int, learning_rate: float 
 
 
 def _train_once(
-    folder: Path, config: TrainConfig, train_data: DemoDataset, backbone: BackboneSpec, progress: bool
+    folder: Path, config: TrainConfig, train_data: DemoDataset, backbone: BackboneSpec, progress: bool, device: str
 ) -> Path:
     """Train ``config`` into ``folder`` unless it holds that finished run already."""
     steps = config.max_steps if get_objective(config.objective, **config.objective_options).trains else 0
     if not _trained(folder, config, steps, backbone):
-        train(config, train_data.root, folder, backbone=backbone, progress=progress)
+        train(config, train_data.root, folder, backbone=backbone, progress=progress, device=device)
     return folder
 
 
 def _choose_learning_rates(
-    preset: Preset, out: Path, train_data: DemoDataset, backbones: dict[int, BackboneSpec], progress: bool
+    preset: Preset,
+    out: Path,
+    train_data: DemoDataset,
+    backbones: dict[int, BackboneSpec],
+    progress: bool,
+    device: str,
 ) -> dict[str, dict[str, Any]]:
     """Sweep the preset's learning rates for every trained row and choose, per row, the rate of the lowest
     validation loss (the row's own loss on the training tasks' validation episodes; no evaluation episode is ever
@@ -354,7 +368,7 @@ def _choose_learning_rates(
             folder = out / "tuning" / f"{variant}-lr{rate:g}-seed{seed}"
             config = _train_config(preset, variant, seed, rate)
             try:
-                _train_once(folder, config, train_data, backbones[preset.seeds[0]], progress)
+                _train_once(folder, config, train_data, backbones[preset.seeds[0]], progress, device)
                 loss = read_checkpoint_config(folder)[0].training["best_validation"].get("validation_loss")
             except NonFiniteLossError:
                 loss = None
@@ -381,6 +395,7 @@ def _train_objectives(
     backbones: dict[int, BackboneSpec],
     learning_rates: dict[str, dict[str, Any]],
     progress: bool,
+    device: str,
 ) -> dict[tuple[str, int], Path]:
     """Train (or find trained) every row of the preset with every seed on that seed's backbone, at its chosen
     learning rate (the finetuning mode's default for rows without a sweep)."""
@@ -389,12 +404,17 @@ def _train_objectives(
         for variant in preset.objectives:
             config = _train_config(preset, variant, seed, learning_rates.get(variant, {}).get("chosen"))
             folder = checkpoint_folder(out, variant, seed)
-            checkpoints[(variant, seed)] = _train_once(folder, config, train_data, backbones[seed], progress)
+            checkpoints[(variant, seed)] = _train_once(folder, config, train_data, backbones[seed], progress, device)
     return checkpoints
 
 
 def _adapt_checkpoints(
-    preset: Preset, out: Path, checkpoints: dict[tuple[str, int], Path], demo_data: DemoDataset, progress: bool
+    preset: Preset,
+    out: Path,
+    checkpoints: dict[tuple[str, int], Path],
+    demo_data: DemoDataset,
+    progress: bool,
+    device: str,
 ) -> dict[tuple[str, int], Path]:
     """Adapt (or find adapted) every checkpoint to the held-out tasks on each number of demonstrations."""
     adapted: dict[tuple[str, int], Path] = {}
@@ -405,7 +425,7 @@ def _adapt_checkpoints(
             adapted_folder = out / "adapted" / f"{folder.name}-adapted{count}"
             adapt_config = AdaptConfig(demonstrations=count, max_steps=preset.adapt_steps, seed=seed)
             if not _trained(adapted_folder, adapt_config.train_config(folder, tuple(demo_data.tasks)), steps):
-                adapt(folder, demo_data.root, adapted_folder, adapt_config, progress=progress)
+                adapt(folder, demo_data.root, adapted_folder, adapt_config, progress=progress, device=device)
             adapted[(f"{variant}-adapted{count}", seed)] = adapted_folder
     return adapted
 
@@ -416,6 +436,7 @@ def _evaluate_checkpoints(
     checkpoints: dict[tuple[str, int], Path],
     eval_data: DemoDataset,
     demonstrations: dict[str, list[Demonstration]],
+    device: str,
 ) -> None:
     """Evaluate every checkpoint on its splits, unless its weights and demonstrations were evaluated already."""
     split_tasks = {"train-tasks": list(preset.train_tasks), "held-out-tasks": list(preset.held_out_tasks)}
@@ -437,7 +458,16 @@ def _evaluate_checkpoints(
                 or evaluated.get("format") != EVALUATION_FORMAT
             ):
                 plots = seed == preset.seeds[0]  # reward curves of one seed per row: the figures cost seconds each
-                evaluate(folder, eval_data.root, target, tasks=tasks, seed=0, demonstrations=demos, plots=plots)
+                evaluate(
+                    folder,
+                    eval_data.root,
+                    target,
+                    tasks=tasks,
+                    seed=0,
+                    demonstrations=demos,
+                    plots=plots,
+                    device=device,
+                )
 
 
 def _score_references(

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from vlm_reward_wrappers.configs import check_choices, check_device, to_dict
+from vlm_reward_wrappers.configs import check_choices, resolve_device, to_dict
 from vlm_reward_wrappers.data.storage import DemoDataset, config_id
 from vlm_reward_wrappers.locking import writing
 from vlm_reward_wrappers.models.adapters import FinetuneConfig, TrainableMode
@@ -260,7 +260,7 @@ def train(
     :func:`~vlm_reward_wrappers.training.pretrain.default_backbone` first.
     """
     out = Path(out)
-    check_device(device)
+    device = resolve_device(device)
     rank, world_size = distributed.setup()
     with writing(out) if rank == 0 else contextlib.nullcontext():  # one writer: a second train on --out waits
         return _train(config, data, out, backbone, device, progress, overwrite, rank, world_size)
@@ -271,7 +271,7 @@ def _train(
     data: str | os.PathLike,
     out: Path,
     backbone: BackboneSpec,
-    device: str | None,
+    device: str,
     progress: bool,
     overwrite: bool,
     rank: int,
@@ -283,7 +283,6 @@ def _train(
             f"batch_size {config.batch_size} is smaller than the {world_size} processes: each process needs at "
             "least one trajectory"
         )
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and world_size > 1:
         device = f"cuda:{rank % torch.cuda.device_count()}"
     dataset = DemoDataset(data)
