@@ -12,6 +12,7 @@ episodes; ``OUT/monitor.csv`` has every episode. The agent is saved to ``OUT/age
     python examples/train_sb3.py --checkpoint runs/quick/checkpoints/triplet-seed0 --task reach-v3 --algo sac \
         --total-timesteps 20000
     python examples/train_sb3.py --algo ppo --num-envs 8 --reward-mode shaped
+    python examples/train_sb3.py --checkpoint someone/triplet-metaworld    # a Hub repo id
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 
 from vlm_reward_wrappers import FrameToInfo, VLMRewardVecEnv, VLMRewardWrapper, info_keys, make_metaworld_env
 from vlm_reward_wrappers.config_cli import parse_config
-from vlm_reward_wrappers.models import is_checkpoint
-from vlm_reward_wrappers.wrappers import RewardMode, RewardSpec
+from vlm_reward_wrappers.models import CheckpointError
+from vlm_reward_wrappers.wrappers import RewardMode, RewardSpec, load_reward_model
 
 
 @dataclass
@@ -42,7 +43,7 @@ class Args:
     """Train an SB3 agent on a learned reward.
 
     Args:
-        checkpoint: reward-model checkpoint folder.
+        checkpoint: reward-model checkpoint folder, or a Hub repo id (user/name, user/name@revision).
         task: Meta-World task (its goal sentence is the reward's goal).
         algo: SB3 algorithm.
         total_timesteps: env steps, all envs together.
@@ -145,11 +146,10 @@ def make_agent(args: Args, venv: VecEnv) -> BaseAlgorithm:
 
 def main(args: Args) -> Path:
     """Train, log to ``args.out`` and return the path of the saved agent."""
-    if not is_checkpoint(args.checkpoint):
-        sys.exit(
-            f"no checkpoint at {args.checkpoint}: make one with `vlm-rewards benchmark` or `vlm-rewards train`, "
-            "or pass --checkpoint PATH"
-        )
+    try:  # loaded once here (the envs of this process reuse it): a bad checkpoint stops before any env is made
+        load_reward_model(args.checkpoint, args.device)
+    except CheckpointError as error:  # "no checkpoint at PATH: ...", or a Hub repo that cannot be had (offline)
+        sys.exit(str(error))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     venv = make_vec_env(args, out)

@@ -2,6 +2,7 @@
 
 python examples/wrap_env.py                                   # runs/quick/checkpoints/triplet-seed0
 python examples/wrap_env.py path/to/checkpoint door-open-v3
+python examples/wrap_env.py someone/triplet-metaworld         # a Hub repo id (user/name[@revision]), downloaded
 """
 
 from __future__ import annotations
@@ -9,19 +10,17 @@ from __future__ import annotations
 import sys
 
 from vlm_reward_wrappers import VLMRewardWrapper, make_metaworld_env
-from vlm_reward_wrappers.models import is_checkpoint
+from vlm_reward_wrappers.models import CheckpointError
 
 DEFAULT_CHECKPOINT = "runs/quick/checkpoints/triplet-seed0"
 
 
 def main(checkpoint: str = DEFAULT_CHECKPOINT, task: str = "door-open-v3") -> float:
-    if not is_checkpoint(checkpoint):
-        sys.exit(
-            f"no checkpoint at {checkpoint}: make one with `vlm-rewards benchmark` (writes {DEFAULT_CHECKPOINT}) "
-            "or `vlm-rewards train`, or pass its path: python examples/wrap_env.py PATH"
-        )
+    try:
+        env = VLMRewardWrapper(make_metaworld_env(task), checkpoint)  # a checkpoint folder or a Hub repo id
+    except CheckpointError as error:  # "no checkpoint at PATH: ...", or a repo that cannot be had (offline, unknown)
+        sys.exit(str(error))
 
-    env = VLMRewardWrapper(make_metaworld_env(task), checkpoint)
     obs, info = env.reset(seed=0)
     obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
     print(reward, info["gt_reward"], info["is_success"])  # learned reward, Meta-World's, success flag

@@ -464,7 +464,7 @@ def test_saving_over_a_checkpoint_leaves_one_complete_folder(tiny_backbone, batc
     assert model.save_pretrained(tmp_path / "ckpt") == path
     # no staging or old folders; the lock of its one writer beside it
     assert sorted(p.name for p in tmp_path.iterdir()) == [".ckpt.holder", ".ckpt.lock", "ckpt"]
-    assert sorted(p.name for p in path.iterdir()) == ["backbone.safetensors", CONFIG_NAME, WEIGHTS_NAME]
+    assert sorted(p.name for p in path.iterdir()) == ["README.md", "backbone.safetensors", CONFIG_NAME, WEIGHTS_NAME]
     assert file_sha256(path / WEIGHTS_NAME) != first_sha
     assert np.array_equal(RewardModel.from_pretrained(path).reward(frames, GOAL), model.reward(frames, GOAL))
 

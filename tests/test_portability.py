@@ -262,3 +262,93 @@ def test_a_pretrained_tag_records_the_checksum_of_open_clips_cached_file(tmp_pat
     (snapshot / "open_clip_model.safetensors").write_bytes(b"v" * 64)
     with pytest.raises(BackboneLoadError, match="changed upstream"):
         check_cached_pretrained(recorded)
+
+
+# ------------------------------------------------------------ publishing on the Hub (the network stubbed)
+
+
+@pytest.fixture
+def hub_calls(tmp_path, monkeypatch) -> dict:
+    """``HfApi``'s network calls, recorded instead of made; each upload's folder is copied to ``calls["uploaded"]``
+    (as it was when uploaded: the staging folder is gone afterwards)."""
+    calls: dict = {}
+
+    def create_repo(self, repo_id, **options):
+        calls["create_repo"] = {"repo_id": repo_id, **options}
+        return huggingface_hub.RepoUrl(f"https://huggingface.co/{repo_id}")
+
+    def create_branch(self, repo_id, **options):
+        calls["create_branch"] = {"repo_id": repo_id, **options}
+
+    def upload_folder(self, **options):
+        calls["upload_folder"] = options
+        calls["uploaded"] = Path(shutil.copytree(options["folder_path"], tmp_path / "uploaded", symlinks=True))
+        url = f"https://huggingface.co/{options['repo_id']}/commit/{'ab' * 20}"
+        return huggingface_hub.CommitInfo(url, options["commit_message"], "", "ab" * 20)
+
+    for stub in (create_repo, create_branch, upload_folder):
+        monkeypatch.setattr(huggingface_hub.HfApi, stub.__name__, stub)
+    return calls
+
+
+def test_push_to_hub_uploads_the_release_only_and_the_repo_id_then_loads(
+    tiny_checkpoint, frames, tmp_path, monkeypatch, hub_calls
+):
+    """A training checkpoint is published as its release: config, weights, backbone and a card that names the
+    objective and the repo; no trainer state, no pickle. The checkpoint is left as it was, and the uploaded files,
+    laid in the Hub cache, load by repo id to the same scores."""
+    from vlm_reward_wrappers.models import push_to_hub
+
+    assert "training_state.pt" in {p.name for p in tiny_checkpoint.iterdir()}  # a pickle that must stay here
+    before = {p.name: file_sha256(p) for p in tiny_checkpoint.iterdir() if p.is_file()}
+    url = push_to_hub(tiny_checkpoint, "someone/triplet-metaworld", commit_message="first release")
+    assert url == f"https://huggingface.co/someone/triplet-metaworld/commit/{'ab' * 20}"
+    assert {p.name: file_sha256(p) for p in tiny_checkpoint.iterdir() if p.is_file()} == before
+
+    uploaded = hub_calls["uploaded"]
+    assert sorted(p.name for p in uploaded.iterdir()) == sorted([BACKBONE_NAME, CARD_NAME, CONFIG_NAME, WEIGHTS_NAME])
+    assert not any(p.is_symlink() or p.suffix in (".pt", ".pkl", ".pickle", ".bin") for p in uploaded.iterdir())
+    card = (uploaded / CARD_NAME).read_text()
+    assert card.startswith("---\nlibrary_name: vlm_reward_wrappers") and "# triplet-metaworld:" in card
+    assert "A `triplet` reward model" in card and '"someone/triplet-metaworld")' in card
+    assert hub_calls["create_repo"] == {"repo_id": "someone/triplet-metaworld", "token": None, "exist_ok": True}
+    assert "create_branch" not in hub_calls  # main: no branch to make
+    upload = hub_calls["upload_folder"]
+    assert (upload["repo_id"], upload["revision"], upload["commit_message"]) == (
+        "someone/triplet-metaworld", None, "first release",
+    )  # fmt: skip
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    fake_hub_snapshot(tmp_path / "hub", "someone/triplet-metaworld", {p.name: p for p in uploaded.iterdir()})
+    expected = RewardModel.from_pretrained(tiny_checkpoint).reward(frames, "reach the goal position")
+    loaded = RewardModel.from_pretrained("someone/triplet-metaworld")
+    assert np.array_equal(loaded.reward(frames, "reach the goal position"), expected)
+
+
+def test_reward_model_push_to_hub_passes_revision_private_and_token(tiny_checkpoint, tmp_path, hub_calls):
+    """``RewardModel.push_to_hub`` uploads what ``save_pretrained`` writes, card included; ``revision`` is the
+    branch committed to (made if missing), ``private`` and ``token`` reach the Hub's calls, and
+    ``user/name@revision`` says the same as ``revision=``."""
+    model = RewardModel.from_pretrained(tiny_checkpoint)
+    saved = model.save_pretrained(tmp_path / "saved")
+    assert sorted(p.name for p in saved.iterdir()) == sorted([BACKBONE_NAME, CARD_NAME, CONFIG_NAME, WEIGHTS_NAME])
+    assert "A `triplet` reward model" in (saved / CARD_NAME).read_text()
+
+    url = model.push_to_hub("someone/x", revision="v1", private=True, token="hf_secret")
+    assert url.startswith("https://huggingface.co/someone/x/commit/")
+    assert hub_calls["create_repo"] == {"repo_id": "someone/x", "token": "hf_secret", "exist_ok": True, "private": True}
+    assert hub_calls["create_branch"] == dict(repo_id="someone/x", branch="v1", token="hf_secret", exist_ok=True)
+    upload = hub_calls["upload_folder"]
+    assert (upload["repo_id"], upload["revision"], upload["token"]) == ("someone/x", "v1", "hf_secret")
+    assert "vlm_reward_wrappers" in upload["commit_message"]
+    uploaded = hub_calls["uploaded"]
+    assert sorted(p.name for p in uploaded.iterdir()) == sorted([BACKBONE_NAME, CARD_NAME, CONFIG_NAME, WEIGHTS_NAME])
+    assert '"someone/x@v1")' in (uploaded / CARD_NAME).read_text()
+    assert json.loads((uploaded / CONFIG_NAME).read_text()) == json.loads((saved / CONFIG_NAME).read_text())
+
+    shutil.rmtree(uploaded)
+    model.push_to_hub("someone/x@v1")
+    assert hub_calls["upload_folder"]["revision"] == hub_calls["create_branch"]["branch"] == "v1"
+    assert "private" not in hub_calls["create_repo"]  # not given: the Hub's default, an existing repo unchanged
+    with pytest.raises(ValueError, match="names revision 'v1', but revision='v2'"):
+        model.push_to_hub("someone/x@v1", revision="v2")

@@ -55,7 +55,14 @@ from vlm_reward_wrappers.rl.run import (
 )
 from vlm_reward_wrappers.rl.sources import GroundTruthReward, RewardSource, SparseSuccessReward, with_reward
 from vlm_reward_wrappers.rl.state import Progress, save_state
-from vlm_reward_wrappers.rl.sweep import check_runs, planned_runs, resolve_source, run_folder, run_sweep
+from vlm_reward_wrappers.rl.sweep import (
+    benchmark_rows,
+    check_runs,
+    planned_runs,
+    resolve_source,
+    run_folder,
+    run_sweep,
+)
 from vlm_reward_wrappers.training.trainer import RunMismatchError
 from vlm_reward_wrappers.wrappers import RewardSpec
 
@@ -648,6 +655,39 @@ def test_sweep_resolves_benchmark_rows_and_seeds(tiny_checkpoint: Path, tmp_path
     with pytest.raises(FileNotFoundError, match="Run `vlm-rewards benchmark --out"):
         run_sweep(dataclasses.replace(config, sources=("sparse", "vip+sparse")), out, log=lambda line: None)
     assert not out.exists()
+
+
+def test_sweep_resolves_hub_repo_ids_from_the_hub_cache(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A source that is neither a checkpoint folder nor a benchmark row but a Hub repo id is its snapshot in the
+    local Hub cache (at ``@revision``; ``+sparse`` too), named by the repo's name; it is no benchmark row; a repo
+    that is not in the cache (offline) says so in one line."""
+    import huggingface_hub
+    from test_portability import fake_hub_snapshot
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    main = fake_hub_snapshot(tmp_path / "hub", "someone/triplet-mw", {p.name: p for p in tiny_checkpoint.iterdir()})
+    older = main.parent / ("fe" * 20)
+    shutil.copytree(main, older)
+    (main.parent.parent / "refs" / "v1").write_text(older.name)
+    bench = benchmark_with_rows(tmp_path / "bench", tiny_checkpoint, "triplet", range(1))
+    sources = ("triplet", "someone/triplet-mw", "someone/triplet-mw@v1+sparse", "sparse")
+    config = dataclasses.replace(TINY, sources=sources, success_bonus=BONUS, benchmark=str(bench))
+
+    assert resolve_source("someone/triplet-mw", 0, config) == RewardSource("triplet-mw", "learned", str(main))
+    plus = resolve_source("someone/triplet-mw@v1+sparse", 1, config)
+    assert plus == RewardSource("triplet-mw@v1+sparse", "learned", str(older), BONUS)
+    assert benchmark_rows(config) == ["triplet"]
+    names = {spec.source.name for spec in planned_runs(config)}
+    assert names == {"triplet", "triplet-mw", "triplet-mw@v1+sparse", "sparse"}
+
+    with pytest.raises(FileNotFoundError, match=r"'someone/else'.*nor a row.*Hub repo id.*cannot be had") as error:
+        resolve_source("someone/else", 0, config)
+    assert "\n" not in str(error.value)
+    monkeypatch.chdir(tmp_path)  # `bench/nope`: a missing local path beside the folder `bench`, not a Hub lookup
+    with pytest.raises(FileNotFoundError, match="no checkpoint at bench/nope: bench is a local folder without it"):
+        resolve_source("bench/nope+sparse", 0, config)
 
 
 def test_sweep_gives_distinct_sources_distinct_run_folders(tiny_checkpoint: Path, tmp_path: Path) -> None:

@@ -571,6 +571,22 @@ def test_wrap_env_example(tiny_checkpoint: Path, capsys: pytest.CaptureFixture[s
         example.main("/no/such/checkpoint")
 
 
+def test_examples_take_hub_repo_ids_and_exit_with_the_packages_message(tmp_path: Path) -> None:
+    """The examples leave checkpoints to the package: a missing local folder and a Hub repo id that cannot be had
+    (offline, not in the Hub cache) each end the example with the package's one-line message, not a traceback."""
+    wrap_env, train_sb3 = _load_example("wrap_env"), _load_example("train_sb3")
+    with pytest.raises(SystemExit, match=r"^someone/not-cached is not a checkpoint folder.*Hub repo id") as error:
+        wrap_env.main("someone/not-cached")
+    assert "\n" not in str(error.value.code)
+    for checkpoint, message in (
+        (str(tmp_path / "missing"), f"^no checkpoint at {re.escape(str(tmp_path / 'missing'))}: it does not exist"),
+        ("someone/not-cached@v1", r"^someone/not-cached@v1 is not a checkpoint folder.*Hub repo id"),
+    ):
+        with pytest.raises(SystemExit, match=message):
+            train_sb3.main(train_sb3.Args(checkpoint=checkpoint, out=str(tmp_path / "out")))
+    assert not (tmp_path / "out").exists()  # stopped before anything was made
+
+
 @pytest.mark.filterwarnings("ignore:rich is experimental")  # SB3's progress bar
 @pytest.mark.parametrize("algo, num_envs", [("ppo", 2), ("sac", 1)])
 def test_train_sb3_example(tiny_checkpoint: Path, tmp_path: Path, algo: str, num_envs: int) -> None:

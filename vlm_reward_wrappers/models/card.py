@@ -20,8 +20,15 @@ from vlm_reward_wrappers.version import __version__
 CARD_NAME = "README.md"
 
 
-def model_card(config: RewardModelConfig, name: str) -> str:
-    """The model card of a checkpoint named ``name`` with ``config``."""
+def model_card(config: RewardModelConfig, name: str, repo_id: str | None = None) -> str:
+    """The model card of a checkpoint named ``name`` with ``config``; its usage example loads ``repo_id`` (a Hub
+    repo id, ``user/name`` or ``user/name@revision``) when the card is published there.
+
+    Example:
+        >>> card = model_card(RewardModelConfig(), "triplet", repo_id="someone/triplet-metaworld")
+        >>> '"someone/triplet-metaworld")' in card
+        True
+    """
     training = config.training
     tasks = training.get("tasks") or sorted(config.goal_texts)
     objective = config.objective.get("name", "?")
@@ -50,7 +57,8 @@ def model_card(config: RewardModelConfig, name: str) -> str:
         "```python",
         "from vlm_reward_wrappers import VLMRewardWrapper, make_metaworld_env",
         "",
-        f'env = VLMRewardWrapper(make_metaworld_env("{tasks[0] if tasks else "reach-v3"}"), "<this repo id>")',
+        f'env = VLMRewardWrapper(make_metaworld_env("{tasks[0] if tasks else "reach-v3"}"), '
+        f'"{repo_id or "<this repo id>"}")',
         "```",
         "",
         "## Training",

@@ -24,7 +24,8 @@ absolute path; :func:`pack_checkpoint` (``vlm-rewards pack CKPT
 
 A checkpoint path may also be a Hugging Face Hub repo id (``user/name``): it
 resolves through ``huggingface_hub``'s local cache (``HF_HUB_OFFLINE=1`` never
-touches the network).
+touches the network); :func:`~vlm_reward_wrappers.models.hub.push_to_hub` publishes a
+folder's release there.
 
 Writes are atomic: the folder is staged beside its final name and swapped in
 with two renames. Only a writer ever cleans up after a killed save
@@ -88,7 +89,14 @@ def is_checkpoint(path: str | os.PathLike) -> bool:
     return (Path(path) / CONFIG_NAME).is_file()
 
 
-def _looks_like_repo_id(text: str) -> bool:
+def looks_like_repo_id(text: str) -> bool:
+    """Whether ``text`` reads as a Hub repo id, ``user/name`` or ``user/name@revision`` (a checkpoint path that
+    does not exist and reads so is looked up in the local Hub cache).
+
+    Example:
+        >>> looks_like_repo_id("someone/triplet@v1"), looks_like_repo_id("runs/quick/checkpoints/triplet-seed0")
+        (True, False)
+    """
     return re.fullmatch(r"[\w.-]+/[\w.-]+(@[\w./-]+)?", text) is not None
 
 
@@ -101,7 +109,7 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     :class:`CheckpointError`.
     """
     folder = Path(path).expanduser()
-    if folder.exists() or _previous(folder) is not None or not _looks_like_repo_id(str(path)):
+    if folder.exists() or _previous(folder) is not None or not looks_like_repo_id(str(path)):
         return folder
     if "@" not in str(path) and folder.parent.is_dir() and str(folder.parent) not in ("", "."):  # `runs/nope`
         raise CheckpointError(
@@ -185,7 +193,10 @@ def _parse_config(folder: Path) -> tuple[RewardModelConfig, dict]:
     """The config of a checkpoint folder and the raw payload, its paths not yet checked."""
     config_path = folder / CONFIG_NAME
     if not folder.is_dir():
-        raise CheckpointError(f"checkpoint {folder} does not exist. Train one with `vlm-rewards train`.")
+        raise CheckpointError(
+            f"no checkpoint at {folder}: it does not exist. Make one with `vlm-rewards train` or "
+            "`vlm-rewards benchmark`, or give a Hub repo id (user/name) that is in the local Hub cache."
+        )
     if not config_path.is_file():
         raise CheckpointError(f"checkpoint {folder} has no {CONFIG_NAME}; it is not a reward-model checkpoint.")
     payload = read_versioned_json(
@@ -317,7 +328,11 @@ def _backbone_into(spec: BackboneSpec, staging: Path, final: Path) -> BackboneSp
 
 
 def pack_checkpoint(
-    path: str | os.PathLike, out: str | os.PathLike | None = None, *, backbone_file: str | os.PathLike | None = None
+    path: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    *,
+    backbone_file: str | os.PathLike | None = None,
+    repo_id: str | None = None,
 ) -> Path:
     """Make a checkpoint complete (its backbone weights in the folder), in place or as a release at ``out``.
 
@@ -328,7 +343,8 @@ def pack_checkpoint(
 
     ``backbone_file`` converts a version-1 folder, which pointed at its backbone by an absolute path: the user
     names the weights file (a path read from a folder is never followed outside it), and its checksum must be
-    the one the folder recorded.
+    the one the folder recorded. ``repo_id`` is the Hub repo the release is published as, for its card's usage
+    example (:func:`~vlm_reward_wrappers.models.hub.push_to_hub` names it).
     """
     folder = resolve_checkpoint(path)
     if backbone_file is None:
@@ -356,12 +372,18 @@ def pack_checkpoint(
         if out is None and item.is_file() and item.name not in own
     }
     final = Path(out) if out is not None else folder
-    extra[CARD_NAME] = functools.partial(_write_card, config, final.resolve().name)
+    extra[CARD_NAME] = card_writer(config, final.resolve().name, repo_id)
     return write_checkpoint(final, config, load_file(str(weights_path)), extra)
 
 
-def _write_card(config: RewardModelConfig, name: str, path: Path) -> None:
-    path.write_text(model_card(config, name))
+def card_writer(config: RewardModelConfig, name: str, repo_id: str | None = None) -> Callable[[Path], None]:
+    """A writer of the model card (``README.md``) of a checkpoint named ``name``, for ``extra_files`` of
+    :func:`write_checkpoint`."""
+    return functools.partial(_write_card, config, name, repo_id)
+
+
+def _write_card(config: RewardModelConfig, name: str, repo_id: str | None, path: Path) -> None:
+    path.write_text(model_card(config, name, repo_id))
 
 
 def recover_interrupted_save(final: str | os.PathLike) -> None:

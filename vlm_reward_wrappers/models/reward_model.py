@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,12 @@ from torch import nn
 
 from vlm_reward_wrappers.models.adapters import apply_finetuning
 from vlm_reward_wrappers.models.backbone import Backbone, file_sha256, load_backbone
+from vlm_reward_wrappers.models.card import CARD_NAME
 from vlm_reward_wrappers.models.checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     CheckpointError,
+    card_writer,
     read_config_file,
     read_while_saving,
     write_checkpoint,
@@ -282,8 +285,41 @@ class RewardModel(nn.Module):
         }
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Write the checkpoint folder atomically; return its path."""
-        return write_checkpoint(path, self.config, self.weights_to_save())
+        """Write the checkpoint folder atomically, with its model card (``README.md``); return its path.
+
+        The folder holds the config, the safetensors weights and the card only (no pickle).
+        """
+        card = {CARD_NAME: card_writer(self.config, Path(path).resolve().name)}
+        return write_checkpoint(path, self.config, self.weights_to_save(), card)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        revision: str | None = None,
+        private: bool | None = None,
+        commit_message: str | None = None,
+        token: str | None = None,
+    ) -> str:
+        """Publish the model on the Hugging Face Hub as ``repo_id``; return the commit's URL.
+
+        A release of the model (config, safetensors weights, model card; no pickle) is written to a temporary
+        folder and uploaded by :func:`~vlm_reward_wrappers.models.hub.push_to_hub`, which says more: the repo
+        is created if needed (``private`` when created), the upload goes to branch ``revision`` (default
+        ``main``), ``token`` defaults to the one ``hf auth login`` saved. Load it back with
+        ``RewardModel.from_pretrained(repo_id)`` wherever a checkpoint is taken.
+
+        Example:
+            >>> model.push_to_hub("someone/triplet-metaworld", private=True)  # doctest: +SKIP
+            'https://huggingface.co/someone/triplet-metaworld/commit/...'
+        """
+        from vlm_reward_wrappers.models.hub import push_to_hub
+
+        with tempfile.TemporaryDirectory(prefix="vlm-rewards-push-") as staging:
+            folder = self.save_pretrained(Path(staging) / "checkpoint")
+            return push_to_hub(
+                folder, repo_id, revision=revision, private=private, commit_message=commit_message, token=token
+            )
 
     @classmethod
     def from_pretrained(

@@ -2,9 +2,9 @@
 
 * ``gt``: Meta-World's own dense reward.
 * ``sparse``: 1 on steps where Meta-World reports success, else 0.
-* a checkpoint folder (or a benchmark row such as ``triplet``, see
-  :func:`resolve_source`): the learned reward, normalized with the
-  checkpoint's reward statistics.
+* a checkpoint folder (or a benchmark row such as ``triplet``, or a Hub
+  repo id ``user/name``, see :func:`resolve_source`): the learned reward,
+  normalized with the checkpoint's reward statistics.
 * ``<checkpoint>+sparse``: the learned reward plus the sparse success bonus
   (how TimeRewarder and VLC use learned rewards).
 

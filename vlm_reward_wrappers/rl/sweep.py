@@ -30,7 +30,8 @@ from pathlib import Path
 from vlm_reward_wrappers.configs import to_dict
 from vlm_reward_wrappers.io_utils import write_json_atomic
 from vlm_reward_wrappers.locking import writing
-from vlm_reward_wrappers.models import is_checkpoint
+from vlm_reward_wrappers.models import CheckpointError, is_checkpoint
+from vlm_reward_wrappers.models.checkpoint import looks_like_repo_id, resolve_checkpoint
 from vlm_reward_wrappers.models.reward_model import GoalUnavailableError
 from vlm_reward_wrappers.rl.config import SWEEP_FILE, RLConfig
 from vlm_reward_wrappers.rl.gate import gate_sources
@@ -43,10 +44,15 @@ from vlm_reward_wrappers.wrappers.scoring import load_reward_model
 def resolve_source(text: str, seed: int, config: RLConfig) -> RewardSource:
     """The reward source ``text`` for agent seed ``seed``.
 
-    A benchmark row (``triplet``, ``triplet+sparse``) names the checkpoint
-    ``<benchmark>/checkpoints/<row>-seed<k>`` with ``k`` the agent seed (modulo the
-    seeds the benchmark trained), so agent seeds also vary the reward model;
-    anything else is a checkpoint folder.
+    A checkpoint folder is itself (named by its folder). A benchmark row (``triplet``, ``triplet+sparse``)
+    names the checkpoint ``<benchmark>/checkpoints/<row>-seed<k>`` with ``k`` the agent seed (modulo the
+    seeds the benchmark trained), so agent seeds also vary the reward model. Else a Hugging Face Hub repo id
+    (``user/name``, ``user/name@revision``, also with ``+sparse``) is its snapshot in the local Hub cache,
+    named ``name`` (``name@revision``).
+
+    Example:
+        >>> resolve_source("someone/triplet-metaworld@v1+sparse", 0, config).name  # doctest: +SKIP
+        'triplet-metaworld@v1+sparse'
     """
     if text in (GROUND_TRUTH, SPARSE):
         return parse_source(text, success_bonus=config.success_bonus)
@@ -58,20 +64,33 @@ def resolve_source(text: str, seed: int, config: RLConfig) -> RewardSource:
         (path for path in folder.glob(f"{row}-seed*") if path.name[len(row) + 5 :].isdigit() and is_checkpoint(path)),
         key=lambda path: int(path.name[len(row) + 5 :]),  # seed2 before seed10
     )
+    if not trained and looks_like_repo_id(row):
+        try:
+            snapshot = resolve_checkpoint(row)
+        except CheckpointError as error:
+            raise FileNotFoundError(
+                f"reward source {text!r} is neither a checkpoint folder nor a row of the benchmark in "
+                f"{config.benchmark}: {error}"
+            ) from error
+        if not is_checkpoint(snapshot):
+            raise FileNotFoundError(f"reward source {text!r}: {snapshot} is not a reward-model checkpoint folder")
+        name = row.rpartition("/")[2]  # `user/name@v1` -> `name@v1`, as a folder is named by its last part
+        return parse_source(f"{snapshot}{suffix}", name=name + suffix, success_bonus=config.success_bonus)
     if not trained:
         raise FileNotFoundError(
             f"reward source {text!r} is neither a checkpoint folder nor a row of the benchmark in {config.benchmark} "
             f"(no {folder}/{row}-seed*). Run `vlm-rewards benchmark --out {config.benchmark}` first, or pass a "
-            "checkpoint folder."
+            "checkpoint folder or a Hub repo id (user/name)."
         )
     checkpoint = trained[seed % len(trained)]
     return parse_source(f"{checkpoint}{suffix}", name=text, success_bonus=config.success_bonus)
 
 
 def benchmark_rows(config: RLConfig) -> list[str]:
-    """The learned sources of ``config`` that name rows of the offline benchmark rather than checkpoint folders."""
+    """The learned sources of ``config`` that name rows of the offline benchmark rather than checkpoint folders or
+    Hub repo ids."""
     rows = [source.removesuffix(SPARSE_SUFFIX) for source in config.sources if source not in (GROUND_TRUTH, SPARSE)]
-    return sorted({row for row in rows if not is_checkpoint(row)})
+    return sorted({row for row in rows if not is_checkpoint(row) and not looks_like_repo_id(row)})
 
 
 def ensure_benchmark_rows(config: RLConfig, *, log: Callable[[str], None] = print) -> None:
