@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
 from vlm_reward_wrappers.config_cli import UsageError, add_config_arguments, config_from_args
+from vlm_reward_wrappers.extras import MissingExtraError
 from vlm_reward_wrappers.version import __version__
 
 if TYPE_CHECKING:
@@ -435,7 +436,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vlm-rewards`` console script."""
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((word for word in argv if not word.startswith("-")), None)
-    parser = build_parser(flags_of=[command] if command in COMMANDS else [])
+    try:
+        parser = build_parser(flags_of=[command] if command in COMMANDS else [])
+    except MissingExtraError as error:
+        print(f"vlm-rewards {command}: error: {error}", file=sys.stderr)
+        return 1
     args = parser.parse_args(argv)
     try:
         args.handler(args)

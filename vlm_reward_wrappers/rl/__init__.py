@@ -5,6 +5,10 @@ Example:
     >>> report = run_sweep(RL_PRESETS["quick"], "runs/rl-quick")   # doctest: +SKIP
 """
 
+from vlm_reward_wrappers.extras import require
+
+require("stable_baselines3", extra="rl", needed_by="vlm_reward_wrappers.rl (SAC agents on learned rewards)")
+
 from vlm_reward_wrappers.rl.config import RL_PRESETS, RL_PRESETS_HELP, RLConfig
 from vlm_reward_wrappers.rl.report import write_rl_report
 from vlm_reward_wrappers.rl.run import RunSpec, read_curve, run_one
