@@ -1,6 +1,6 @@
 """Dependencies as a user resolves them: the wrappers work without the ``rl`` extra, and what needs it says so.
 
-(The minimum gymnasium is checked by CI: ``.ci/run`` runs the wrapper tests again on gymnasium 1.1.0, the floor
+(The minimum gymnasium is checked by CI: ``.ci/run`` runs the wrapper tests again on gymnasium 1.1.1, the floor
 pyproject.toml declares.)
 """
 

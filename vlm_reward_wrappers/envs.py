@@ -149,7 +149,9 @@ def make_metaworld_env(
         camera: camera for ``env.render()``; the reward wrappers use the same one.
         image_size: width and height of ``env.render()`` frames.
         max_episode_steps: truncation limit (Meta-World's default is 500).
-        **kwargs: passed on to ``gym.make``.
+        **kwargs: passed on to ``gym.make``. gymnasium's passive checker is off (``disable_env_checker=True``):
+            Meta-World's observations leave the space its env declares, and the true space this env has instead
+            passes gymnasium's full ``check_env``.
 
     Example:
         >>> a = make_metaworld_env("reach-v3", seed=1, image_size=32)
@@ -164,6 +166,7 @@ def make_metaworld_env(
 
     if max_episode_steps is not None:
         kwargs["max_episode_steps"] = max_episode_steps
+    kwargs.setdefault("disable_env_checker", True)
     env = gym.make(
         "Meta-World/MT1",
         env_name=resolve_task(task),
