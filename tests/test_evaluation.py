@@ -16,7 +16,9 @@ from vlm_reward_wrappers.evaluation.scoring import load_table, score_dataset
 from vlm_reward_wrappers.metrics import ranking_accuracy, success_auroc
 from vlm_reward_wrappers.metrics.off_expert import gate
 from vlm_reward_wrappers.models import RewardModel
+from vlm_reward_wrappers.models.checkpoint import pack_checkpoint
 from vlm_reward_wrappers.study import PRESETS, run_benchmark
+from vlm_reward_wrappers.study.bundle import bundled_results
 from vlm_reward_wrappers.training.trainer import RunMismatchError
 
 
@@ -176,6 +178,19 @@ def test_tiny_benchmark_end_to_end_cached_rerun_and_identical_second_run(tmp_pat
     # Nothing leaked from the held-out task into training.
     trained_on = json.loads((out / "checkpoints" / "triplet-seed0" / "config.json").read_text())["training"]["tasks"]
     assert "door-lock-v3" not in trained_on
+    # A release's model card carries the benchmark's tables, as `vlm-rewards bundle` writes the bundled model's.
+    release = pack_checkpoint(
+        out / "checkpoints" / "triplet-seed0", tmp_path / "release", results=bundled_results(result)
+    )
+    card = (release / "README.md").read_text()
+    assert card.index("## Results") < card.index("| ref: raw-pixel kNN | reference |") < card.index("## Limits")
+    assert "| triplet | sentence |" in card and "gate: tasks passing" in card
+    assert sorted(item.name for item in release.iterdir()) == [
+        "README.md",
+        "backbone.safetensors",
+        "config.json",
+        "model.safetensors",
+    ]
     # A re-run reuses every stage: checkpoints are not rewritten. A nearest-neighbour reference whose record no
     # longer matches what it was computed from is computed again.
     stamps = {p: p.stat().st_mtime_ns for p in (out / "checkpoints").glob("*/model.safetensors")}

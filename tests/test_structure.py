@@ -20,6 +20,7 @@ LAYERS: dict[str, int] = {
     "io_utils": 0,
     "locking": 0,
     "tasks": 0,
+    "extras": 0,
     "config_cli": 1,
     "rendering": 1,
     "envs": 2,

@@ -348,6 +348,26 @@ def _run_benchmark(args: argparse.Namespace) -> None:
     run_benchmark(preset, args.out or f"runs/{preset.name}", backbone=backbone, device=device)
 
 
+def _bundle_arguments(parser: argparse.ArgumentParser) -> Handler:
+    parser.add_argument(
+        "--out", default="runs/bundled", help="the benchmark's folder (default: runs/bundled); re-running resumes it"
+    )
+    parser.add_argument(
+        "--release",
+        default=None,
+        help="where the model and its card go (default: the package's bundled_model folder, replaced atomically)",
+    )
+    _add_device(parser)
+    return _run_bundle
+
+
+def _run_bundle(args: argparse.Namespace) -> None:
+    from vlm_reward_wrappers.models import BUNDLED_CHECKPOINT
+    from vlm_reward_wrappers.study.bundle import build_bundled_model
+
+    build_bundled_model(args.out, args.release or BUNDLED_CHECKPOINT, device=_device(args))
+
+
 def _rl_arguments(parser: argparse.ArgumentParser) -> Handler:
     from vlm_reward_wrappers.rl import RL_PRESETS, RL_PRESETS_HELP, RLConfig
 
@@ -392,6 +412,10 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], Handler]]] = 
         _pack_arguments,
     ),
     "benchmark": ("collect, pretrain, train every objective, evaluate: the study in one command", _benchmark_arguments),
+    "bundle": (
+        "retrain the reward model that ships with the package (benchmark preset bundled) and its model card",
+        _bundle_arguments,
+    ),
     "rl": ("train SAC agents on learned, sparse and ground-truth rewards; report success curves", _rl_arguments),
 }
 """Every subcommand: its one-line help, and the function that adds its flags and returns its handler."""

@@ -9,13 +9,19 @@ from vlm_reward_wrappers.models.backbone import (
     BackboneSpec,
     load_backbone,
 )
-from vlm_reward_wrappers.models.checkpoint import CheckpointError, is_checkpoint, read_checkpoint_config
+from vlm_reward_wrappers.models.checkpoint import (
+    BUNDLED_CHECKPOINT,
+    CheckpointError,
+    is_checkpoint,
+    read_checkpoint_config,
+)
 from vlm_reward_wrappers.models.config import RewardModelConfig
 from vlm_reward_wrappers.models.demonstration import Demonstration, DemonstrationGoal, DemoReward, demonstration_goal
 from vlm_reward_wrappers.models.hub import push_to_hub
 from vlm_reward_wrappers.models.reward_model import RewardModel
 
 __all__ = [
+    "BUNDLED_CHECKPOINT",
     "DEFAULT_BACKBONE_MODEL",
     "Backbone",
     "BackboneLoadError",

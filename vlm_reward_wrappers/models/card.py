@@ -20,9 +20,10 @@ from vlm_reward_wrappers.version import __version__
 CARD_NAME = "README.md"
 
 
-def model_card(config: RewardModelConfig, name: str, repo_id: str | None = None) -> str:
+def model_card(config: RewardModelConfig, name: str, repo_id: str | None = None, results: str | None = None) -> str:
     """The model card of a checkpoint named ``name`` with ``config``; its usage example loads ``repo_id`` (a Hub
-    repo id, ``user/name`` or ``user/name@revision``) when the card is published there.
+    repo id, ``user/name`` or ``user/name@revision``) when the card is published there. ``results`` (markdown:
+    how the model scored, and how to read it) becomes the card's "Results" section.
 
     Example:
         >>> card = model_card(RewardModelConfig(), "triplet", repo_id="someone/triplet-metaworld")
@@ -71,6 +72,7 @@ def model_card(config: RewardModelConfig, name: str, repo_id: str | None = None)
         f"- Data: {training.get('train_episodes', '?')} training and {training.get('val_episodes', '?')} validation "
         "episodes, collected with `vlm-rewards collect`.",
         "",
+        *(["## Results", "", results.strip(), ""] if results else []),
         "## Limits",
         "",
         "- Trained on simulated Meta-World frames of the tasks above only: on other tasks, cameras or image sizes its "

@@ -74,6 +74,9 @@ OLDER_VERSIONS = (1,)
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 BACKBONE_NAME = "backbone.safetensors"
+BUNDLED_CHECKPOINT = Path(__file__).resolve().parents[1] / "bundled_model"
+"""The reward model that ships with the package (``vlm-rewards bundle`` retrains it; its ``README.md`` is the
+model card): what the wrappers score with when no checkpoint is given."""
 _METADATA_KEYS = ("format", "format_version", "package_version", "weights")
 _READ_ATTEMPTS = 20
 
@@ -333,6 +336,7 @@ def pack_checkpoint(
     *,
     backbone_file: str | os.PathLike | None = None,
     repo_id: str | None = None,
+    results: str | None = None,
 ) -> Path:
     """Make a checkpoint complete (its backbone weights in the folder), in place or as a release at ``out``.
 
@@ -344,7 +348,8 @@ def pack_checkpoint(
     ``backbone_file`` converts a version-1 folder, which pointed at its backbone by an absolute path: the user
     names the weights file (a path read from a folder is never followed outside it), and its checksum must be
     the one the folder recorded. ``repo_id`` is the Hub repo the release is published as, for its card's usage
-    example (:func:`~vlm_reward_wrappers.models.hub.push_to_hub` names it).
+    example (:func:`~vlm_reward_wrappers.models.hub.push_to_hub` names it); ``results`` is the card's "Results"
+    section (markdown).
     """
     folder = resolve_checkpoint(path)
     if backbone_file is None:
@@ -372,18 +377,20 @@ def pack_checkpoint(
         if out is None and item.is_file() and item.name not in own
     }
     final = Path(out) if out is not None else folder
-    extra[CARD_NAME] = card_writer(config, final.resolve().name, repo_id)
+    extra[CARD_NAME] = card_writer(config, final.resolve().name, repo_id, results)
     return write_checkpoint(final, config, load_file(str(weights_path)), extra)
 
 
-def card_writer(config: RewardModelConfig, name: str, repo_id: str | None = None) -> Callable[[Path], None]:
+def card_writer(
+    config: RewardModelConfig, name: str, repo_id: str | None = None, results: str | None = None
+) -> Callable[[Path], None]:
     """A writer of the model card (``README.md``) of a checkpoint named ``name``, for ``extra_files`` of
     :func:`write_checkpoint`."""
-    return functools.partial(_write_card, config, name, repo_id)
+    return functools.partial(_write_card, config, name, repo_id, results)
 
 
-def _write_card(config: RewardModelConfig, name: str, repo_id: str | None, path: Path) -> None:
-    path.write_text(model_card(config, name, repo_id))
+def _write_card(config: RewardModelConfig, name: str, repo_id: str | None, results: str | None, path: Path) -> None:
+    path.write_text(model_card(config, name, repo_id, results))
 
 
 def recover_interrupted_save(final: str | os.PathLike) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 from gymnasium.core import ActType, ObsType
 
 from vlm_reward_wrappers import info_keys
-from vlm_reward_wrappers.models import RewardModelConfig, read_checkpoint_config
+from vlm_reward_wrappers.models import BUNDLED_CHECKPOINT, read_checkpoint_config
 from vlm_reward_wrappers.rendering import FrameRenderer, check_camera, is_metaworld_env
 from vlm_reward_wrappers.wrappers.scoring import metaworld_task
 from vlm_reward_wrappers.wrappers.spec import FrameSettings
@@ -63,8 +63,8 @@ class FrameToInfo(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.Rec
 
     Args:
         env: the env (Meta-World, or any env with ``render_mode="rgb_array"``).
-        checkpoint: a checkpoint folder whose camera and frame size to use
-            (only its ``config.json`` is read); default ``corner``, 64 px.
+        checkpoint: a checkpoint folder or Hub repo id whose camera and frame size to use (only its
+            ``config.json`` is read); default: the bundled model's (``corner``, 64 px).
         camera, image_size: override them.
 
     Example:
@@ -87,7 +87,7 @@ class FrameToInfo(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.Rec
             self, checkpoint=None if checkpoint is None else str(checkpoint), camera=camera, image_size=image_size
         )
         gym.Wrapper.__init__(self, env)
-        config = read_checkpoint_config(checkpoint)[0] if checkpoint is not None else RewardModelConfig()
+        config = read_checkpoint_config(BUNDLED_CHECKPOINT if checkpoint is None else checkpoint)[0]
         self.frame_settings = FrameSettings(
             metaworld_task(env), camera or config.camera, image_size or config.image_size
         )

@@ -1,5 +1,5 @@
 """The envs behind the gymnasium ids ``vlm_reward_wrappers/<task>`` (registered on ``import vlm_reward_wrappers``,
-one per Meta-World v3 task), the reward checkpoint a keyword.
+one per Meta-World v3 task), the reward checkpoint a keyword (default: the package's bundled model).
 
 ``gym.make`` gives the task's env in a :class:`~vlm_reward_wrappers.VLMRewardWrapper`; ``gym.make_vec`` gives
 ``num_envs`` of them, scored in one forward pass per step (:class:`~vlm_reward_wrappers.VectorVLMReward`). Every
@@ -42,20 +42,11 @@ def _split(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return env_options, options
 
 
-def _checked(checkpoint: str | os.PathLike | None, task: str) -> str | os.PathLike:
-    if checkpoint is None:
-        raise ValueError(
-            f"gym.make('{NAMESPACE}/{task}') needs checkpoint=...: a checkpoint folder (`vlm-rewards benchmark` "
-            "writes them into runs/quick/checkpoints) or a Hugging Face Hub repo id"
-        )
-    return checkpoint
-
-
 def make_env(task: str, checkpoint: str | os.PathLike | None = None, **options: Any) -> gym.Env:
     """The env of ``gym.make(f"vlm_reward_wrappers/{task}", checkpoint=..., **options)``."""
     env_options, reward_options = _split(dict(options))
-    inner = make_metaworld_env(task, disable_env_checker=True, **env_options)  # Meta-World's spaces warn at every step
-    return VLMRewardWrapper(inner, _checked(checkpoint, task), **reward_options)
+    inner = make_metaworld_env(task, **env_options)
+    return VLMRewardWrapper(inner, checkpoint, **reward_options)
 
 
 def make_vector_env(
@@ -69,7 +60,6 @@ def make_vector_env(
     """The vector env of ``gym.make_vec(f"vlm_reward_wrappers/{task}", num_envs, checkpoint=..., **options)``:
     sub-env ``i`` is seeded ``seed + i`` when a ``seed`` is given; ``asynchronous`` steps them in processes."""
     env_options, reward_options = _split(dict(options))
-    checkpoint = _checked(checkpoint, task)
     seed = env_options.pop("seed", None)
     factories = [
         functools.partial(_frame_env, task, checkpoint, None if seed is None else seed + index, env_options)
@@ -79,9 +69,11 @@ def make_vector_env(
     return VectorVLMReward(envs, checkpoint, **reward_options)
 
 
-def _frame_env(task: str, checkpoint: str | os.PathLike, seed: int | None, env_options: dict[str, Any]) -> gym.Env:
+def _frame_env(
+    task: str, checkpoint: str | os.PathLike | None, seed: int | None, env_options: dict[str, Any]
+) -> gym.Env:
     """A sub-env that renders its frames as the checkpoint was trained on them."""
-    return FrameToInfo(make_metaworld_env(task, seed=seed, disable_env_checker=True, **env_options), checkpoint)
+    return FrameToInfo(make_metaworld_env(task, seed=seed, **env_options), checkpoint)
 
 
 __all__ = ["NAMESPACE", "make_env", "make_vector_env"]

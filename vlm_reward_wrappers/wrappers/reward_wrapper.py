@@ -26,7 +26,8 @@ class VLMRewardWrapper(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.util
     Args:
         env: the env; Meta-World envs render fast, any other env must have
             ``render_mode="rgb_array"``.
-        checkpoint: path of a checkpoint folder, or a :class:`~.spec.RewardSpec`.
+        checkpoint: a checkpoint folder, a Hub repo id, or a :class:`~.spec.RewardSpec`; not given: the reward
+            model bundled with the package (trained on the 45 ML45 training tasks, 64-px corner frames).
         camera, image_size: override the checkpoint's camera and frame size (warns).
         **options: the reward options of :class:`~.spec.RewardSpec`: ``goal``,
             ``goal_image``, ``demonstration`` and ``demo_reward`` (a task given by
@@ -64,7 +65,7 @@ class VLMRewardWrapper(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.util
     def __init__(
         self,
         env: gym.Env[ObsType, ActType],
-        checkpoint: str | os.PathLike | RewardSpec,
+        checkpoint: str | os.PathLike | RewardSpec | None = None,
         *,
         camera: str | None = None,
         image_size: int | None = None,

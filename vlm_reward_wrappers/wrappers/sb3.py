@@ -43,7 +43,7 @@ class VLMRewardVecEnv(VecEnvWrapper):
     ``vlm_score``, and ``is_success`` when the env reports ``success``.
     """
 
-    def __init__(self, venv: VecEnv, checkpoint: str | os.PathLike | RewardSpec, **options: Any) -> None:
+    def __init__(self, venv: VecEnv, checkpoint: str | os.PathLike | RewardSpec | None = None, **options: Any) -> None:
         if not venv.has_attr("frame_settings"):  # SubprocVecEnv workers die on a missing get_attr
             raise not_wrapped_error(type(self).__name__)
         settings = venv.get_attr("frame_settings")

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from vlm_reward_wrappers.configs import check_choices
-from vlm_reward_wrappers.models import Demonstration, DemoReward
+from vlm_reward_wrappers.models import BUNDLED_CHECKPOINT, Demonstration, DemoReward
 
 RewardMode = Literal["raw", "normalized", "progress", "shaped"]
 """``raw``: the model score; ``normalized``: ``(score - mean) / std`` with the checkpoint's reward statistics;
@@ -39,8 +39,9 @@ class RewardSpec:
     """The learned reward a wrapper gives.
 
     Args:
-        checkpoint: path of a checkpoint folder (``RewardModel.save_pretrained``);
-            the model is loaded once per process and device and shared by all wrappers.
+        checkpoint: path of a checkpoint folder (``RewardModel.save_pretrained``) or a Hub repo id
+            (``user/name[@revision]``); the model is loaded once per process and device and shared by all
+            wrappers. Not given: the package's bundled model (:data:`~vlm_reward_wrappers.models.BUNDLED_CHECKPOINT`).
         goal: the goal sentence; default: the Meta-World task's native goal as the checkpoint stores it
             (the goal image for objectives that train one, like TCN, else the goal sentence).
         goal_image: the goal as frames (an image goal): an image file, one uint8 frame ``(H, W, 3)`` or
@@ -94,8 +95,9 @@ class RewardSpec:
             object.__setattr__(self, "goal_image", goal_frames(self.goal_image))
 
     @classmethod
-    def of(cls, checkpoint: str | os.PathLike | RewardSpec, **options: Any) -> RewardSpec:
-        """A spec from a checkpoint path and keyword options, or a given spec with options replaced."""
+    def of(cls, checkpoint: str | os.PathLike | RewardSpec | None = None, **options: Any) -> RewardSpec:
+        """A spec from a checkpoint path (None: the bundled model) and keyword options, or a given spec with
+        options replaced."""
         names = [field.name for field in dataclasses.fields(cls) if field.name != "checkpoint"]
         for option in options:
             if option not in names:
@@ -104,7 +106,7 @@ class RewardSpec:
                 raise TypeError(f"unknown reward option {option!r}{hint}; the options are {', '.join(names)}")
         if isinstance(checkpoint, RewardSpec):
             return dataclasses.replace(checkpoint, **options)
-        return cls(checkpoint=os.fspath(checkpoint), **options)
+        return cls(checkpoint=os.fspath(BUNDLED_CHECKPOINT if checkpoint is None else checkpoint), **options)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, RewardSpec):

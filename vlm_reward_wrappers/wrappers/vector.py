@@ -76,7 +76,9 @@ class VectorVLMReward(VectorWrapper):
         >>> envs = VectorVLMReward(gym.vector.SyncVectorEnv(env_fns), ckpt)  # doctest: +SKIP
     """
 
-    def __init__(self, env: VectorEnv, checkpoint: str | os.PathLike | RewardSpec, **options: Any) -> None:
+    def __init__(
+        self, env: VectorEnv, checkpoint: str | os.PathLike | RewardSpec | None = None, **options: Any
+    ) -> None:
         super().__init__(env)
         get_attr = getattr(env.unwrapped, "get_attr", None)  # Sync- and AsyncVectorEnv reach their sub-envs
         if get_attr is None:
