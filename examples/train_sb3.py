@@ -9,8 +9,8 @@ Logs (stdout and ``OUT/progress.csv``):
 ``episode/success_rate`` (success at any step), means over the last 20
 episodes; ``OUT/monitor.csv`` has every episode. The agent is saved to ``OUT/agent.zip``.
 
-    python examples/train_sb3.py --checkpoint runs/quick/checkpoints/triplet-seed0 --task reach-v3 --algo sac \
-        --total-timesteps 20000
+    python examples/train_sb3.py --task reach-v3 --algo sac --total-timesteps 20000    # the bundled reward model
+    python examples/train_sb3.py --checkpoint runs/quick/checkpoints/triplet-seed0
     python examples/train_sb3.py --algo ppo --num-envs 8 --reward-mode shaped
     python examples/train_sb3.py --checkpoint someone/triplet-metaworld    # a Hub repo id
 """
@@ -43,7 +43,8 @@ class Args:
     """Train an SB3 agent on a learned reward.
 
     Args:
-        checkpoint: reward-model checkpoint folder, or a Hub repo id (user/name, user/name@revision).
+        checkpoint: reward-model checkpoint folder, or a Hub repo id (user/name, user/name@revision); none: the
+            reward model bundled with the package.
         task: Meta-World task (its goal sentence is the reward's goal).
         algo: SB3 algorithm.
         total_timesteps: env steps, all envs together.
@@ -61,7 +62,7 @@ class Args:
         out: folder for logs and the agent.
     """
 
-    checkpoint: str = "runs/quick/checkpoints/triplet-seed0"
+    checkpoint: str | None = None
     task: str = "reach-v3"
     algo: Literal["sac", "ppo"] = "sac"
     total_timesteps: int = 20_000
@@ -147,7 +148,7 @@ def make_agent(args: Args, venv: VecEnv) -> BaseAlgorithm:
 def main(args: Args) -> Path:
     """Train, log to ``args.out`` and return the path of the saved agent."""
     try:  # loaded once here (the envs of this process reuse it): a bad checkpoint stops before any env is made
-        load_reward_model(args.checkpoint, args.device)
+        load_reward_model(reward_spec(args).checkpoint, args.device)
     except CheckpointError as error:  # "no checkpoint at PATH: ...", or a Hub repo that cannot be had (offline)
         sys.exit(str(error))
     out = Path(args.out)

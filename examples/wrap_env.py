@@ -1,7 +1,7 @@
 """A learned reward on a Meta-World env, in five lines (the README's example).
 
-python examples/wrap_env.py                                   # runs/quick/checkpoints/triplet-seed0
-python examples/wrap_env.py path/to/checkpoint door-open-v3
+python examples/wrap_env.py                                   # the bundled reward model
+python examples/wrap_env.py runs/quick/checkpoints/triplet-seed0 door-open-v3
 python examples/wrap_env.py someone/triplet-metaworld         # a Hub repo id (user/name[@revision]), downloaded
 """
 
@@ -12,12 +12,10 @@ import sys
 from vlm_reward_wrappers import VLMRewardWrapper, make_metaworld_env
 from vlm_reward_wrappers.models import CheckpointError
 
-DEFAULT_CHECKPOINT = "runs/quick/checkpoints/triplet-seed0"
 
-
-def main(checkpoint: str = DEFAULT_CHECKPOINT, task: str = "door-open-v3") -> float:
+def main(checkpoint: str | None = None, task: str = "door-open-v3") -> float:
     try:
-        env = VLMRewardWrapper(make_metaworld_env(task), checkpoint)  # a checkpoint folder or a Hub repo id
+        env = VLMRewardWrapper(make_metaworld_env(task), checkpoint)  # a folder, a Hub repo id, None: the bundled one
     except CheckpointError as error:  # "no checkpoint at PATH: ...", or a repo that cannot be had (offline, unknown)
         sys.exit(str(error))
 
