@@ -59,7 +59,7 @@ def model_card(config: RewardModelConfig, name: str, repo_id: str | None = None,
         "from vlm_reward_wrappers import VLMRewardWrapper, make_metaworld_env",
         "",
         f'env = VLMRewardWrapper(make_metaworld_env("{tasks[0] if tasks else "reach-v3"}"), '
-        f'"{repo_id or "<this repo id>"}")',
+        f'"{repo_id or "<this folder, or its Hub repo id>"}")',
         "```",
         "",
         "## Training",
