@@ -352,3 +352,15 @@ def test_reward_model_push_to_hub_passes_revision_private_and_token(tiny_checkpo
     assert "private" not in hub_calls["create_repo"]  # not given: the Hub's default, an existing repo unchanged
     with pytest.raises(ValueError, match="names revision 'v1', but revision='v2'"):
         model.push_to_hub("someone/x@v1", revision="v2")
+
+
+def test_the_push_command_publishes_the_release(tiny_checkpoint, hub_calls, capsys):
+    """``vlm-rewards push CHECKPOINT REPO_ID`` is ``push_to_hub`` on the command line: the same release, the options
+    passed on, the commit's URL printed."""
+    from vlm_reward_wrappers.cli import main
+
+    assert main(["push", str(tiny_checkpoint), "someone/cli-push", "--revision", "v2", "--private"]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"https://huggingface.co/someone/cli-push/commit/{'ab' * 20}")
+    assert hub_calls["create_repo"]["private"] is True and hub_calls["upload_folder"]["revision"] == "v2"
+    uploaded = sorted(p.name for p in hub_calls["uploaded"].iterdir())
+    assert uploaded == sorted([BACKBONE_NAME, CARD_NAME, CONFIG_NAME, WEIGHTS_NAME])

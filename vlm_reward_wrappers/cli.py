@@ -8,6 +8,7 @@
     vlm-rewards evaluate --checkpoint runs/triplet --data data/eval --demo-data data/demos --out runs/eval/demos
     vlm-rewards adapt --checkpoint runs/triplet --data data/demos --demonstrations 1 --out runs/adapted
     vlm-rewards pack runs/triplet --out releases/triplet   a folder to publish (files and model card, no pickle)
+    vlm-rewards push runs/triplet your-name/triplet     publish that release on the Hugging Face Hub
     vlm-rewards benchmark                               the whole study, offline (preset quick: ~20 min on 2 CPUs)
     vlm-rewards bundle                                  retrain the reward model that ships with the package
     vlm-rewards rl                                      SAC agents on learned, sparse and ground-truth rewards
@@ -321,6 +322,26 @@ def _run_pack(args: argparse.Namespace) -> None:
     print(f"{folder}: complete checkpoint, {size / 1e6:.1f} MB")
 
 
+def _push_arguments(parser: argparse.ArgumentParser) -> Handler:
+    parser.add_argument("checkpoint", help="checkpoint folder (its trainer state is never uploaded)")
+    parser.add_argument("repo_id", help="Hugging Face Hub repo: user/name, or user/name@branch")
+    parser.add_argument("--revision", default=None, help="branch to commit to (default: main)")
+    parser.add_argument(
+        "--private", action=argparse.BooleanOptionalAction, default=None, help="visibility of a repo it creates"
+    )
+    parser.add_argument("--commit-message", default=None, help="the commit's message")
+    return _run_push
+
+
+def _run_push(args: argparse.Namespace) -> None:
+    from vlm_reward_wrappers.models import push_to_hub
+
+    url = push_to_hub(
+        args.checkpoint, args.repo_id, revision=args.revision, private=args.private, commit_message=args.commit_message
+    )
+    print(f"{args.checkpoint} published: {url}")
+
+
 def _benchmark_arguments(parser: argparse.ArgumentParser) -> Handler:
     from vlm_reward_wrappers.study import PRESETS, Preset
 
@@ -410,6 +431,10 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], Handler]]] = 
     "pack": (
         "make a checkpoint folder complete (backbone weights, model card), or a release to publish",
         _pack_arguments,
+    ),
+    "push": (
+        "publish a checkpoint's release (files and model card, no pickle) on the Hugging Face Hub",
+        _push_arguments,
     ),
     "benchmark": ("collect, pretrain, train every objective, evaluate: the study in one command", _benchmark_arguments),
     "bundle": (
