@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "locking": 0,
     "tasks": 0,
     "extras": 0,
+    "execution": 1,
     "config_cli": 1,
     "rendering": 1,
     "envs": 2,

@@ -30,6 +30,7 @@ Only the modules of the command that runs are imported, so ``vlm-rewards
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import sys
 from collections.abc import Callable, Collection, Sequence
@@ -403,18 +404,51 @@ def _rl_arguments(parser: argparse.ArgumentParser) -> Handler:
         help="resume (default): a run folder that holds a run of other settings (checkpoint weights, budget, "
         "agent settings) is refused; overwrite: such runs are deleted and run again",
     )
+    _add_execution_arguments(parser)
+    parser.add_argument(
+        "--speeds",
+        default=None,
+        help='with --dry-run: a JSON file of SAC steps/s on one core, {"metaworld": ..., "learned": ...} '
+        "(default: measured on a 2-core x86_64 CPU; benchmarks/rl_speed.py measures them)",
+    )
     overrides = parser.add_argument_group("overrides of the preset's settings (default: the preset's)")
     add_config_arguments(overrides, RLConfig, overrides=True)
     _hidden_alias(parser, parser._option_string_actions["--eval-freq"], "--eval-every")
     return _run_rl
 
 
+def _add_execution_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ray", action="store_true", help="run each run as a Ray task: starts a local Ray instance, or joins one"
+    )
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        help="join the Ray cluster at this address (implies --ray); --out must be a folder every node sees",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="list the runs still to do and their cost in core-hours; run nothing"
+    )
+
+
 def _run_rl(args: argparse.Namespace) -> None:
+    from vlm_reward_wrappers.execution import Backend, RunsFailedError
     from vlm_reward_wrappers.rl import RL_PRESETS, RLConfig, run_sweep, write_rl_report
+    from vlm_reward_wrappers.rl.estimate import describe_estimate, estimate_sweep, read_speeds
 
     config = config_from_args(RLConfig, args, base=RL_PRESETS[args.preset])
     out = args.out or f"runs/rl-{args.preset}"
-    run_sweep(config, out, overwrite=args.mode == "overwrite")
+    if args.dry_run:
+        speeds = read_speeds(args.speeds)
+        print(describe_estimate(estimate_sweep(config, out, speeds), config, speeds))
+        return
+    backend = Backend(ray=args.ray or args.ray_address is not None, address=args.ray_address)
+    try:
+        run_sweep(config, out, overwrite=args.mode == "overwrite", backend=backend)
+    except RunsFailedError:
+        with contextlib.suppress(FileNotFoundError):  # no run has an evaluation to report yet
+            print(write_rl_report(out))
+        raise
     print(write_rl_report(out))
 
 
@@ -465,12 +499,14 @@ def build_parser(flags_of: Collection[str] | None = None) -> argparse.ArgumentPa
 
 def _runtime_errors() -> tuple[type[BaseException], ...]:
     """The errors of a run that fails with a message that says what to do (exit code 1, no traceback)."""
+    from vlm_reward_wrappers.execution import RunsFailedError
     from vlm_reward_wrappers.io_utils import CorruptFileError
     from vlm_reward_wrappers.models import BackboneLoadError, CheckpointError
     from vlm_reward_wrappers.rendering import RenderingUnavailableError
     from vlm_reward_wrappers.training.trainer import NonFiniteLossError
 
     return (
+        RunsFailedError,
         ValueError,
         FileNotFoundError,
         CorruptFileError,

@@ -143,6 +143,8 @@ RL_PRESETS: dict[str, RLConfig] = {
 
 SWEEP_FILE = "sweep.json"
 """What a sweep's folder records of it: its config and its reward sources' names, in order (for the report)."""
+FAILURES_FILE = "failures.json"
+"""The runs of the last sweep into a folder that failed: their folders and errors (absent when none failed)."""
 
 RL_PRESETS_HELP = "; ".join(
     [

@@ -23,7 +23,7 @@ import numpy as np
 from vlm_reward_wrappers.evaluation.plots import new_figure
 from vlm_reward_wrappers.evaluation.report import PROBE_LEGEND, probe_table
 from vlm_reward_wrappers.io_utils import read_json, write_json_atomic, write_text_atomic
-from vlm_reward_wrappers.rl.config import SWEEP_FILE
+from vlm_reward_wrappers.rl.config import FAILURES_FILE, SWEEP_FILE
 from vlm_reward_wrappers.rl.gate import GATE_FILE, PROBE_EPISODES
 from vlm_reward_wrappers.rl.run import is_done, read_curve, read_run
 from vlm_reward_wrappers.rl.sources import SPARSE
@@ -275,6 +275,10 @@ def write_rl_report(out: str | os.PathLike) -> str:
     gate_path = out / GATE_FILE
     if gate_path.is_file():
         lines += ["", *_gate_section(read_json(gate_path))]
+    if (out / FAILURES_FILE).is_file():
+        failed = read_json(out / FAILURES_FILE)
+        lines += ["", "## Failed runs", "", "The last sweep's runs that failed (the same command resumes them):", ""]
+        lines += [f"- {label} (`{entry['folder']}`): {entry['error']}" for label, entry in failed.items()]
     if warnings_given:
         lines += ["", "## Warnings", "", *[f"- {warning}" for warning in warnings_given]]
     write_text_atomic(out / "report.md", "\n".join(lines) + "\n")

@@ -1,4 +1,5 @@
-"""An RL sweep: every task x reward source x seed of an :class:`~.config.RLConfig`, one process per run.
+"""An RL sweep: every task x reward source x seed of an :class:`~.config.RLConfig`, one process per run, on this
+machine or on Ray (:mod:`vlm_reward_wrappers.execution`).
 
 Runs live in ``OUT/<task>/<source>/seed<k>/`` (see :mod:`.run`); finished
 runs are skipped and interrupted ones resume, so the same command finishes
@@ -16,24 +17,21 @@ Example:
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
-import multiprocessing
 import os
-import signal
-import sys
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from vlm_reward_wrappers.configs import to_dict
+from vlm_reward_wrappers.execution import Backend, Job, RunsFailedError, run_all
 from vlm_reward_wrappers.io_utils import write_json_atomic
 from vlm_reward_wrappers.locking import writing
 from vlm_reward_wrappers.models import CheckpointError, is_checkpoint
 from vlm_reward_wrappers.models.checkpoint import looks_like_repo_id, resolve_checkpoint
 from vlm_reward_wrappers.models.reward_model import GoalUnavailableError
-from vlm_reward_wrappers.rl.config import SWEEP_FILE, RLConfig
+from vlm_reward_wrappers.rl.config import FAILURES_FILE, SWEEP_FILE, RLConfig
+from vlm_reward_wrappers.rl.estimate import source_name
 from vlm_reward_wrappers.rl.gate import gate_sources
 from vlm_reward_wrappers.rl.run import RunSpec, is_done, run_one
 from vlm_reward_wrappers.rl.sources import GROUND_TRUTH, SPARSE, SPARSE_SUFFIX, RewardSource, parse_source
@@ -58,7 +56,7 @@ def resolve_source(text: str, seed: int, config: RLConfig) -> RewardSource:
         return parse_source(text, success_bonus=config.success_bonus)
     row, suffix = (text[: -len(SPARSE_SUFFIX)], SPARSE_SUFFIX) if text.endswith(SPARSE_SUFFIX) else (text, "")
     if is_checkpoint(row):
-        return parse_source(text, name=Path(row).name + suffix, success_bonus=config.success_bonus)
+        return parse_source(text, name=source_name(text), success_bonus=config.success_bonus)
     folder = Path(config.benchmark) / "checkpoints"
     trained = sorted(
         (path for path in folder.glob(f"{row}-seed*") if path.name[len(row) + 5 :].isdigit() and is_checkpoint(path)),
@@ -74,8 +72,7 @@ def resolve_source(text: str, seed: int, config: RLConfig) -> RewardSource:
             ) from error
         if not is_checkpoint(snapshot):
             raise FileNotFoundError(f"reward source {text!r}: {snapshot} is not a reward-model checkpoint folder")
-        name = row.rpartition("/")[2]  # `user/name@v1` -> `name@v1`, as a folder is named by its last part
-        return parse_source(f"{snapshot}{suffix}", name=name + suffix, success_bonus=config.success_bonus)
+        return parse_source(f"{snapshot}{suffix}", name=source_name(text), success_bonus=config.success_bonus)
     if not trained:
         raise FileNotFoundError(
             f"reward source {text!r} is neither a checkpoint folder nor a row of the benchmark in {config.benchmark} "
@@ -83,7 +80,7 @@ def resolve_source(text: str, seed: int, config: RLConfig) -> RewardSource:
             "checkpoint folder or a Hub repo id (user/name)."
         )
     checkpoint = trained[seed % len(trained)]
-    return parse_source(f"{checkpoint}{suffix}", name=text, success_bonus=config.success_bonus)
+    return parse_source(f"{checkpoint}{suffix}", name=source_name(text), success_bonus=config.success_bonus)
 
 
 def benchmark_rows(config: RLConfig) -> list[str]:
@@ -148,17 +145,6 @@ def check_runs(runs: list[RunSpec]) -> None:
             ) from error
 
 
-def _die_with_parent() -> None:
-    """Pool worker start-up (Linux): the OS kills this worker when the sweep's process dies, however it dies, so
-    no orphan goes on writing a run that the next sweep resumes (elsewhere a worker ends at its next task)."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-_PR_SET_PDEATHSIG = 1
-
-
 def _run_in_worker(spec: RunSpec, config: RLConfig, folder: str, overwrite: bool) -> str:
     import torch
 
@@ -170,20 +156,28 @@ def _run_in_worker(spec: RunSpec, config: RLConfig, folder: str, overwrite: bool
 
 
 def run_sweep(
-    config: RLConfig, out: str | os.PathLike, *, log: Callable[[str], None] = print, overwrite: bool = False
+    config: RLConfig,
+    out: str | os.PathLike,
+    *,
+    log: Callable[[str], None] = print,
+    overwrite: bool = False,
+    backend: Backend | None = None,
 ) -> list[RunSpec]:
     """Run (or resume) every run of ``config`` into ``out``; return the runs.
 
-    ``config.jobs`` runs go side by side, each in its own (spawned) process with one torch thread, which dies
-    with the sweep. A run folder that holds the run with other settings is refused, naming them (``overwrite``
-    replaces it). A second sweep into ``out`` waits for this one, then finds its runs done.
+    Locally, ``config.jobs`` runs go side by side, each in its own (spawned) process with one torch thread, which
+    dies with the sweep; on Ray (``backend``), each run is a task of one CPU (and one GPU for ``cuda``), on this
+    machine or a cluster whose nodes all see ``out``. The results do not depend on where a run ran. A run that
+    fails does not stop the others: after the sweep, :class:`RunsFailedError` names them (``failures.json``
+    too). A run folder that holds the run with other settings is refused, naming them (``overwrite`` replaces
+    it). A second sweep into ``out`` waits for this one, then finds its runs done; a run locks its own folder too.
     """
     with writing(out):
-        return _sweep_locked(config, out, log, overwrite)
+        return _sweep_locked(config, out, log, overwrite, backend or Backend())
 
 
 def _sweep_locked(
-    config: RLConfig, out: str | os.PathLike, log: Callable[[str], None], overwrite: bool
+    config: RLConfig, out: str | os.PathLike, log: Callable[[str], None], overwrite: bool, backend: Backend
 ) -> list[RunSpec]:
     """:func:`run_sweep`, by the process that holds the lock of ``out``."""
     ensure_benchmark_rows(config, log=log)
@@ -193,13 +187,32 @@ def _sweep_locked(
     sources = [resolve_source(text, config.seeds_of(text)[0], config).name for text in config.sources]
     write_json_atomic(Path(out) / SWEEP_FILE, {"config": to_dict(config), "sources": sources})
     todo = [spec for spec in runs if overwrite or not is_done(run_folder(out, spec))]
-    log(f"{len(runs)} runs, {len(runs) - len(todo)} done, {len(todo)} to run into {out}")
+    log(f"{len(runs)} runs, {len(runs) - len(todo)} done, {len(todo)} to run into {out} on {backend.describe()}")
     jobs = max(1, min(config.jobs or os.cpu_count() or 1, len(todo) or 1))
-    if config.reward_worker == "auto":  # a worker per run only where it has a core of its own
-        config = dataclasses.replace(config, reward_worker="on" if 2 * jobs <= (os.cpu_count() or 1) else "off")
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_die_with_parent) as pool:
-        futures = [pool.submit(_run_in_worker, spec, config, str(run_folder(out, spec)), overwrite) for spec in todo]
-        for future in as_completed(futures):
-            log(f"finished {future.result()}")
+    if config.reward_worker == "auto":  # a worker per run only where it has a core of its own (a Ray task has one)
+        spare_core = not backend.ray and 2 * jobs <= (os.cpu_count() or 1)
+        config = dataclasses.replace(config, reward_worker="on" if spare_core else "off")
+    gpus = 1.0 if config.device.startswith("cuda") else 0.0
+    outcomes = run_all(
+        [  # absolute folders: a Ray worker need not start where the sweep did
+            Job(spec.label, _run_in_worker, (spec, config, str(run_folder(out, spec).resolve()), overwrite), gpus)
+            for spec in todo
+        ],
+        jobs=jobs,
+        backend=backend,
+        log=log,
+    )
+    failed = {
+        outcome.label: {"folder": str(run_folder(out, spec)), "error": outcome.error}
+        for spec, outcome in zip(todo, outcomes, strict=True)
+        if outcome.error is not None
+    }
+    failures = Path(out) / FAILURES_FILE
+    if failed:
+        write_json_atomic(failures, failed)
+        raise RunsFailedError(
+            f"{len(failed)} of {len(todo)} runs failed (the others finished; run the same command again to resume "
+            "them): " + "; ".join(f"{entry['folder']}: {entry['error']}" for entry in failed.values())
+        )
+    failures.unlink(missing_ok=True)
     return runs

@@ -1,0 +1,123 @@
+"""Where runs execute: the local pool and Ray give the same runs; a killed Ray worker is retried; a failed run does
+not stop the others; a dry run says what a sweep has left and what it costs.
+
+The Ray tests start a real local Ray instance (2 CPUs) and skip where Ray is not installed (it is the ``ray``
+extra; CI installs it with ``.[dev]``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vlm_reward_wrappers.cli import main as cli_main
+from vlm_reward_wrappers.execution import Backend, Job, RunsFailedError, run_all
+from vlm_reward_wrappers.locking import holder
+from vlm_reward_wrappers.rl import RL_PRESETS, read_curve, run_sweep
+from vlm_reward_wrappers.rl.config import FAILURES_FILE
+from vlm_reward_wrappers.rl.estimate import MEASURED_SPEEDS, estimate_sweep
+from vlm_reward_wrappers.rl.run import RunSpec, run_one
+from vlm_reward_wrappers.rl.sources import parse_source
+from vlm_reward_wrappers.rl.sweep import _run_in_worker
+
+TINY = dataclasses.replace(RL_PRESETS["tiny"], total_steps=120, eval_freq=60, reward_worker="off")
+"""Two runs (sparse and gt on drawer-close), two evaluations each."""
+
+
+def _curves(out: Path) -> dict[str, list[dict[str, float]]]:
+    curves = {}
+    for folder in sorted(path.parent for path in out.glob("*/*/seed*/curve.csv")):
+        curves[str(folder.relative_to(out))] = [
+            {key: value for key, value in row.items() if key != "wall_s"} for row in read_curve(folder)
+        ]
+    return curves
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_a_sweep_on_ray_gives_the_runs_of_the_local_pool(tmp_path: Path, local_ray: None) -> None:
+    lines: list[str] = []
+    run_sweep(TINY, tmp_path / "local", log=lines.append)
+    run_sweep(TINY, tmp_path / "ray", log=lines.append, backend=Backend(ray=True))
+    local, on_ray = _curves(tmp_path / "local"), _curves(tmp_path / "ray")
+    assert set(local) == {"drawer-close-v3/gt/seed0", "drawer-close-v3/sparse/seed0"}
+    assert on_ray == local  # bit-identical evaluations, wherever the runs ran
+    assert any("on a local Ray instance" in line for line in lines)
+    assert any(line.startswith("[2/2 done, 0 running, 0 failed]") for line in lines)
+
+
+def _long_run(folder: Path) -> Job:
+    """A run long enough to be killed mid-way (ten evaluations), as the sweep makes its jobs."""
+    spec, config = RunSpec("drawer-close-v3", parse_source("sparse"), 0), dataclasses.replace(TINY, total_steps=600)
+    return Job("long run", _run_in_worker, (spec, config, str(folder), False))
+
+
+def test_a_killed_ray_worker_is_retried_and_its_run_resumes_to_the_same_curve(tmp_path: Path, local_ray: None) -> None:
+    import threading
+
+    folder = tmp_path / "ray" / "run"
+    killed: list[int] = []
+
+    def kill_the_worker_after_its_first_save() -> None:
+        deadline = time.monotonic() + 300
+        while not (folder / "curve.csv").is_file() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pid = holder(folder)["pid"]  # the process that writes the run: the Ray worker
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+
+    killer = threading.Thread(target=kill_the_worker_after_its_first_save)
+    killer.start()
+    outcomes = run_all([_long_run(folder)], jobs=1, backend=Backend(ray=True))
+    killer.join()
+    assert killed and killed[0] != os.getpid()
+    assert outcomes[0].error is None  # retried, and resumed from its last save
+    assert run_all([_long_run(tmp_path / "local" / "run")], jobs=1)[0].error is None
+    assert _curves(tmp_path / "ray") == _curves(tmp_path / "local")
+    assert len(read_curve(folder)) == 10
+
+
+def test_a_failed_run_does_not_stop_the_sweep_and_is_named(tmp_path: Path) -> None:
+    out = tmp_path / "rl"
+    run_sweep(dataclasses.replace(TINY, sources=("gt",)), out, log=lambda _: None)
+    # sparse's folder now holds a run of other settings: that run fails, gt's is found done, nothing else stops
+    sparse = out / "drawer-close-v3" / "sparse" / "seed0"
+    (sparse / "run.json").parent.mkdir(parents=True)
+    (sparse / "run.json").write_text(json.dumps({"task": "drawer-close-v3", "source": "sparse", "seed": 7}))
+    other = dataclasses.replace(TINY, tasks=("drawer-close-v3", "reach-v3"))
+    with pytest.raises(RunsFailedError, match=r"1 of 3 runs failed.*drawer-close-v3/sparse/seed0: "):
+        run_sweep(other, out, log=lambda _: None)
+    assert sorted(_curves(out)) == ["drawer-close-v3/gt/seed0", "reach-v3/gt/seed0", "reach-v3/sparse/seed0"]
+    failures = json.loads((out / FAILURES_FILE).read_text())
+    assert list(failures) == ["drawer-close-v3 sparse seed0"]
+    assert failures["drawer-close-v3 sparse seed0"]["folder"] == str(sparse)
+
+
+def test_the_dry_run_counts_what_is_left(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "rl"
+    config = dataclasses.replace(TINY, total_steps=600)
+    spec = RunSpec("drawer-close-v3", parse_source("gt"), 0)
+    run_one(spec, config, out / "drawer-close-v3" / "gt" / "seed0", log=lambda _: None, stop_after=2)
+    plan = {run.source: run for run in estimate_sweep(config, out)}
+    evaluation = config.eval_episodes * config.max_episode_steps
+    assert plan["sparse"].steps_left == 600 + 10 * evaluation
+    assert plan["gt"].steps_left == 480 + 8 * evaluation  # resumed at step 120: what is left
+    assert plan["gt"].core_hours == pytest.approx(plan["gt"].steps_left / MEASURED_SPEEDS["metaworld"] / 3600)
+    assert cli_main(["rl", "--preset", "full", "--out", str(tmp_path / "full"), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "| triplet | 30 | " in printed and printed.count("\n| ") == 9  # 9 sources of 10 tasks x 3 seeds
+    assert "270 runs left:" in printed
+    assert not (tmp_path / "full").exists()  # a dry run writes nothing
