@@ -157,10 +157,13 @@ def _run_on_ray(jobs_to_run: Sequence[Job], backend: Backend, log: Callable[[str
     parallel = max(1, int(ray.cluster_resources().get("CPU", 1)))
     log(f"Ray: {parallel} CPUs, {int(ray.cluster_resources().get('GPU', 0))} GPUs in the cluster")
     progress = _Progress(len(jobs_to_run), parallel, log)
+    remotes: dict[tuple[Callable[..., Any], float], Any] = {}  # one Ray function per function and GPU share
     pending: dict[Any, int] = {}
     for index, job in enumerate(jobs_to_run):
-        remote = ray.remote(num_cpus=1, num_gpus=job.gpus, max_retries=RETRIES)(job.function)
-        pending[remote.remote(*job.arguments)] = index
+        key = (job.function, job.gpus)
+        if key not in remotes:
+            remotes[key] = ray.remote(num_cpus=1, num_gpus=job.gpus, max_retries=RETRIES)(job.function)
+        pending[remotes[key].remote(*job.arguments)] = index
     finished: dict[int, str | None] = {}
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
