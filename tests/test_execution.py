@@ -1,5 +1,5 @@
-"""Where runs execute: the local pool and Ray give the same runs; a killed Ray worker is retried; a failed run does
-not stop the others; a dry run says what a sweep has left and what it costs.
+"""Where runs execute: the local pool and Ray give the same runs (RL sweeps and the benchmark); a killed Ray worker
+is retried; a failed run does not stop the others; a dry run says what is left and what it costs.
 
 The Ray tests start a real local Ray instance (2 CPUs) and skip where Ray is not installed (it is the ``ray``
 extra; CI installs it with ``.[dev]``).
@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -20,12 +21,15 @@ import pytest
 from vlm_reward_wrappers.cli import main as cli_main
 from vlm_reward_wrappers.execution import Backend, Job, RunsFailedError, run_all
 from vlm_reward_wrappers.locking import holder
+from vlm_reward_wrappers.models.backbone import file_sha256
 from vlm_reward_wrappers.rl import RL_PRESETS, read_curve, run_sweep
 from vlm_reward_wrappers.rl.config import FAILURES_FILE
 from vlm_reward_wrappers.rl.estimate import MEASURED_SPEEDS, estimate_sweep
 from vlm_reward_wrappers.rl.run import RunSpec, run_one
 from vlm_reward_wrappers.rl.sources import parse_source
 from vlm_reward_wrappers.rl.sweep import _run_in_worker
+from vlm_reward_wrappers.study import PRESETS, run_benchmark
+from vlm_reward_wrappers.study.estimate import benchmark_work
 
 TINY = dataclasses.replace(RL_PRESETS["tiny"], total_steps=120, eval_freq=60, reward_worker="off")
 """Two runs (sparse and gt on drawer-close), two evaluations each."""
@@ -121,3 +125,30 @@ def test_the_dry_run_counts_what_is_left(tmp_path: Path, capsys: pytest.CaptureF
     assert "| triplet | 30 | " in printed and printed.count("\n| ") == 9  # 9 sources of 10 tasks x 3 seeds
     assert "270 runs left:" in printed
     assert not (tmp_path / "full").exists()  # a dry run writes nothing
+
+
+def test_a_benchmark_on_ray_computes_what_it_computes_here_and_the_dry_run_counts_its_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local_ray: None
+) -> None:
+    """The tiny benchmark (backbones, the learning-rate sweep, training, adaptation and evaluation as Ray tasks)
+    writes the checkpoints and the statistics of the same benchmark run here, on its own cache; the dry run finds
+    no work left after it, and counts the whole preset in a fresh folder."""
+    preset = dataclasses.replace(PRESETS["tiny"], objectives=("zero-shot", "triplet"))
+    quiet = {"log": lambda _: None, "progress": False}
+    monkeypatch.setenv("VLM_REWARDS_CACHE", str(tmp_path / "cache-here"))
+    here = run_benchmark(preset, tmp_path / "here", **quiet)
+    assert benchmark_work(preset, tmp_path / "here") == {"collection": 0, "backbone": 0, "training": 0, "evaluation": 0}
+    fresh = benchmark_work(preset, tmp_path / "fresh")
+    assert fresh["training"] == (2 + 2) * preset.train_steps * preset.batch_size  # 2 rates + 2 seeds of triplet
+    assert not (tmp_path / "fresh").exists()
+
+    shutil.copytree(tmp_path / "here" / "data", tmp_path / "ray" / "data")  # the same episodes, not collected again
+    monkeypatch.setenv("VLM_REWARDS_CACHE", str(tmp_path / "cache-ray"))  # backbones pretrained again, on Ray
+    on_ray = run_benchmark(preset, tmp_path / "ray", backend=Backend(ray=True), **quiet)
+    assert on_ray["statistics"] == here["statistics"]
+    checksums = {seed: spec["sha256"] for seed, spec in here["backbones"].items()}
+    assert {seed: spec["sha256"] for seed, spec in on_ray["backbones"].items()} == checksums  # the same weights
+    assert all(str(tmp_path / "cache-ray") in spec["pretrained"] for spec in on_ray["backbones"].values())
+    for folder in sorted((tmp_path / "here").glob("*/*-seed*/model.safetensors")):
+        twin = tmp_path / "ray" / folder.relative_to(tmp_path / "here")
+        assert file_sha256(twin) == file_sha256(folder), folder

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import errno
 import sys
 from collections.abc import Callable, Collection, Sequence
@@ -359,15 +360,23 @@ def _benchmark_arguments(parser: argparse.ArgumentParser) -> Handler:
     add_config_arguments(overrides, Preset, exclude=("name", "description", "backbone", "pretrain"), overrides=True)
     _add_backbone_arguments(parser, "the preset's")
     _add_device(parser)
+    _add_execution_arguments(parser)
     return _run_benchmark
 
 
 def _run_benchmark(args: argparse.Namespace) -> None:
+    from vlm_reward_wrappers.execution import Backend
     from vlm_reward_wrappers.study import PRESETS, Preset, run_benchmark
+    from vlm_reward_wrappers.study.estimate import describe_benchmark_estimate
 
     preset = config_from_args(Preset, args, base=PRESETS[args.preset])
     backbone, device = backbone_from_args(args.backbone, args.backbone_weights), _device(args)
-    run_benchmark(preset, args.out or f"runs/{preset.name}", backbone=backbone, device=device)
+    out = args.out or f"runs/{preset.name}"
+    if args.dry_run:
+        print(describe_benchmark_estimate(dataclasses.replace(preset, backbone=backbone or preset.backbone), out))
+        return
+    backend = Backend(ray=args.ray or args.ray_address is not None, address=args.ray_address)
+    run_benchmark(preset, out, backbone=backbone, device=device, backend=backend)
 
 
 def _bundle_arguments(parser: argparse.ArgumentParser) -> Handler:
@@ -419,7 +428,9 @@ def _rl_arguments(parser: argparse.ArgumentParser) -> Handler:
 
 def _add_execution_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--ray", action="store_true", help="run each run as a Ray task: starts a local Ray instance, or joins one"
+        "--ray",
+        action="store_true",
+        help="run each independent run as a Ray task: starts a local Ray instance, or joins one",
     )
     parser.add_argument(
         "--ray-address",

@@ -67,20 +67,23 @@ class Backend:
 
 @dataclass(frozen=True)
 class Job:
-    """One independent run: ``function(*arguments)`` in a process of its own, labelled for the progress lines."""
+    """One independent run: ``function(*arguments)`` in a process of its own, labelled for the progress lines; on
+    Ray it declares ``cpus`` CPUs and ``gpus`` GPUs (a local pool gives each job one process)."""
 
     label: str
     function: Callable[..., Any]
     arguments: tuple[Any, ...]
     gpus: float = 0.0
+    cpus: int = 1
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a job ended: ``error`` is None when it finished, else its message."""
+    """How a job ended: ``error`` is None when it finished, else its message; ``value`` is what it returned."""
 
     label: str
     error: str | None
+    value: Any = None
 
 
 class _Progress:
@@ -115,7 +118,7 @@ def run_all(
     if not jobs_to_run:
         return []
     finished = _run_on_ray(jobs_to_run, backend, log) if backend.ray else _run_in_pool(jobs_to_run, jobs, log)
-    return [Outcome(job.label, finished[index]) for index, job in enumerate(jobs_to_run)]
+    return [Outcome(job.label, *finished[index]) for index, job in enumerate(jobs_to_run)]
 
 
 def die_with_parent() -> None:
@@ -133,10 +136,14 @@ def _message(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _run_in_pool(jobs_to_run: Sequence[Job], jobs: int, log: Callable[[str], None]) -> dict[int, str | None]:
+Finished = dict[int, tuple[str | None, Any]]
+"""Each job's error (None: it finished) and returned value, by its index."""
+
+
+def _run_in_pool(jobs_to_run: Sequence[Job], jobs: int, log: Callable[[str], None]) -> Finished:
     parallel = max(1, min(jobs, len(jobs_to_run)))
     progress = _Progress(len(jobs_to_run), parallel, log)
-    finished: dict[int, str | None] = {}
+    finished: Finished = {}
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(parallel, mp_context=context, initializer=die_with_parent) as pool:
         futures: dict[Future[Any], int] = {
@@ -145,37 +152,36 @@ def _run_in_pool(jobs_to_run: Sequence[Job], jobs: int, log: Callable[[str], Non
         for future in as_completed(futures):
             index = futures[future]
             error = future.exception()
-            finished[index] = None if error is None else _message(error)
-            progress.finished(jobs_to_run[index].label, finished[index])
+            finished[index] = (None, future.result()) if error is None else (_message(error), None)
+            progress.finished(jobs_to_run[index].label, finished[index][0])
     return finished
 
 
-def _run_on_ray(jobs_to_run: Sequence[Job], backend: Backend, log: Callable[[str], None]) -> dict[int, str | None]:
+def _run_on_ray(jobs_to_run: Sequence[Job], backend: Backend, log: Callable[[str], None]) -> Finished:
     ray = require("ray", extra="ray", needed_by="--ray")
     if not ray.is_initialized():
         ray.init(address=backend.address, include_dashboard=False, configure_logging=False, log_to_driver=True)
     parallel = max(1, int(ray.cluster_resources().get("CPU", 1)))
     log(f"Ray: {parallel} CPUs, {int(ray.cluster_resources().get('GPU', 0))} GPUs in the cluster")
     progress = _Progress(len(jobs_to_run), parallel, log)
-    remotes: dict[tuple[Callable[..., Any], float], Any] = {}  # one Ray function per function and GPU share
+    remotes: dict[tuple[Callable[..., Any], int, float], Any] = {}  # one Ray function per function and resources
     pending: dict[Any, int] = {}
     for index, job in enumerate(jobs_to_run):
-        key = (job.function, job.gpus)
+        key = (job.function, job.cpus, job.gpus)
         if key not in remotes:
-            remotes[key] = ray.remote(num_cpus=1, num_gpus=job.gpus, max_retries=RETRIES)(job.function)
+            remotes[key] = ray.remote(num_cpus=job.cpus, num_gpus=job.gpus, max_retries=RETRIES)(job.function)
         pending[remotes[key].remote(*job.arguments)] = index
-    finished: dict[int, str | None] = {}
+    finished: Finished = {}
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         index = pending.pop(ready[0])
         try:
-            ray.get(ready[0])
-            finished[index] = None
+            finished[index] = (None, ray.get(ready[0]))
         except ray.exceptions.RayTaskError as error:  # the job raised: its own error, not Ray's wrapping
-            finished[index] = _message(error.cause) if error.cause is not None else str(error)
+            finished[index] = (_message(error.cause) if error.cause is not None else str(error), None)
         except ray.exceptions.RayError as error:  # its worker died RETRIES + 1 times, or the node is gone
-            finished[index] = _message(error)
-        progress.finished(jobs_to_run[index].label, finished[index])
+            finished[index] = (_message(error), None)
+        progress.finished(jobs_to_run[index].label, finished[index][0])
     return finished
 
 

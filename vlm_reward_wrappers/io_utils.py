@@ -22,10 +22,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+CACHE_VARIABLE = "VLM_REWARDS_CACHE"
+
 
 def cache_dir() -> Path:
     """The package cache: ``$VLM_REWARDS_CACHE``, default ``~/.cache/vlm_reward_wrappers``."""
-    return Path(os.environ.get("VLM_REWARDS_CACHE", Path.home() / ".cache" / "vlm_reward_wrappers"))
+    return Path(os.environ.get(CACHE_VARIABLE, Path.home() / ".cache" / "vlm_reward_wrappers"))
 
 
 class CorruptFileError(RuntimeError):

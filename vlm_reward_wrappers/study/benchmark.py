@@ -28,10 +28,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
 import numpy as np
+import torch
 
 from vlm_reward_wrappers.configs import resolve_device, to_dict
 from vlm_reward_wrappers.data import DemoDataset, collect
@@ -48,7 +50,8 @@ from vlm_reward_wrappers.evaluation.references import (
     pixel_vectors,
 )
 from vlm_reward_wrappers.evaluation.scoring import load_table, save_table
-from vlm_reward_wrappers.io_utils import read_json, write_json_atomic, write_text_atomic
+from vlm_reward_wrappers.execution import Backend, Job, RunsFailedError, run_all
+from vlm_reward_wrappers.io_utils import CACHE_VARIABLE, cache_dir, read_json, write_json_atomic, write_text_atomic
 from vlm_reward_wrappers.locking import writing
 from vlm_reward_wrappers.metrics import DEFAULT_DELTA, METRICS, FrameTable, MetricSettings
 from vlm_reward_wrappers.metrics.off_expert import PROBE_KEYS, gate, off_expert_probe
@@ -185,6 +188,7 @@ def run_benchmark(
     log: Callable[[str], None] = print,
     progress: bool = True,
     device: str | None = None,
+    backend: Backend | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) a benchmark and write its report; return the results table.
 
@@ -196,23 +200,70 @@ def run_benchmark(
         progress: show progress bars inside stages.
         device: where training and evaluation run (default: ``cuda`` when torch sees a GPU, else ``cpu``); the
             package's own backbone is pretrained on the CPU.
+        backend: where the independent runs of a stage go (backbones, trainings, adaptations, evaluations): one
+            after another in this process (the default), or as Ray tasks (``Backend(ray=True)``), each declaring
+            the CPUs of this process's torch threads and using as many, and this process's package cache, so that
+            they compute what this process would. ``out`` and the cache must be folders every Ray node sees.
 
     A second benchmark into ``out`` waits for this one (one writer per folder), then finds its work done.
     """
-    device = resolve_device(device)
+    runner = _Runner(resolve_device(device), progress, backend or Backend(), log)
     with writing(out):
-        return _run_locked(preset, Path(out), backbone, log, progress, device)
+        # a Ray task need not start where this process did: it gets absolute paths
+        return _run_locked(preset, Path(out).resolve() if runner.backend.ray else Path(out), backbone, runner)
 
 
-def _run_locked(
-    preset: Preset,
-    out: Path,
-    backbone: BackboneSpec | None,
-    log: Callable[[str], None],
-    progress: bool,
-    device: str,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Runner:
+    """How a benchmark's stages run their independent runs: on ``device``, with progress bars or not, here or on
+    Ray (``backend``), logging to ``log``."""
+
+    device: str
+    progress: bool
+    backend: Backend
+    log: Callable[[str], None]
+
+    def run(self, jobs: list[Job]) -> list[Any]:
+        """Each job's value. Here: called in this process, in order. On Ray: a task each, with this process's torch
+        threads (the same computation, so the same results); a job that fails raises :class:`RunsFailedError`
+        once every other job has ended, naming it."""
+        if not self.backend.ray:
+            return [job.function(*job.arguments) for job in jobs]
+        threads, cache = torch.get_num_threads(), str(cache_dir().resolve())
+        tasks = [
+            Job(job.label, _as_here, (threads, cache, job.function, *job.arguments), job.gpus, cpus=threads)
+            for job in jobs
+        ]
+        outcomes = run_all(tasks, jobs=len(tasks), backend=self.backend, log=self.log)
+        failed = [outcome for outcome in outcomes if outcome.error is not None]
+        if failed:
+            raise RunsFailedError(
+                f"{len(failed)} of {len(jobs)} runs failed (the others finished; run the same command again to "
+                "resume): " + "; ".join(f"{outcome.label}: {outcome.error}" for outcome in failed)
+            )
+        return [outcome.value for outcome in outcomes]
+
+    @property
+    def gpus(self) -> float:
+        return 1.0 if self.device.startswith("cuda") else 0.0
+
+    @property
+    def bars(self) -> bool:
+        """Progress bars: only in this process (a Ray task's would interleave with the others')."""
+        return self.progress and not self.backend.ray
+
+
+def _as_here(threads: int, cache: str, function: Callable[..., Any], *arguments: Any) -> Any:
+    """``function(*arguments)`` with this process's torch threads and package cache (where backbones and features
+    are kept): a Ray task computes what the benchmark's own process would, from the same cache."""
+    torch.set_num_threads(threads)
+    os.environ[CACHE_VARIABLE] = cache
+    return function(*arguments)
+
+
+def _run_locked(preset: Preset, out: Path, backbone: BackboneSpec | None, runner: _Runner) -> dict[str, Any]:
     """:func:`run_benchmark`, by the process that holds the lock of ``out``."""
+    log, progress = runner.log, runner.progress
     out.mkdir(parents=True, exist_ok=True)
     backbone = backbone or preset.backbone
     started = time.perf_counter()
@@ -236,32 +287,33 @@ def _run_locked(
 
     own = f"the package's own {preset.pretrain.model}, one pretrained on the training data per seed (cached)"
     with clock.stage("backbone", f"[3/5] backbone: {f'{backbone.model} ({backbone.pretrained})' if backbone else own}"):
-        backbones = {
-            seed: backbone
-            or pretrain_backbone(
-                train_data.root, tasks=preset.train_tasks, config=preset.pretrain_config(seed), progress=progress
-            )
-            for seed in preset.seeds
-        }
+        if backbone is not None:
+            backbones = dict.fromkeys(preset.seeds, backbone)
+        else:
+            pretrain = [
+                Job(f"backbone seed {seed}", _pretrain, (train_data.root, preset, seed, runner.bars))
+                for seed in preset.seeds
+            ]
+            backbones = dict(zip(preset.seeds, runner.run(pretrain), strict=True))
 
     with clock.stage(
         "training",
         f"[4/5] training {len(preset.objectives)} objectives x {len(preset.seeds)} seed(s), "
         f"{training_budget(preset.train_steps, preset.train_min_steps)} each ({preset.finetune})",
     ):
-        learning_rates = _choose_learning_rates(preset, out, train_data, backbones, progress, device)
-        checkpoints = _train_objectives(preset, out, train_data, backbones, learning_rates, progress, device)
+        learning_rates = _choose_learning_rates(preset, out, train_data, backbones, runner)
+        checkpoints = _train_objectives(preset, out, train_data, backbones, learning_rates, runner)
         if preset.adapt_demonstrations and demo_data is not None:
             counts = preset.adapt_demonstrations
             log(f"      adapting every checkpoint to the held-out tasks on {counts} demonstration(s)")
-            checkpoints.update(_adapt_checkpoints(preset, out, checkpoints, demo_data, progress, device))
+            checkpoints.update(_adapt_checkpoints(preset, out, checkpoints, demo_data, runner))
 
     with clock.stage(
         "evaluation and statistics",
         "[5/5] evaluating every checkpoint and the reference predictors on held-out episodes and held-out tasks; "
         "paired statistics; the off-expert probe",
     ):
-        _evaluate_checkpoints(preset, out, checkpoints, eval_data, demonstrations, device)
+        _evaluate_checkpoints(preset, out, checkpoints, eval_data, demonstrations, runner)
         rows = reference_rows(preset) + study_rows(preset)
         _score_references(preset, out, rows, checkpoints, train_data, eval_data)
         tables = {split: _frame_tables(out, rows, preset.seeds, split) for split in SPLITS}
@@ -335,23 +387,35 @@ def _train_config(preset: Preset, variant: str, seed: int, learning_rate: float 
     )
 
 
+def _pretrain(data: Path, preset: Preset, seed: int, progress: bool) -> BackboneSpec:
+    """The package's own backbone of training seed ``seed`` (pretrained, or found in the cache)."""
+    return pretrain_backbone(data, tasks=preset.train_tasks, config=preset.pretrain_config(seed), progress=progress)
+
+
 def _train_once(
-    folder: Path, config: TrainConfig, train_data: DemoDataset, backbone: BackboneSpec, progress: bool, device: str
+    folder: Path, config: TrainConfig, data: Path, backbone: BackboneSpec, progress: bool, device: str
 ) -> Path:
     """Train ``config`` into ``folder`` unless it holds that finished run already."""
     steps = config.max_steps if get_objective(config.objective, **config.objective_options).trains else 0
     if not _trained(folder, config, steps, backbone):
-        train(config, train_data.root, folder, backbone=backbone, progress=progress, device=device)
+        train(config, data, folder, backbone=backbone, progress=progress, device=device)
     return folder
 
 
+def _tuning_loss(
+    folder: Path, config: TrainConfig, data: Path, backbone: BackboneSpec, progress: bool, device: str
+) -> float | None:
+    """The validation loss of one run of the learning-rate sweep (trained unless done); None when it diverged."""
+    try:
+        _train_once(folder, config, data, backbone, progress, device)
+    except NonFiniteLossError:
+        return None
+    loss = read_checkpoint_config(folder)[0].training["best_validation"].get("validation_loss")
+    return loss if loss is not None and math.isfinite(loss) else None
+
+
 def _choose_learning_rates(
-    preset: Preset,
-    out: Path,
-    train_data: DemoDataset,
-    backbones: dict[int, BackboneSpec],
-    progress: bool,
-    device: str,
+    preset: Preset, out: Path, train_data: DemoDataset, backbones: dict[int, BackboneSpec], runner: _Runner
 ) -> dict[str, dict[str, Any]]:
     """Sweep the preset's learning rates for every trained row and choose, per row, the rate of the lowest
     validation loss (the row's own loss on the training tasks' validation episodes; no evaluation episode is ever
@@ -359,20 +423,31 @@ def _choose_learning_rates(
     (:func:`tuning_seed`), so no final checkpoint is the winner of a selection. A rate whose training diverges
     loses. Returns, per row: each rate's loss (None: diverged) and the chosen rate."""
     seed, choices = tuning_seed(preset), {}
-    for variant in preset.objectives:
-        objective, options = VARIANTS[variant]
-        if not preset.learning_rates or not get_objective(objective, **options).trains:
-            continue
-        losses: dict[str, float | None] = {}
-        for rate in preset.learning_rates:
-            folder = out / "tuning" / f"{variant}-lr{rate:g}-seed{seed}"
-            config = _train_config(preset, variant, seed, rate)
-            try:
-                _train_once(folder, config, train_data, backbones[preset.seeds[0]], progress, device)
-                loss = read_checkpoint_config(folder)[0].training["best_validation"].get("validation_loss")
-            except NonFiniteLossError:
-                loss = None
-            losses[f"{rate:g}"] = loss if loss is not None and math.isfinite(loss) else None
+    swept = [
+        variant
+        for variant in preset.objectives
+        if preset.learning_rates and get_objective(VARIANTS[variant][0], **VARIANTS[variant][1]).trains
+    ]
+    runs = [(variant, rate) for variant in swept for rate in preset.learning_rates]
+    jobs = [
+        Job(
+            f"{variant} at learning rate {rate:g}",
+            _tuning_loss,
+            (
+                out / "tuning" / f"{variant}-lr{rate:g}-seed{seed}",
+                _train_config(preset, variant, seed, rate),
+                train_data.root,
+                backbones[preset.seeds[0]],
+                runner.bars,
+                runner.device,
+            ),
+            runner.gpus,
+        )
+        for variant, rate in runs
+    ]
+    swept_losses = dict(zip(runs, runner.run(jobs), strict=True))
+    for variant in swept:
+        losses = {f"{rate:g}": swept_losses[(variant, rate)] for rate in preset.learning_rates}
         finite = {rate: loss for rate, loss in losses.items() if loss is not None}
         if not finite:
             raise NonFiniteLossError(
@@ -394,18 +469,28 @@ def _train_objectives(
     train_data: DemoDataset,
     backbones: dict[int, BackboneSpec],
     learning_rates: dict[str, dict[str, Any]],
-    progress: bool,
-    device: str,
+    runner: _Runner,
 ) -> dict[tuple[str, int], Path]:
     """Train (or find trained) every row of the preset with every seed on that seed's backbone, at its chosen
     learning rate (the finetuning mode's default for rows without a sweep)."""
-    checkpoints: dict[tuple[str, int], Path] = {}
-    for seed in preset.seeds:
-        for variant in preset.objectives:
-            config = _train_config(preset, variant, seed, learning_rates.get(variant, {}).get("chosen"))
-            folder = checkpoint_folder(out, variant, seed)
-            checkpoints[(variant, seed)] = _train_once(folder, config, train_data, backbones[seed], progress, device)
-    return checkpoints
+    runs = [(variant, seed) for seed in preset.seeds for variant in preset.objectives]
+    jobs = [
+        Job(
+            f"{variant} seed {seed}",
+            _train_once,
+            (
+                checkpoint_folder(out, variant, seed),
+                _train_config(preset, variant, seed, learning_rates.get(variant, {}).get("chosen")),
+                train_data.root,
+                backbones[seed],
+                runner.bars,
+                runner.device,
+            ),
+            runner.gpus,
+        )
+        for variant, seed in runs
+    ]
+    return dict(zip(runs, runner.run(jobs), strict=True))
 
 
 def _adapt_checkpoints(
@@ -413,21 +498,29 @@ def _adapt_checkpoints(
     out: Path,
     checkpoints: dict[tuple[str, int], Path],
     demo_data: DemoDataset,
-    progress: bool,
-    device: str,
+    runner: _Runner,
 ) -> dict[tuple[str, int], Path]:
     """Adapt (or find adapted) every checkpoint to the held-out tasks on each number of demonstrations."""
-    adapted: dict[tuple[str, int], Path] = {}
+    runs, jobs = [], []
     for (variant, seed), folder in checkpoints.items():
         objective, options = VARIANTS[variant]
         steps = preset.adapt_steps if get_objective(objective, **options).trains else 0
         for count in preset.adapt_demonstrations:
             adapted_folder = out / "adapted" / f"{folder.name}-adapted{count}"
             adapt_config = AdaptConfig(demonstrations=count, max_steps=preset.adapt_steps, seed=seed)
-            if not _trained(adapted_folder, adapt_config.train_config(folder, tuple(demo_data.tasks)), steps):
-                adapt(folder, demo_data.root, adapted_folder, adapt_config, progress=progress, device=device)
-            adapted[(f"{variant}-adapted{count}", seed)] = adapted_folder
-    return adapted
+            arguments = (folder, demo_data.root, adapted_folder, adapt_config, steps, runner.bars, runner.device)
+            runs.append((f"{variant}-adapted{count}", seed))
+            jobs.append(Job(f"{folder.name} adapted on {count}", _adapt_once, arguments, runner.gpus))
+    return dict(zip(runs, runner.run(jobs), strict=True))
+
+
+def _adapt_once(
+    folder: Path, data: Path, out: Path, config: AdaptConfig, steps: int, progress: bool, device: str
+) -> Path:
+    """Adapt the checkpoint ``folder`` into ``out`` unless it holds that finished adaptation already."""
+    if not _trained(out, config.train_config(folder, tuple(DemoDataset(data).tasks)), steps):
+        adapt(folder, data, out, config, progress=progress, device=device)
+    return out
 
 
 def _evaluate_checkpoints(
@@ -436,9 +529,10 @@ def _evaluate_checkpoints(
     checkpoints: dict[tuple[str, int], Path],
     eval_data: DemoDataset,
     demonstrations: dict[str, list[Demonstration]],
-    device: str,
+    runner: _Runner,
 ) -> None:
     """Evaluate every checkpoint on its splits, unless its weights and demonstrations were evaluated already."""
+    jobs = []
     split_tasks = {"train-tasks": list(preset.train_tasks), "held-out-tasks": list(preset.held_out_tasks)}
     split_demos = {"train-tasks": {}, "held-out-tasks": demonstrations}
     for (variant, seed), folder in checkpoints.items():
@@ -458,16 +552,22 @@ def _evaluate_checkpoints(
                 or evaluated.get("format") != EVALUATION_FORMAT
             ):
                 plots = seed == preset.seeds[0]  # reward curves of one seed per row: the figures cost seconds each
-                evaluate(
-                    folder,
-                    eval_data.root,
-                    target,
-                    tasks=tasks,
-                    seed=0,
-                    demonstrations=demos,
-                    plots=plots,
-                    device=device,
-                )
+                arguments = (folder, eval_data.root, target, tasks, demos, plots, runner.device)
+                jobs.append(Job(f"evaluate {folder.name} on {split}", _evaluate_once, arguments, runner.gpus))
+    runner.run(jobs)
+
+
+def _evaluate_once(
+    folder: Path,
+    data: Path,
+    out: Path,
+    tasks: list[str],
+    demonstrations: dict[str, list[Demonstration]],
+    plots: bool,
+    device: str,
+) -> None:
+    """One evaluation of the benchmark: a checkpoint on one split's tasks, with the given demonstrations."""
+    evaluate(folder, data, out, tasks=tasks, seed=0, demonstrations=demonstrations, plots=plots, device=device)
 
 
 def _score_references(
