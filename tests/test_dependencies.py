@@ -63,3 +63,25 @@ def test_every_imported_distribution_is_declared() -> None:
     own = set(sys.stdlib_module_names) | {"vlm_reward_wrappers"} | not_required
     third_party = {distribution.get(name, name).lower() for name in imported - own}
     assert third_party - declared == set()
+
+
+WITHOUT_RAY = """
+import sys
+sys.modules["ray"] = None  # as if the ray extra were not installed
+from vlm_reward_wrappers.execution import Backend, Job, run_all
+from vlm_reward_wrappers.extras import MissingExtraError
+
+print("here:", run_all([Job("a job", abs, (-1,))], jobs=1, log=lambda _: None)[0].value)
+try:
+    run_all([Job("a job", abs, (-1,))], jobs=1, backend=Backend(ray=True))
+except MissingExtraError as error:
+    print("refused:", error)
+"""
+
+
+def test_runs_go_without_ray_and_asking_for_it_names_the_extra() -> None:
+    done = subprocess.run([sys.executable, "-c", WITHOUT_RAY], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == "here: 1"
+    assert lines[1].startswith("refused: --ray needs ray") and 'pip install "vlm_reward_wrappers[ray]"' in lines[1]

@@ -12,6 +12,8 @@
     vlm-rewards benchmark                               the whole study, offline (preset quick: ~20 min on 2 CPUs)
     vlm-rewards bundle                                  retrain the reward model that ships with the package
     vlm-rewards rl                                      SAC agents on learned, sparse and ground-truth rewards
+    vlm-rewards rl --preset full --dry-run              what a sweep has left, in core-hours; runs nothing
+    vlm-rewards rl --preset full --ray-address HOST:6379   the same runs on a Ray cluster (benchmark: the same flags)
 
 Each subcommand is a thin layer over the Python API of the same name. Its
 flags are the fields of the config dataclass it builds (CollectionConfig,
