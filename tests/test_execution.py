@@ -24,12 +24,13 @@ from vlm_reward_wrappers.locking import holder
 from vlm_reward_wrappers.models.backbone import file_sha256
 from vlm_reward_wrappers.rl import RL_PRESETS, read_curve, run_sweep
 from vlm_reward_wrappers.rl.config import FAILURES_FILE
-from vlm_reward_wrappers.rl.estimate import MEASURED_SPEEDS, estimate_sweep
+from vlm_reward_wrappers.rl.estimate import MEASURED_SPEEDS as SAC_SPEEDS
+from vlm_reward_wrappers.rl.estimate import estimate_sweep
 from vlm_reward_wrappers.rl.run import RunSpec, run_one
 from vlm_reward_wrappers.rl.sources import parse_source
 from vlm_reward_wrappers.rl.sweep import _run_in_worker
 from vlm_reward_wrappers.study import PRESETS, run_benchmark
-from vlm_reward_wrappers.study.estimate import benchmark_work
+from vlm_reward_wrappers.study.estimate import MEASURED_COSTS, benchmark_work, describe_benchmark_estimate
 
 TINY = dataclasses.replace(RL_PRESETS["tiny"], total_steps=120, eval_freq=60, reward_worker="off")
 """Two runs (sparse and gt on drawer-close), two evaluations each."""
@@ -119,7 +120,7 @@ def test_the_dry_run_counts_what_is_left(tmp_path: Path, capsys: pytest.CaptureF
     evaluation = config.eval_episodes * config.max_episode_steps
     assert plan["sparse"].steps_left == 600 + 10 * evaluation
     assert plan["gt"].steps_left == 480 + 8 * evaluation  # resumed at step 120: what is left
-    assert plan["gt"].core_hours == pytest.approx(plan["gt"].steps_left / MEASURED_SPEEDS["metaworld"] / 3600)
+    assert plan["gt"].core_hours == pytest.approx(plan["gt"].steps_left / SAC_SPEEDS["metaworld"] / 3600)
     assert cli_main(["rl", "--preset", "full", "--out", str(tmp_path / "full"), "--dry-run"]) == 0
     printed = capsys.readouterr().out
     assert "| triplet | 30 | " in printed and printed.count("\n| ") == 9  # 9 sources of 10 tasks x 3 seeds
@@ -152,3 +153,18 @@ def test_a_benchmark_on_ray_computes_what_it_computes_here_and_the_dry_run_count
     for folder in sorted((tmp_path / "here").glob("*/*-seed*/model.safetensors")):
         twin = tmp_path / "ray" / folder.relative_to(tmp_path / "here")
         assert file_sha256(twin) == file_sha256(folder), folder
+
+
+def test_the_benchmark_dry_run_prices_the_work_left(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    preset = PRESETS["full"]
+    work = benchmark_work(preset, tmp_path / "full")
+    assert work["collection"] == (45 * 16 + 50 * 4) * 300 + 5 * 8 * 300  # training, evaluation, demonstrations
+    assert work["backbone"] == 3 * preset.pretrain.max_steps * preset.pretrain.batch_size
+    assert cli_main(["benchmark", "--preset", "full", "--out", str(tmp_path / "full"), "--dry-run"]) == 0
+    total = sum(units * MEASURED_COSTS[stage] for stage, units in work.items()) / 3600
+    assert f"{total:.1f} core-hours left" in capsys.readouterr().out
+    assert not (tmp_path / "full").exists()
+    (tmp_path / "costs.json").write_text(json.dumps({"collection": 1}))
+    assert cli_main(["benchmark", "--dry-run", "--costs", str(tmp_path / "costs.json")]) == 1
+    assert "must hold exactly the keys" in capsys.readouterr().err
+    assert "not estimated" in describe_benchmark_estimate(PRESETS["paper"], tmp_path / "paper")

@@ -363,19 +363,26 @@ def _benchmark_arguments(parser: argparse.ArgumentParser) -> Handler:
     _add_backbone_arguments(parser, "the preset's")
     _add_device(parser)
     _add_execution_arguments(parser)
+    parser.add_argument(
+        "--costs",
+        default=None,
+        help="with --dry-run: a JSON file of core-seconds per unit of each stage (collection, backbone, training, "
+        "evaluation; default: measured in the quick run on a 2-core x86_64 CPU)",
+    )
     return _run_benchmark
 
 
 def _run_benchmark(args: argparse.Namespace) -> None:
     from vlm_reward_wrappers.execution import Backend
     from vlm_reward_wrappers.study import PRESETS, Preset, run_benchmark
-    from vlm_reward_wrappers.study.estimate import describe_benchmark_estimate
+    from vlm_reward_wrappers.study.estimate import describe_benchmark_estimate, read_costs
 
     preset = config_from_args(Preset, args, base=PRESETS[args.preset])
     backbone, device = backbone_from_args(args.backbone, args.backbone_weights), _device(args)
     out = args.out or f"runs/{preset.name}"
     if args.dry_run:
-        print(describe_benchmark_estimate(dataclasses.replace(preset, backbone=backbone or preset.backbone), out))
+        estimated = dataclasses.replace(preset, backbone=backbone or preset.backbone)
+        print(describe_benchmark_estimate(estimated, out, read_costs(args.costs)))
         return
     backend = Backend(ray=args.ray or args.ray_address is not None, address=args.ray_address)
     run_benchmark(preset, out, backbone=backbone, device=device, backend=backend)

@@ -12,7 +12,8 @@ times 2 cores, over the units that run did):
 * evaluation: evaluated frames x checkpoints not yet evaluated (the statistics and references ride on it).
 
 Only the package's own backbone at 64 px is priced (another backbone or size is not estimated, and says so);
-adaptations are not counted (100 steps on a few demonstrations each).
+adaptations are not counted (100 steps on a few demonstrations each). A JSON file of the same keys gives another
+machine's costs (``--costs FILE``: its ``timings.json`` after a ``quick`` run, over the units above).
 
 Example:
     >>> from vlm_reward_wrappers.study.presets import PRESETS
@@ -23,10 +24,13 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from vlm_reward_wrappers.data.storage import DemoDataset
+from vlm_reward_wrappers.io_utils import CorruptFileError
 from vlm_reward_wrappers.models.checkpoint import is_checkpoint
 from vlm_reward_wrappers.objectives import get_objective
 from vlm_reward_wrappers.study.presets import VARIANTS, Preset
@@ -40,6 +44,21 @@ MEASURED_COSTS: dict[str, float] = {
 }
 """Core-seconds per unit of each stage, from the quick preset's run (see the module's docstring)."""
 FINETUNING_FACTOR = {"heads": 1.0, "frozen": 1.0, "lora": 17.5, "full": 17.5}
+
+
+def read_costs(path: str | os.PathLike | None) -> dict[str, float]:
+    """The costs in ``path`` (JSON: core-seconds per unit of each stage), or :data:`MEASURED_COSTS`."""
+    if path is None:
+        return dict(MEASURED_COSTS)
+    try:
+        costs = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise CorruptFileError(f"cost file {path} cannot be read ({error})") from error
+    if not isinstance(costs, dict) or set(costs) != set(MEASURED_COSTS):
+        raise CorruptFileError(f"cost file {path} must hold exactly the keys {sorted(MEASURED_COSTS)}")
+    if not all(isinstance(value, (int, float)) and value > 0 for value in costs.values()):
+        raise CorruptFileError(f"cost file {path}: costs must be positive numbers of core-seconds per unit")
+    return {stage: float(value) for stage, value in costs.items()}
 
 
 def _episodes_left(preset_episodes: int, tasks: int, folder: Path) -> int:
@@ -99,8 +118,10 @@ def benchmark_work(preset: Preset, out: str | os.PathLike) -> dict[str, int]:
     }
 
 
-def describe_benchmark_estimate(preset: Preset, out: str | os.PathLike) -> str:
-    """The dry run's printout: each stage's work left and its core-hours, and the total."""
+def describe_benchmark_estimate(
+    preset: Preset, out: str | os.PathLike, costs: Mapping[str, float] = MEASURED_COSTS
+) -> str:
+    """The dry run's printout: each stage's work left and its core-hours (at ``costs``), and the total."""
     if preset.backbone is not None or preset.image_size != 64:
         return (
             f"preset {preset.name}: not estimated. The costs measured here are those of the package's own backbone at "
@@ -108,7 +129,7 @@ def describe_benchmark_estimate(preset: Preset, out: str | os.PathLike) -> str:
         )
     work = benchmark_work(preset, out)
     factor = FINETUNING_FACTOR[preset.finetune]
-    hours = {stage: units * MEASURED_COSTS[stage] / 3600 for stage, units in work.items()}
+    hours = {stage: units * costs[stage] / 3600 for stage, units in work.items()}
     hours["training"] *= factor
     lines = ["| stage | work left | core-hours |", "|---|---|---|"]
     units = {
@@ -123,10 +144,10 @@ def describe_benchmark_estimate(preset: Preset, out: str | os.PathLike) -> str:
     lines += [
         "",
         f"preset {preset.name} into {out}: {total:.1f} core-hours left, about {total / 2:.1f} hours on 2 cores "
-        "(core-seconds per unit from the quick preset's run on a 2-core x86_64 CPU; upper bounds where episodes "
-        "stop at success and runs at their plateau; adaptations not counted).",
+        f"(core-seconds per unit: {', '.join(f'{stage} {cost:g}' for stage, cost in costs.items())}; upper bounds "
+        "where episodes stop at success and runs at their plateau; adaptations not counted).",
     ]
     return "\n".join(lines)
 
 
-__all__ = ["MEASURED_COSTS", "benchmark_work", "describe_benchmark_estimate"]
+__all__ = ["MEASURED_COSTS", "benchmark_work", "describe_benchmark_estimate", "read_costs"]
