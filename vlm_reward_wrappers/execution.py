@@ -121,6 +121,25 @@ def run_all(
     return [Outcome(job.label, *finished[index]) for index, job in enumerate(jobs_to_run)]
 
 
+def check_outcomes(
+    outcomes: Sequence[Outcome], where: Callable[[Outcome], str] = lambda outcome: outcome.label
+) -> None:
+    """Raise :class:`RunsFailedError` naming each failed job (by ``where``: its label, or say its folder) and its
+    error, when any failed.
+
+    >>> check_outcomes([Outcome("a", None), Outcome("b", "ValueError: no")])
+    Traceback (most recent call last):
+    ...
+    vlm_reward_wrappers.execution.RunsFailedError: 1 of 2 runs failed (...): b: ValueError: no
+    """
+    failed = [outcome for outcome in outcomes if outcome.error is not None]
+    if failed:
+        raise RunsFailedError(
+            f"{len(failed)} of {len(outcomes)} runs failed (the others finished; run the same command again to "
+            "resume them): " + "; ".join(f"{where(outcome)}: {outcome.error}" for outcome in failed)
+        )
+
+
 def die_with_parent() -> None:
     """Pool worker start-up (Linux): the OS kills this worker when the parent dies, however it dies, so no orphan
     goes on writing a run that the next sweep resumes (elsewhere a worker ends at its next job)."""
@@ -185,4 +204,4 @@ def _run_on_ray(jobs_to_run: Sequence[Job], backend: Backend, log: Callable[[str
     return finished
 
 
-__all__ = ["RETRIES", "Backend", "Job", "Outcome", "RunsFailedError", "die_with_parent", "run_all"]
+__all__ = ["RETRIES", "Backend", "Job", "Outcome", "RunsFailedError", "check_outcomes", "die_with_parent", "run_all"]

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vlm_reward_wrappers.configs import to_dict
-from vlm_reward_wrappers.execution import Backend, Job, RunsFailedError, run_all
+from vlm_reward_wrappers.execution import Backend, Job, check_outcomes, run_all
 from vlm_reward_wrappers.io_utils import write_json_atomic
 from vlm_reward_wrappers.locking import writing
 from vlm_reward_wrappers.models import CheckpointError, is_checkpoint
@@ -202,17 +202,16 @@ def _sweep_locked(
         backend=backend,
         log=log,
     )
+    folders = {spec.label: str(run_folder(out, spec)) for spec in todo}
     failed = {
-        outcome.label: {"folder": str(run_folder(out, spec)), "error": outcome.error}
-        for spec, outcome in zip(todo, outcomes, strict=True)
+        outcome.label: {"folder": folders[outcome.label], "error": outcome.error}
+        for outcome in outcomes
         if outcome.error is not None
     }
     failures = Path(out) / FAILURES_FILE
     if failed:
         write_json_atomic(failures, failed)
-        raise RunsFailedError(
-            f"{len(failed)} of {len(todo)} runs failed (the others finished; run the same command again to resume "
-            "them): " + "; ".join(f"{entry['folder']}: {entry['error']}" for entry in failed.values())
-        )
-    failures.unlink(missing_ok=True)
+    else:
+        failures.unlink(missing_ok=True)
+    check_outcomes(outcomes, where=lambda outcome: folders[outcome.label])
     return runs

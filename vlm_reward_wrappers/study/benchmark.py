@@ -50,7 +50,7 @@ from vlm_reward_wrappers.evaluation.references import (
     pixel_vectors,
 )
 from vlm_reward_wrappers.evaluation.scoring import load_table, save_table
-from vlm_reward_wrappers.execution import Backend, Job, RunsFailedError, run_all
+from vlm_reward_wrappers.execution import Backend, Job, check_outcomes, run_all
 from vlm_reward_wrappers.io_utils import CACHE_VARIABLE, cache_dir, read_json, write_json_atomic, write_text_atomic
 from vlm_reward_wrappers.locking import writing
 from vlm_reward_wrappers.metrics import DEFAULT_DELTA, METRICS, FrameTable, MetricSettings
@@ -235,12 +235,7 @@ class _Runner:
             for job in jobs
         ]
         outcomes = run_all(tasks, jobs=len(tasks), backend=self.backend, log=self.log)
-        failed = [outcome for outcome in outcomes if outcome.error is not None]
-        if failed:
-            raise RunsFailedError(
-                f"{len(failed)} of {len(jobs)} runs failed (the others finished; run the same command again to "
-                "resume): " + "; ".join(f"{outcome.label}: {outcome.error}" for outcome in failed)
-            )
+        check_outcomes(outcomes)
         return [outcome.value for outcome in outcomes]
 
     @property
