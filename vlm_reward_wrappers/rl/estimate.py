@@ -13,7 +13,7 @@ Example:
     >>> from vlm_reward_wrappers.rl import RL_PRESETS
     >>> plan = estimate_sweep(RL_PRESETS["tiny"], "runs/nowhere")
     >>> [run.steps_left for run in plan]
-    [120, 120]
+    [180, 180]
 """
 
 from __future__ import annotations

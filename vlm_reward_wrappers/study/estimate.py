@@ -19,7 +19,7 @@ Example:
     >>> from vlm_reward_wrappers.study.presets import PRESETS
     >>> work = benchmark_work(PRESETS["quick"], "runs/nowhere")
     >>> work["training"]
-    1557504
+    2764800
 """
 
 from __future__ import annotations
