@@ -746,16 +746,16 @@ CURVES: dict[tuple[str, str, int], list[float]] = {
 # success | mean success over the curve | steps to 50% | minus sparse (paired by seed, at the steps both have) |
 # offline ranking acc. | VOC | steps/s
 EXPECTED_ROWS = [
-    "drawer-close-v3 | gt | 1 | 8k | 1.00 | 0.90 | 2k (1/1 seeds) | 0.80 | — | — | 100",
+    "drawer-close-v3 | gt | 1 | 8k | 1.00 | 0.90 | 2k (1/1 seeds) | +0.80 [+0.80, +0.80] (1 seed) | — | — | 100",
     "drawer-close-v3 | sparse | 2 | 8k | 0.30 [0.20, 0.40] | 0.10 [0.10, 0.10] | not reached (0/2) | — | — | — "
     "| 100 [100, 100]",
     "drawer-close-v3 | triplet | 2 | 8k | 0.90 [0.80, 1.00] | 0.55 [0.50, 0.60] | 5k (2/2 seeds) "
-    "| 0.45 [0.40, 0.50] | 0.800 [0.750, 0.850] | 0.600 [0.500, 0.700] | 100 [100, 100]",
-    "reach-v3 | gt | 1 | 8k | 0.00 | 0.00 | not reached (0/1) | 0.00 | — | — | 100",
+    "| +0.45 [+0.40, +0.50] (2 seeds) | 0.800 [0.750, 0.850] | 0.600 [0.500, 0.700] | 100 [100, 100]",
+    "reach-v3 | gt | 1 | 8k | 0.00 | 0.00 | not reached (0/1) | +0.00 [+0.00, +0.00] (1 seed) | — | — | 100",
     "reach-v3 | sparse | 2 | 8k | 0.10 [0.00, 0.20] | 0.10 [0.00, 0.20] | not reached (0/2) | — | — | — "
     "| 100 [100, 100]",
     "reach-v3 | triplet | 2 | 4k (running) | 0.60 [0.40, 0.80] | 0.45 [0.20, 0.70] | 2k (1/2 seeds) "
-    "| 0.35 [0.00, 0.70] | — | — | 100 [100, 100]",
+    "| +0.35 [+0.00, +0.70] (2 seeds) | — | — | 100 [100, 100]",
 ]
 
 
@@ -808,6 +808,11 @@ def test_report_from_run_folders(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     by_key = {(row["task"], row["source"]): row for row in summary["rows"]}
     assert by_key["drawer-close-v3", "triplet"]["final_success"] == [1.0, 0.8]
+    # Across tasks, finished runs only: triplet's reach-v3 seed 0 is still running, so seed 1 is its one run that
+    # has both tasks; its IQM is that run's mean over the two tasks' scores (0.6 and 0.2).
+    across = summary["across_tasks"]["triplet"]
+    assert across["tasks"] == ["drawer-close-v3", "reach-v3"] and across["runs"] == 1
+    assert across["iqm"] == pytest.approx(0.4) and "## Across tasks (rliable)" in report
     assert by_key["drawer-close-v3", "triplet"]["steps_to_50"] == [6000, 4000]
     assert by_key["drawer-close-v3", "triplet"]["mean_success_minus_sparse"] == pytest.approx([0.4, 0.5])
     assert by_key["reach-v3", "triplet"]["steps_to_50"] == [2000, None]  # never reached: null, JSON has no NaN

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from vlm_reward_wrappers.rl.config import FAILURES_FILE, SWEEP_FILE
 from vlm_reward_wrappers.rl.gate import GATE_FILE, PROBE_EPISODES
 from vlm_reward_wrappers.rl.run import is_done, read_curve, read_run
 from vlm_reward_wrappers.rl.sources import SPARSE
+from vlm_reward_wrappers.rl.statistics import Scores, across_tasks, paired_interval
 from vlm_reward_wrappers.study.report import machine_description
 
 SUCCESS_THRESHOLD = 0.5
@@ -153,6 +155,7 @@ def summary_rows(results: list[RunResult], sources: list[str] | None = None) -> 
                     "ranking_accuracy": [metrics["ranking_accuracy"] for metrics in known],
                     "voc": [metrics["voc"] for metrics in known],
                     "mean_success_minus_sparse": versus_sparse,
+                    "minus_sparse_interval": paired_interval(versus_sparse),
                     "steps_per_s": [run.steps[-1] / max(run.curve[-1]["wall_s"], 1e-9) for run in runs],
                     "done": all(run.done for run in runs),
                 }
@@ -160,11 +163,21 @@ def summary_rows(results: list[RunResult], sources: list[str] | None = None) -> 
     return rows
 
 
+def _interval(estimate: Sequence[float] | None, seeds: int) -> str:
+    """A paired difference as ``+0.12 [+0.03, +0.20] (5 seeds)``."""
+    if estimate is None:
+        return "—"
+    mean, low, high = estimate
+    return f"{mean:+.2f} [{low:+.2f}, {high:+.2f}] ({seeds} seed{'s' if seeds > 1 else ''})"
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """The report's table: means with [min, max] over seeds."""
+    """The report's table: means with [min, max] over seeds, and the paired difference with sparse with its
+    bootstrap interval."""
     lines = [
         "| task | reward | seeds | steps | final success | mean success over the curve | steps to 50% success "
-        "| minus sparse (mean success, paired by seed) | offline ranking acc. | offline VOC | steps/s |",
+        "| minus sparse (mean success over the curve, paired by seed, 95% interval) | offline ranking acc. "
+        "| offline VOC | steps/s |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
@@ -172,7 +185,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {row['task']} | {row['source']} | {len(row['seeds'])} | {steps} | {_spread(row['final_success'])} "
             f"| {_spread(row['mean_success'])} | {_steps_to(row['steps_to_50'])} "
-            f"| {_spread(row['mean_success_minus_sparse'])} | {_spread(row['ranking_accuracy'], 3)} "
+            f"| {_interval(row['minus_sparse_interval'], len(row['mean_success_minus_sparse']))} "
+            f"| {_spread(row['ranking_accuracy'], 3)} "
             f"| {_spread(row['voc'], 3)} | {_spread(row['steps_per_s'], 0)} |"
         )
     return "\n".join(lines)
@@ -242,6 +256,37 @@ def _gate_section(verdicts: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     ]
 
 
+def _finished_scores(results: list[RunResult]) -> Scores:
+    """The mean success over the curve of every finished run, by source, task and seed."""
+    scores: dict[str, dict[str, dict[int, float]]] = {}
+    for result in results:
+        if result.done:
+            scores.setdefault(result.source, {}).setdefault(result.task, {})[result.seed] = float(result.success.mean())
+    return scores
+
+
+def _across_tasks_section(aggregates: dict[str, dict[str, Any]]) -> list[str]:
+    def interval(point: float | None, bounds: list[float] | None) -> str:
+        return "—" if point is None or bounds is None else f"{point:.2f} [{bounds[0]:.2f}, {bounds[1]:.2f}]"
+
+    lines = [
+        "## Across tasks (rliable)",
+        "",
+        "Finished runs, on the tasks each source shares with `sparse`: the interquartile mean (IQM) of the mean "
+        "success over the curve, and the probability that a run of the source beats a run of `sparse` on a task "
+        "drawn at random, each with a 95% stratified bootstrap interval (rliable, Agarwal et al. 2021).",
+        "",
+        "| reward | tasks | runs per task | IQM of mean success over the curve | P(better than sparse) |",
+        "|---|---|---|---|---|",
+    ]
+    for source, entry in aggregates.items():
+        lines.append(
+            f"| {source} | {len(entry['tasks'])} | {entry['runs']} | {interval(entry['iqm'], entry['iqm_interval'])} "
+            f"| {interval(entry['probability_of_improvement'], entry['probability_of_improvement_interval'])} |"
+        )
+    return lines
+
+
 def write_rl_report(out: str | os.PathLike) -> str:
     """Write ``report.md``, ``summary.json`` and ``success_curves.png`` into ``out``; return the table."""
     out = Path(out)
@@ -262,9 +307,10 @@ def write_rl_report(out: str | os.PathLike) -> str:
         "",
         "Final success: the last evaluation. Mean success over the curve: the mean of all evaluations (higher means "
         "success came earlier). Minus sparse: this source's mean success over the curve minus that of `sparse` with "
-        "the same agent seed. Offline metrics: `evaluate` on held-out episodes of this task, for the checkpoints "
-        "of these runs. Brackets give the smallest and largest value over seeds, not a confidence interval: with "
-        "two or three seeds, a difference is only trustworthy when every seed shows it.",
+        "the same agent seed, with a 95% percentile bootstrap interval over those seeds (with two seeds it only "
+        "spans their two differences). Offline metrics: `evaluate` on held-out episodes of this task, for the "
+        "checkpoints of these runs. Elsewhere, brackets give the smallest and largest value over seeds, not an "
+        "interval.",
         "",
         "![success curves](success_curves.png)",
         "",
@@ -272,6 +318,9 @@ def write_rl_report(out: str | os.PathLike) -> str:
         + (f", {machine['cuda']}" if machine["cuda"] else ", no GPU")
         + ".",
     ]
+    aggregates = across_tasks(_finished_scores(results))
+    if aggregates:
+        lines += ["", *_across_tasks_section(aggregates)]
     gate_path = out / GATE_FILE
     if gate_path.is_file():
         lines += ["", *_gate_section(read_json(gate_path))]
@@ -282,5 +331,5 @@ def write_rl_report(out: str | os.PathLike) -> str:
     if warnings_given:
         lines += ["", "## Warnings", "", *[f"- {warning}" for warning in warnings_given]]
     write_text_atomic(out / "report.md", "\n".join(lines) + "\n")
-    write_json_atomic(out / "summary.json", {"rows": rows, "machine": machine})
+    write_json_atomic(out / "summary.json", {"rows": rows, "across_tasks": aggregates, "machine": machine})
     return table
