@@ -108,7 +108,22 @@ def assert_finished(folder: Path, config: RLConfig) -> list[dict[str, float]]:
     assert (folder / "done.json").is_file() and (folder / "agent.zip").is_file()
     assert not any((folder / name).exists() for name in ("state", "state.new", "state.old"))
     assert json.loads((folder / "done.json").read_text())["steps"] == config.total_steps
+    assert_tensorboard_logs(folder, curve)
     return curve
+
+
+def assert_tensorboard_logs(folder: Path, curve: list[dict[str, float]]) -> None:
+    """The run's TensorBoard events hold its evaluations: the values of the curve at their steps, the last one
+    included (a kill between a save and its log may leave out one earlier step, never add one)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder / "tensorboard"))
+    events.Reload()
+    logged = {event.step: event.value for event in events.Scalars("eval/success_rate")}
+    by_step = {int(row["step"]): row["success_rate"] for row in curve}
+    assert logged and set(logged) <= set(by_step) and max(logged) == max(by_step)
+    assert all(value == pytest.approx(by_step[step]) for step, value in logged.items())
+    assert "eval/gt_return" in events.Tags()["scalars"] and "eval/reward_return" in events.Tags()["scalars"]
 
 
 def assert_skipped_when_done(spec: RunSpec, config: RLConfig, folder: Path, curve: list[dict[str, float]]) -> None:

@@ -10,6 +10,9 @@ A run folder holds:
   evaluation history, saved at every evaluation as plain data (safetensors, JSON, NumPy: reading it never
   unpickles, see :mod:`~vlm_reward_wrappers.rl.state`). A new state is written beside the
   old one and swapped in, so a kill at any moment leaves the previous save;
+* ``tensorboard/``: TensorBoard event files through SB3's logger: every evaluation (``eval/success_rate``,
+  ``eval/gt_return``, ``eval/reward_return``, ``eval/train_success_rate``) and SAC's own training scalars
+  (``tensorboard --logdir OUT`` shows a sweep's runs side by side);
 * ``done.json`` and the final ``agent.zip`` once the run is complete (a finished run is skipped;
   its state is deleted). ``agent.zip`` is SB3's format, for ``SAC.load``: it holds pickles, so load only
   the ones you trust; the package itself never loads it.
@@ -43,6 +46,7 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from vlm_reward_wrappers import info_keys
@@ -71,6 +75,7 @@ Meta-World return, mean return of the run's own reward, success rate of the trai
 previous evaluation, and the run's wall time in seconds so far."""
 STATE = "state"
 DONE = "done.json"
+TENSORBOARD = "tensorboard"
 TRAIN_SEED_STRIDE = 1000
 
 
@@ -383,6 +388,7 @@ def _run_locked(
             venv.close()
             raise _unreadable_state(spec, saved, folder, error) from error
         log(f"[{spec.label}] resuming at step {progress.steps}")
+    agent.set_logger(configure(str(folder / TENSORBOARD), ["tensorboard"]))
     counter = _TrainingSuccess()
     evaluations = 0
     while progress.steps < config.total_steps and (stop_after is None or evaluations < stop_after):
@@ -403,6 +409,9 @@ def _run_locked(
         progress.curve.append(row)
         _save_state(folder, agent, progress)
         _write_curve(folder, progress.curve)
+        for key in ("success_rate", "gt_return", "reward_return", "train_success_rate"):
+            agent.logger.record(f"eval/{key}", row[key])
+        agent.logger.dump(progress.steps)  # after the save: the logs never run ahead of what a resume starts from
         evaluations += 1
         log(
             f"[{spec.label}] step {progress.steps}/{config.total_steps}: success {row['success_rate']:.2f} "
