@@ -45,6 +45,7 @@ from vlm_reward_wrappers.metrics.off_expert import gate, probe_task
 from vlm_reward_wrappers.models import RewardModel, is_checkpoint
 from vlm_reward_wrappers.rl import RL_PRESETS, RLConfig, RunSpec, parse_source, read_curve, run_one, write_rl_report
 from vlm_reward_wrappers.rl.pipelined import DeferredRewardBuffer, PipelinedRewardVecEnv
+from vlm_reward_wrappers.rl.report import markdown_table, read_results, summary_rows
 from vlm_reward_wrappers.rl.run import (
     CURVE_FIELDS,
     _worker_env,
@@ -761,16 +762,16 @@ CURVES: dict[tuple[str, str, int], list[float]] = {
 # success | mean success over the curve | steps to 50% | minus sparse (paired by seed, at the steps both have) |
 # offline ranking acc. | VOC | steps/s
 EXPECTED_ROWS = [
-    "drawer-close-v3 | gt | 1 | 8k | 1.00 | 0.90 | 2k (1/1 seeds) | +0.80 [+0.80, +0.80] (1 seed) | — | — | 100",
-    "drawer-close-v3 | sparse | 2 | 8k | 0.30 [0.20, 0.40] | 0.10 [0.10, 0.10] | not reached (0/2) | — | — | — "
+    "drawer-close-v3 | gt | 1 | 8k | 1.00 | 0.90 | 2k (1/1 seeds) | +0.80 [+0.80, +0.80] (1 seed) | — | — | — | 100",
+    "drawer-close-v3 | sparse | 2 | 8k | 0.30 [0.20, 0.40] | 0.10 [0.10, 0.10] | not reached (0/2) | — | — | — | — "
     "| 100 [100, 100]",
     "drawer-close-v3 | triplet | 2 | 8k | 0.90 [0.80, 1.00] | 0.55 [0.50, 0.60] | 5k (2/2 seeds) "
-    "| +0.45 [+0.40, +0.50] (2 seeds) | 0.800 [0.750, 0.850] | 0.600 [0.500, 0.700] | 100 [100, 100]",
-    "reach-v3 | gt | 1 | 8k | 0.00 | 0.00 | not reached (0/1) | +0.00 [+0.00, +0.00] (1 seed) | — | — | 100",
-    "reach-v3 | sparse | 2 | 8k | 0.10 [0.00, 0.20] | 0.10 [0.00, 0.20] | not reached (0/2) | — | — | — "
+    "| +0.45 [+0.40, +0.50] (2 seeds) | 0.700 [0.600, 0.800] | 0.800 [0.700, 0.900] | — | 100 [100, 100]",
+    "reach-v3 | gt | 1 | 8k | 0.00 | 0.00 | not reached (0/1) | +0.00 [+0.00, +0.00] (1 seed) | — | — | — | 100",
+    "reach-v3 | sparse | 2 | 8k | 0.10 [0.00, 0.20] | 0.10 [0.00, 0.20] | not reached (0/2) | — | — | — | — "
     "| 100 [100, 100]",
     "reach-v3 | triplet | 2 | 4k (running) | 0.60 [0.40, 0.80] | 0.45 [0.20, 0.70] | 2k (1/2 seeds) "
-    "| +0.35 [+0.00, +0.70] (2 seeds) | — | — | 100 [100, 100]",
+    "| +0.35 [+0.00, +0.70] (2 seeds) | — | — | — | 100 [100, 100]",
 ]
 
 
@@ -808,10 +809,11 @@ def test_report_from_run_folders(tmp_path: Path) -> None:
     out = tmp_path / "rl"
     for (task, source, seed), success in CURVES.items():
         write_fake_run(out, task, source, seed, success)
-    for seed, (accuracy, voc) in enumerate([(0.75, 0.5), (0.85, 0.7)]):
+    for seed, (accuracy, voc, headline, auc) in enumerate([(0.75, 0.5, 0.6, 0.7), (0.85, 0.7, 0.8, 0.9)]):
         metrics = out / "bench" / "eval" / f"triplet-seed{seed}" / "train-tasks" / "metrics.json"
         metrics.parent.mkdir(parents=True)
-        per_task = {"drawer-close-v3": {"ranking_accuracy": accuracy, "voc": voc}}  # nothing for reach-v3
+        offline = {"ranking_accuracy": accuracy, "voc": voc, "time_balanced_accuracy": headline, "success_auroc": auc}
+        per_task = {"drawer-close-v3": offline}  # nothing for reach-v3
         metrics.write_text(json.dumps({"per_task": per_task}))
 
     table = write_rl_report(out)
@@ -833,6 +835,13 @@ def test_report_from_run_folders(tmp_path: Path) -> None:
     assert by_key["reach-v3", "triplet"]["steps_to_50"] == [2000, None]  # never reached: null, JSON has no NaN
     assert by_key["reach-v3", "triplet"]["done"] is False and by_key["reach-v3", "sparse"]["done"] is True
     assert by_key["drawer-close-v3", "triplet"]["ranking_accuracy"] == [0.75, 0.85]
+    # One (task, learned source) row has offline measures: too few to correlate with the online gain.
+    assert summary["offline_online"]["time_balanced_accuracy"] == {"rows": 1, "spearman": None}
+    assert "| time-balanced accuracy (the headline) | 1 | too few rows |" in report
+    # The gate's verdict, where the sweep gated a source on a task: pass, or its failures.
+    verdicts = {"triplet": {"drawer-close-v3": {"gate": []}, "reach-v3": {"gate": ["success AUC 0.70 < 0.85"]}}}
+    gated = markdown_table(summary_rows(read_results(out), gate=verdicts))
+    assert "| pass |" in gated and "| fails: success AUC 0.70 < 0.85 |" in gated
     png = (out / "success_curves.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 5000
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from vlm_reward_wrappers.rl.statistics import across_tasks, paired_interval
+from vlm_reward_wrappers.rl.statistics import across_tasks, paired_interval, rank_correlation
 
 
 def test_paired_intervals_are_the_bootstrap_percentiles_of_the_seeds_differences() -> None:
@@ -32,3 +32,11 @@ def test_across_tasks_gives_rliable_s_iqm_and_probability_of_improvement() -> No
     low, high = triplet["probability_of_improvement_interval"]
     assert low <= 0.875 <= high <= 1.0
     assert sparse["iqm"] == 0.0 and sparse["probability_of_improvement"] is None
+
+
+def test_rank_correlations_and_their_intervals() -> None:
+    assert rank_correlation([1, 2], [1, 2]) is None  # below three pairs
+    assert rank_correlation([1, 2, 3, 4], [40, 30, 20, 10]) == (-1.0, -1.0, -1.0)  # every resample: reversed ranks
+    rho, low, high = rank_correlation([1, 2, 3, 4, 5, 6], [1, 3, 2, 5, 4, 6])  # type: ignore[misc]
+    assert rho == pytest.approx(1 - 6 * (1 + 1 + 1 + 1) / (6 * 35))  # 1 - 6 sum(d^2) / (n (n^2 - 1))
+    assert low < rho <= high <= 1.0

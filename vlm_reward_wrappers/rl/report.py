@@ -3,9 +3,11 @@
 For each task and reward source, over its seeds: the final success rate, the
 mean success rate over the whole curve (its area, a sample-efficiency summary),
 the env steps to the first evaluation at 50% success or more, and, for learned
-sources, the offline metrics (ranking accuracy and VOC on that task) that
-``evaluate`` gave their checkpoints. Each learned or sparse source is also
-compared with ``sparse`` at equal steps, seed by seed.
+sources, the offline measures on that task that ``evaluate`` gave their
+checkpoints (the headline time-balanced accuracy and the success AUC; ranking
+accuracy and VOC in ``summary.json``) and the gate's verdict. Each source is
+compared with ``sparse`` at equal steps, seed by seed; across tasks with
+rliable; and the offline measures with the online gain over ``sparse``.
 
 Example:
     >>> table = write_rl_report("runs/rl-quick")   # doctest: +SKIP
@@ -28,7 +30,7 @@ from vlm_reward_wrappers.rl.config import FAILURES_FILE, SWEEP_FILE
 from vlm_reward_wrappers.rl.gate import GATE_FILE, PROBE_EPISODES
 from vlm_reward_wrappers.rl.run import is_done, read_curve, read_run
 from vlm_reward_wrappers.rl.sources import SPARSE
-from vlm_reward_wrappers.rl.statistics import Scores, across_tasks, paired_interval
+from vlm_reward_wrappers.rl.statistics import Scores, across_tasks, paired_interval, rank_correlation
 from vlm_reward_wrappers.study.report import machine_description
 
 SUCCESS_THRESHOLD = 0.5
@@ -75,8 +77,12 @@ def read_results(out: str | os.PathLike) -> list[RunResult]:
     return sorted(results, key=lambda result: (result.task, result.source, result.seed))
 
 
-def offline_metrics(checkpoint: str | None, task: str) -> dict[str, float] | None:
-    """Ranking accuracy and VOC of a benchmark checkpoint on ``task``, from the benchmark's ``evaluate`` output.
+OFFLINE_MEASURES = ("time_balanced_accuracy", "success_auroc", "ranking_accuracy", "voc")
+"""What the report takes from a checkpoint's offline evaluation of a task."""
+
+
+def offline_metrics(checkpoint: str | None, task: str) -> dict[str, float | None] | None:
+    """The :data:`OFFLINE_MEASURES` of a benchmark checkpoint on ``task``, from the benchmark's ``evaluate`` output.
 
     A checkpoint ``X/checkpoints/NAME`` of ``vlm-rewards benchmark`` was evaluated into
     ``X/eval/NAME/<split>/metrics.json``; other checkpoints have none (None).
@@ -87,7 +93,7 @@ def offline_metrics(checkpoint: str | None, task: str) -> dict[str, float] | Non
     for metrics_path in sorted((path.parent.parent / "eval" / path.name).glob("*/metrics.json")):
         per_task = read_json(metrics_path).get("per_task", {})
         if task in per_task:
-            return {"ranking_accuracy": per_task[task]["ranking_accuracy"], "voc": per_task[task]["voc"]}
+            return {measure: per_task[task].get(measure) for measure in OFFLINE_MEASURES}
     return None
 
 
@@ -126,8 +132,11 @@ def source_order(results: list[RunResult], out: str | os.PathLike | None = None)
     return [source for source in recorded if source in present] + [s for s in present if s not in recorded]
 
 
-def summary_rows(results: list[RunResult], sources: list[str] | None = None) -> list[dict[str, Any]]:
-    """One row per task and source: the values of the report's table (as numbers, for ``summary.json``)."""
+def summary_rows(
+    results: list[RunResult], sources: list[str] | None = None, gate: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """One row per task and source: the values of the report's table (as numbers, for ``summary.json``); ``gate``
+    is the sweep's ``gate.json`` (a learned source's verdict on the task: the gate's failures, [] for a pass)."""
     rows = []
     for task in sorted({result.task for result in results}):
         of_task = [result for result in results if result.task == task]
@@ -152,8 +161,11 @@ def summary_rows(results: list[RunResult], sources: list[str] | None = None) -> 
                     "final_success": [float(run.success[-1]) for run in runs],
                     "mean_success": [float(np.mean(run.success)) for run in runs],
                     "steps_to_50": [_none_if_nan(run.steps_to()) for run in runs],
-                    "ranking_accuracy": [metrics["ranking_accuracy"] for metrics in known],
-                    "voc": [metrics["voc"] for metrics in known],
+                    **{
+                        measure: [metrics[measure] for metrics in known if metrics.get(measure) is not None]
+                        for measure in OFFLINE_MEASURES
+                    },
+                    "gate": (gate or {}).get(source, {}).get(task, {}).get("gate"),
                     "mean_success_minus_sparse": versus_sparse,
                     "minus_sparse_interval": paired_interval(versus_sparse),
                     "steps_per_s": [run.steps[-1] / max(run.curve[-1]["wall_s"], 1e-9) for run in runs],
@@ -161,6 +173,48 @@ def summary_rows(results: list[RunResult], sources: list[str] | None = None) -> 
                 }
             )
     return rows
+
+
+def _verdict(failures: list[str] | None) -> str:
+    """The gate's verdict on a task: pass, its failures, or — where the source was not gated (not learned)."""
+    if failures is None:
+        return "—"
+    return "pass" if not failures else "fails: " + ", ".join(failures)
+
+
+def offline_online(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Across the rows (task, learned source) that have both: Spearman's ρ between each offline measure (the mean
+    over the row's checkpoints) and the online gain over ``sparse`` (mean success over the curve minus sparse's,
+    mean over paired seeds), with a bootstrap interval over the rows; None below 3 rows."""
+    correlations = {}
+    for measure in ("time_balanced_accuracy", "success_auroc"):
+        pairs = [
+            (float(np.mean(row[measure])), float(np.mean(row["mean_success_minus_sparse"])))
+            for row in rows
+            if row[measure] and row["mean_success_minus_sparse"]
+        ]
+        estimate = rank_correlation([offline for offline, _ in pairs], [gain for _, gain in pairs])
+        correlations[measure] = {"rows": len(pairs), "spearman": estimate}
+    return correlations
+
+
+def _offline_online_section(correlations: dict[str, dict[str, Any]]) -> list[str]:
+    labels = {"time_balanced_accuracy": "time-balanced accuracy (the headline)", "success_auroc": "success AUC"}
+    lines = [
+        "## Offline measures against online success",
+        "",
+        "Does a reward's offline score predict how much it helps an agent? Per (task, learned source): the offline "
+        "measure of its checkpoints on the task against its agents' mean success over the curve minus sparse's; "
+        "Spearman's ρ over those rows with a 95% bootstrap interval (at least 3 rows).",
+        "",
+        "| offline measure | rows | Spearman ρ with the gain over sparse |",
+        "|---|---|---|",
+    ]
+    for measure, entry in correlations.items():
+        estimate = entry["spearman"]
+        shown = "too few rows" if estimate is None else f"{estimate[0]:+.2f} [{estimate[1]:+.2f}, {estimate[2]:+.2f}]"
+        lines.append(f"| {labels[measure]} | {entry['rows']} | {shown} |")
+    return lines
 
 
 def _interval(estimate: Sequence[float] | None, seeds: int) -> str:
@@ -176,9 +230,9 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     bootstrap interval."""
     lines = [
         "| task | reward | seeds | steps | final success | mean success over the curve | steps to 50% success "
-        "| minus sparse (mean success over the curve, paired by seed, 95% interval) | offline ranking acc. "
-        "| offline VOC | steps/s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| minus sparse (mean success over the curve, paired by seed, 95% interval) | offline time-balanced acc. "
+        "| offline success AUC | gate | steps/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         steps = _steps(min(row["steps"])) + ("" if row["done"] else " (running)")
@@ -186,8 +240,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
             f"| {row['task']} | {row['source']} | {len(row['seeds'])} | {steps} | {_spread(row['final_success'])} "
             f"| {_spread(row['mean_success'])} | {_steps_to(row['steps_to_50'])} "
             f"| {_interval(row['minus_sparse_interval'], len(row['mean_success_minus_sparse']))} "
-            f"| {_spread(row['ranking_accuracy'], 3)} "
-            f"| {_spread(row['voc'], 3)} | {_spread(row['steps_per_s'], 0)} |"
+            f"| {_spread(row['time_balanced_accuracy'], 3)} | {_spread(row['success_auroc'], 3)} "
+            f"| {_verdict(row['gate'])} | {_spread(row['steps_per_s'], 0)} |"
         )
     return "\n".join(lines)
 
@@ -293,7 +347,9 @@ def write_rl_report(out: str | os.PathLike) -> str:
     results = read_results(out)
     if not results:
         raise FileNotFoundError(f"no RL runs with an evaluation under {out}: run `vlm-rewards rl --out {out}` first")
-    rows = summary_rows(results, source_order(results, out))
+    gate_path = out / GATE_FILE
+    verdicts = read_json(gate_path) if gate_path.is_file() else {}
+    rows = summary_rows(results, source_order(results, out), verdicts)
     table = markdown_table(rows)
     plot_success_curves(results, out / "success_curves.png")
     warnings_given = sorted({f"{r.task} {r.source}: {w}" for r in results for w in r.record.get("warnings", [])})
@@ -321,9 +377,10 @@ def write_rl_report(out: str | os.PathLike) -> str:
     aggregates = across_tasks(_finished_scores(results))
     if aggregates:
         lines += ["", *_across_tasks_section(aggregates)]
-    gate_path = out / GATE_FILE
-    if gate_path.is_file():
-        lines += ["", *_gate_section(read_json(gate_path))]
+    correlations = offline_online(rows)
+    lines += ["", *_offline_online_section(correlations)]
+    if verdicts:
+        lines += ["", *_gate_section(verdicts)]
     if (out / FAILURES_FILE).is_file():
         failed = read_json(out / FAILURES_FILE)
         lines += ["", "## Failed runs", "", "The last sweep's runs that failed (the same command resumes them):", ""]
@@ -331,5 +388,6 @@ def write_rl_report(out: str | os.PathLike) -> str:
     if warnings_given:
         lines += ["", "## Warnings", "", *[f"- {warning}" for warning in warnings_given]]
     write_text_atomic(out / "report.md", "\n".join(lines) + "\n")
-    write_json_atomic(out / "summary.json", {"rows": rows, "across_tasks": aggregates, "machine": machine})
+    summary = {"rows": rows, "across_tasks": aggregates, "offline_online": correlations, "machine": machine}
+    write_json_atomic(out / "summary.json", summary)
     return table

@@ -42,6 +42,30 @@ def paired_interval(
     return round(float(values.mean()), 12), round(float(low), 12), round(float(high), 12)
 
 
+def rank_correlation(
+    x: Sequence[float], y: Sequence[float], resamples: int = RESAMPLES, seed: int = 0, confidence: float = 0.95
+) -> tuple[float, float, float] | None:
+    """Spearman's rank correlation of paired values, and its percentile bootstrap interval over the pairs (None
+    below 3 pairs; resamples where either side is constant, which have no rank correlation, are left out).
+
+    >>> rank_correlation([1, 2, 3, 4], [10, 20, 30, 40])
+    (1.0, 1.0, 1.0)
+    """
+    from scipy.stats import spearmanr
+
+    first, second = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if first.size < 3:
+        return None
+    rng = np.random.default_rng(seed)
+    values = []
+    for picks in rng.integers(0, first.size, size=(resamples, first.size)):
+        if np.ptp(first[picks]) > 0 and np.ptp(second[picks]) > 0:
+            values.append(spearmanr(first[picks], second[picks]).statistic)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail]) if values else (np.nan, np.nan)
+    return round(float(spearmanr(first, second).statistic), 12), round(float(low), 12), round(float(high), 12)
+
+
 def _runs_by_tasks(by_task: Mapping[str, Mapping[int, float]], tasks: Sequence[str]) -> np.ndarray:
     """``(runs, tasks)`` scores: the seeds every task has, in order."""
     seeds = sorted(set.intersection(*(set(by_task[task]) for task in tasks)))
@@ -100,4 +124,4 @@ def _source_summary(scores: Scores, source: str, reference: str, resamples: int,
     return entry
 
 
-__all__ = ["RESAMPLES", "Scores", "across_tasks", "paired_interval"]
+__all__ = ["RESAMPLES", "Scores", "across_tasks", "paired_interval", "rank_correlation"]
