@@ -26,7 +26,6 @@ import dataclasses
 import os
 import platform
 import time
-import warnings
 
 import torch
 
@@ -62,8 +61,6 @@ def main() -> None:
     if not is_checkpoint(args.checkpoint):
         raise SystemExit(f"no checkpoint at {args.checkpoint}: run `vlm-rewards benchmark` first, or pass --checkpoint")
     torch.set_num_threads(1)
-    warnings.filterwarnings("ignore", message=".*not within the observation space")
-    warnings.filterwarnings("ignore", message=".*maximum and minimum values are equal")
     base = RL_PRESETS["quick"]
     needed = base.learning_starts + (args.repeats + 1) * args.steps  # the replay buffer holds them all
     config = dataclasses.replace(base, total_steps=-(-needed // base.eval_freq) * base.eval_freq)

@@ -87,8 +87,6 @@ class DeferredRewardBuffer(ReplayBuffer):
 
 def _serve(connection: Connection, env_fn: Callable[[], gym.Env], camera: str, image_size: int) -> None:
     """The worker: steps the env, sends the result, then renders and sends the frame (terminal frames inline)."""
-    warnings.filterwarnings("ignore", message=".*not within the observation space")
-    warnings.filterwarnings("ignore", message=".*maximum and minimum values are equal")
     env = env_fn()
     frames = PicklableRenderer(env, camera, image_size)
     try:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -149,8 +148,6 @@ def _run_in_worker(spec: RunSpec, config: RLConfig, folder: str, overwrite: bool
     import torch
 
     torch.set_num_threads(1)  # one core per run: the pool runs `jobs` of them side by side
-    warnings.filterwarnings("ignore", message=".*not within the observation space")
-    warnings.filterwarnings("ignore", message=".*maximum and minimum values are equal")
     run_one(spec, config, folder, log=lambda line: print(line, flush=True), overwrite=overwrite)
     return spec.label
 
