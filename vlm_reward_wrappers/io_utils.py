@@ -18,7 +18,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,26 @@ def cache_dir() -> Path:
 
 class CorruptFileError(RuntimeError):
     """A file this package wrote earlier cannot be read back; the message names it."""
+
+
+def read_positive_numbers(path: str | os.PathLike, keys: Collection[str], what: str, unit: str) -> dict[str, float]:
+    """A JSON file of exactly ``keys``, each a positive number (``what`` names the file and its values in errors,
+    ``unit`` their unit), as floats; :class:`CorruptFileError` otherwise.
+
+    >>> read_positive_numbers("/nowhere.json", ["a"], "speed", "steps per second")
+    Traceback (most recent call last):
+    ...
+    vlm_reward_wrappers.io_utils.CorruptFileError: speed file /nowhere.json cannot be read (...)
+    """
+    try:
+        values = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise CorruptFileError(f"{what} file {path} cannot be read ({error})") from error
+    if not isinstance(values, dict) or set(values) != set(keys):
+        raise CorruptFileError(f"{what} file {path} must hold exactly the keys {sorted(keys)}")
+    if not all(isinstance(value, (int, float)) and value > 0 for value in values.values()):
+        raise CorruptFileError(f"{what} file {path}: {what}s must be positive numbers of {unit}")
+    return {key: float(value) for key, value in values.items()}
 
 
 @contextlib.contextmanager

@@ -18,13 +18,12 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from vlm_reward_wrappers.io_utils import CorruptFileError
+from vlm_reward_wrappers.io_utils import read_positive_numbers
 from vlm_reward_wrappers.rl.config import RLConfig
 from vlm_reward_wrappers.rl.run import STATE, is_done
 from vlm_reward_wrappers.rl.sources import GROUND_TRUTH, SPARSE, SPARSE_SUFFIX
@@ -65,15 +64,7 @@ def read_speeds(path: str | os.PathLike | None) -> dict[str, float]:
     """The speeds in ``path`` (JSON: ``{"metaworld": steps/s, "learned": steps/s}``), or :data:`MEASURED_SPEEDS`."""
     if path is None:
         return dict(MEASURED_SPEEDS)
-    try:
-        speeds = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise CorruptFileError(f"speed file {path} cannot be read ({error})") from error
-    if not isinstance(speeds, dict) or set(speeds) != set(MEASURED_SPEEDS):
-        raise CorruptFileError(f"speed file {path} must hold exactly the keys {sorted(MEASURED_SPEEDS)}")
-    if not all(isinstance(value, (int, float)) and value > 0 for value in speeds.values()):
-        raise CorruptFileError(f"speed file {path}: speeds must be positive numbers of SAC steps per second")
-    return {key: float(value) for key, value in speeds.items()}
+    return read_positive_numbers(path, MEASURED_SPEEDS, "speed", "SAC steps per second")
 
 
 def _steps_done(folder: Path) -> int:

@@ -24,13 +24,12 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from vlm_reward_wrappers.data.storage import DemoDataset
-from vlm_reward_wrappers.io_utils import CorruptFileError
+from vlm_reward_wrappers.io_utils import read_positive_numbers
 from vlm_reward_wrappers.models.checkpoint import is_checkpoint
 from vlm_reward_wrappers.objectives import get_objective
 from vlm_reward_wrappers.study.presets import VARIANTS, Preset
@@ -50,15 +49,7 @@ def read_costs(path: str | os.PathLike | None) -> dict[str, float]:
     """The costs in ``path`` (JSON: core-seconds per unit of each stage), or :data:`MEASURED_COSTS`."""
     if path is None:
         return dict(MEASURED_COSTS)
-    try:
-        costs = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise CorruptFileError(f"cost file {path} cannot be read ({error})") from error
-    if not isinstance(costs, dict) or set(costs) != set(MEASURED_COSTS):
-        raise CorruptFileError(f"cost file {path} must hold exactly the keys {sorted(MEASURED_COSTS)}")
-    if not all(isinstance(value, (int, float)) and value > 0 for value in costs.values()):
-        raise CorruptFileError(f"cost file {path}: costs must be positive numbers of core-seconds per unit")
-    return {stage: float(value) for stage, value in costs.items()}
+    return read_positive_numbers(path, MEASURED_COSTS, "cost", "core-seconds per unit")
 
 
 def _episodes_left(preset_episodes: int, tasks: int, folder: Path) -> int:
