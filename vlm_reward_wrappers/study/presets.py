@@ -204,8 +204,8 @@ PRESETS: dict[str, Preset] = {
         QUICK,
         name="bundled",
         description="the package's bundled reward model (vlm-rewards bundle): quick's settings on all 45 ML45 "
-        "training tasks, one seed, the rows triplet and triplet-failures; 10 full-length evaluation episodes per "
-        "task, the 5 ML45 test tasks held out; about 30 minutes on a 2-core CPU",
+        "training tasks, one seed, the rows zero-shot, triplet and triplet-failures; 10 full-length evaluation "
+        "episodes per task, the 5 ML45 test tasks held out; about 30 minutes on a 2-core CPU",
         train_tasks=ML45_TRAIN,
         eval_episodes=10,
         seeds=(0,),
