@@ -40,6 +40,7 @@ from vlm_reward_wrappers import VLMRewardWrapper, make_metaworld_env
 from vlm_reward_wrappers.cli import main as cli_main
 from vlm_reward_wrappers.data import DemoDataset
 from vlm_reward_wrappers.evaluation.scoring import score_dataset
+from vlm_reward_wrappers.extras import MissingExtraError
 from vlm_reward_wrappers.io_utils import CorruptFileError
 from vlm_reward_wrappers.metrics.off_expert import gate, probe_task
 from vlm_reward_wrappers.models import RewardModel, is_checkpoint
@@ -148,26 +149,33 @@ def assert_same_parameters(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor
 
 
 def test_parse_source_names_each_kind_of_source() -> None:
-    """``gt``, ``sparse``, ``PATH`` and ``PATH+sparse`` parse to the right reward; ``+sparse`` alone is refused."""
+    """``gt``, ``sparse``, ``PATH`` and ``PATH+sparse`` parse to the right reward on Meta-World's scale: ``gt``
+    itself, the learned reward as progress times 5 (``+sparse``: 10 * success + 5 * progress); ``+sparse`` alone
+    is refused."""
     assert parse_source("gt") == RewardSource("gt", "gt")
+    assert parse_source("gt", gt_reward_scale=0.1) == RewardSource("gt", "gt", reward_scale=0.1)
+    assert parse_source("sparse") == RewardSource("sparse", "none", success_bonus=10.0)
     assert parse_source("sparse", success_bonus=BONUS) == RewardSource("sparse", "none", success_bonus=BONUS)
     learned = parse_source("runs/quick/checkpoints/triplet-seed0", name="triplet")
-    assert learned == RewardSource("triplet", "learned", "runs/quick/checkpoints/triplet-seed0", 0.0)
+    assert learned == RewardSource("triplet", "learned", "runs/quick/checkpoints/triplet-seed0", 0.0, 5.0, "progress")
     assert learned.learned and not parse_source("gt").learned and not parse_source("sparse").learned
     plus = parse_source("ckpt/triplet+sparse", success_bonus=BONUS)
-    assert plus == RewardSource("ckpt/triplet+sparse", "learned", "ckpt/triplet", BONUS)
+    assert plus == RewardSource("ckpt/triplet+sparse", "learned", "ckpt/triplet", BONUS, 5.0, "progress")
+    earlier = parse_source("ckpt/triplet", learned_reward_mode="normalized", learned_reward_scale=1.0)
+    assert (earlier.reward_mode, earlier.reward_scale) == ("normalized", 1.0)
     with pytest.raises(ValueError, match=r"'\+sparse'.*gt, sparse, a checkpoint folder, or CHECKPOINT\+sparse"):
         parse_source("+sparse")
 
 
 def test_sparse_and_ground_truth_rewards_follow_metaworld() -> None:
-    """``sparse`` pays exactly the bonus on Meta-World's success steps and 0 elsewhere; ``gt`` keeps Meta-World's
-    reward; both report it as ``gt_reward`` beside ``is_success``. Three envs with one seed and one action sequence
-    (random steps, then Meta-World's scripted expert until past its first success) are compared step by step."""
+    """``sparse`` pays exactly the bonus on Meta-World's success steps and 0 elsewhere; ``gt`` is Meta-World's
+    reward times its scale (here 0.1); both report Meta-World's reward as ``gt_reward`` beside ``is_success``.
+    Three envs with one seed and one action sequence (random steps, then Meta-World's scripted expert until past
+    its first success) are compared step by step."""
     from metaworld.policies import ENV_POLICY_MAP
 
     plain = make_metaworld_env(TASK, image_size=32)
-    ground_truth = with_reward(make_metaworld_env(TASK, image_size=32), parse_source("gt"))
+    ground_truth = with_reward(make_metaworld_env(TASK, image_size=32), parse_source("gt", gt_reward_scale=0.1))
     sparse = with_reward(make_metaworld_env(TASK, image_size=32), parse_source("sparse", success_bonus=BONUS))
     assert isinstance(ground_truth, GroundTruthReward) and isinstance(sparse, SparseSuccessReward)
     assert sparse.bonus == BONUS
@@ -185,7 +193,7 @@ def test_sparse_and_ground_truth_rewards_follow_metaworld() -> None:
         np.testing.assert_array_equal(obs_p, obs_g)
         np.testing.assert_array_equal(obs_p, obs_s)
         success = bool(info_p["success"])
-        assert reward_g == reward_p
+        assert reward_g == 0.1 * float(reward_p) and 0.0 <= reward_g <= 1.0
         assert info_g["gt_reward"] == info_s["gt_reward"] == float(reward_p)
         assert info_g["is_success"] is success and info_s["is_success"] is success
         assert reward_s == (BONUS if success else 0.0)
@@ -197,6 +205,36 @@ def test_sparse_and_ground_truth_rewards_follow_metaworld() -> None:
     # so both kinds of step were seen: no success (reward 0) first, then success (reward BONUS)
     assert first_success is not None and first_success > 5, "the expert should reach success after a few steps"
     for env in (plain, ground_truth, sparse):
+        env.close()
+
+
+def test_learned_source_is_success_plus_scaled_progress(tiny_checkpoint: Path) -> None:
+    """``CKPT+sparse`` rewards ``10 * success + 5 * progress`` step by step, with progress the checkpoint's calibrated
+    per-task reward in [0, 1] (what ``VLMRewardWrapper(reward_mode="progress")`` gives for the same steps); without
+    ``+sparse`` the success term is absent. Replayed on one seed with Meta-World's expert, past its first success."""
+    from metaworld.policies import ENV_POLICY_MAP
+
+    envs = [
+        VLMRewardWrapper(make_metaworld_env(TASK, image_size=64), tiny_checkpoint, reward_mode="progress"),
+        with_reward(make_metaworld_env(TASK, image_size=64), parse_source(f"{tiny_checkpoint}+sparse")),
+        with_reward(make_metaworld_env(TASK, image_size=64), parse_source(str(tiny_checkpoint))),
+    ]
+    expert = ENV_POLICY_MAP[TASK]()
+    obs = [env.reset(seed=3)[0] for env in envs]
+    seen_success, seen_progress = False, []
+    for _ in range(60):
+        action = np.clip(expert.get_action(obs[0]), -1, 1).astype(np.float32)
+        results = [env.step(action) for env in envs]
+        obs = [result[0] for result in results]
+        (progress, plus, alone) = (float(result[1]) for result in results)
+        success = bool(results[0][4]["success"])
+        assert 0.0 <= progress <= 1.0
+        assert plus == pytest.approx(10.0 * success + 5.0 * progress, abs=1e-5)
+        assert alone == pytest.approx(5.0 * progress, abs=1e-5)
+        seen_success |= success
+        seen_progress.append(progress)
+    assert seen_success and np.ptp(seen_progress) > 0  # both terms were exercised
+    for env in envs:
         env.close()
 
 
@@ -547,6 +585,21 @@ def test_a_run_of_other_settings_is_refused_unless_overwritten(
     )
 
 
+def test_a_run_recorded_before_reward_scales_keeps_its_unscaled_reward(stopped_gt_run: Path, tmp_path: Path) -> None:
+    """A ``run.json`` of a version that recorded no reward scale was rewarded unscaled: it resumes as a ``gt`` run
+    of scale 1, and is refused, naming the field, as one of scale 0.1."""
+    folder = Path(shutil.copytree(stopped_gt_run, tmp_path / "run"))
+    record = json.loads((folder / "run.json").read_text())
+    del record["reward_scale"], record["reward_mode"]
+    (folder / "run.json").write_text(json.dumps(record))
+    scaled = RunSpec(TASK, parse_source("gt", gt_reward_scale=0.1), 0)
+    with pytest.raises(RunMismatchError, match=r"differs in: reward_scale\b"):
+        run_one(scaled, GT_RUN, folder, log=lambda line: None)
+    lines: list[str] = []
+    run_one(GT_SPEC, GT_RUN, folder, log=lines.append)
+    assert any(line.endswith("resuming at step 30") for line in lines)
+
+
 def test_a_finished_run_of_another_checkpoint_is_not_reported_as_this_one(
     tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
@@ -657,11 +710,12 @@ def test_sweep_resolves_benchmark_rows_and_seeds(tiny_checkpoint: Path, tmp_path
     plus = by_source["triplet+sparse"]
     assert [Path(str(spec.source.checkpoint)).name for spec in plus] == checkpoints
     assert {(spec.source.dense, spec.source.success_bonus) for spec in plus} == {("learned", BONUS)}
-    assert {spec.source for spec in by_source["my-reward"]} == {RewardSource("my-reward", "learned", str(mine))}
+    mine_source = RewardSource("my-reward", "learned", str(mine), 0.0, 5.0, "progress")
+    assert {spec.source for spec in by_source["my-reward"]} == {mine_source}
     assert by_source["sparse"][0].source == RewardSource("sparse", "none", success_bonus=BONUS)
     assert by_source["gt"][0].source == RewardSource("gt", "gt")
     plus_mine = resolve_source(f"{mine}+sparse", 0, config)
-    assert plus_mine == RewardSource("my-reward+sparse", "learned", str(mine), BONUS)
+    assert plus_mine == RewardSource("my-reward+sparse", "learned", str(mine), BONUS, 5.0, "progress")
     check_runs(runs)  # a triplet (sentence-goal) checkpoint rewards any task
 
     missing = re.escape(f"no {bench}/checkpoints/vip-seed*")
@@ -691,9 +745,11 @@ def test_sweep_resolves_hub_repo_ids_from_the_hub_cache(
     sources = ("triplet", "someone/triplet-mw", "someone/triplet-mw@v1+sparse", "sparse")
     config = dataclasses.replace(TINY, sources=sources, success_bonus=BONUS, benchmark=str(bench))
 
-    assert resolve_source("someone/triplet-mw", 0, config) == RewardSource("triplet-mw", "learned", str(main))
+    assert resolve_source("someone/triplet-mw", 0, config) == RewardSource(
+        "triplet-mw", "learned", str(main), 0.0, 5.0, "progress"
+    )
     plus = resolve_source("someone/triplet-mw@v1+sparse", 1, config)
-    assert plus == RewardSource("triplet-mw@v1+sparse", "learned", str(older), BONUS)
+    assert plus == RewardSource("triplet-mw@v1+sparse", "learned", str(older), BONUS, 5.0, "progress")
     assert benchmark_rows(config) == ["triplet"]
     names = {spec.source.name for spec in planned_runs(config)}
     assert names == {"triplet", "triplet-mw", "triplet-mw@v1+sparse", "sparse"}
@@ -738,6 +794,45 @@ def test_sweep_refuses_a_task_without_a_goal_before_training(
     with pytest.raises(ValueError, match=r"reward source 'tcn' has no goal for window-open-v3.*Drop the task"):
         run_sweep(bad, out, log=lambda line: None)
     assert not out.exists()  # no run started, not even the sparse ones
+
+
+def test_sweep_refuses_progress_from_a_checkpoint_without_calibration(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """A checkpoint written before progress calibration existed cannot give the default ``progress`` reward: the
+    sweep fails before any run, naming the source, the task and the mode to use; ``normalized`` accepts it."""
+    old = Path(shutil.copytree(tiny_checkpoint, tmp_path / "old"))
+    config_json = json.loads((old / "config.json").read_text())
+    config_json.pop("progress_calibration")
+    (old / "config.json").write_text(json.dumps(config_json))
+    config = dataclasses.replace(TINY, sources=("sparse", str(old)))
+    out = tmp_path / "sweep"
+    with pytest.raises(ValueError, match=r"'old' cannot give progress on reach-v3.*--learned-reward-mode normalized"):
+        run_sweep(config, out, log=lambda line: None)
+    assert not out.exists()
+    check_runs(planned_runs(dataclasses.replace(config, learned_reward_mode="normalized")))
+
+
+def test_wandb_mirrors_each_run_and_resumes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``wandb=PROJECT`` logs a run to Weights & Biases (offline here: no network) under one id per run folder, which
+    the resumed run reuses; the run's curve and TensorBoard logs are complete as without W&B."""
+    pytest.importorskip("wandb", reason="the wandb extra is not installed")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    folder, config = tmp_path / "run", dataclasses.replace(GT_RUN, wandb="vlm-rewards-test")
+    run_one(GT_SPEC, config, folder, log=lambda line: None, stop_after=1)
+    curve = run_one(GT_SPEC, config, folder, log=lambda line: None)
+    assert curve == assert_finished(folder, GT_RUN)
+    logged = sorted((folder / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(logged) == 2 and all(path.stat().st_size > 0 for path in logged)
+    assert logged[0].name == logged[1].name  # one W&B run id, resumed
+
+
+def test_wandb_without_the_extra_fails_before_any_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asking for W&B without it installed names the extra to install, before any run starts."""
+    monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb fails as if it were not installed
+    out = tmp_path / "sweep"
+    with pytest.raises(MissingExtraError, match=r'--wandb needs wandb.*pip install "vlm_reward_wrappers\[wandb\]"'):
+        run_sweep(dataclasses.replace(TINY, wandb="project"), out, log=lambda line: None)
+    assert not out.exists()
 
 
 # ------------------------------------------------------------ report

@@ -17,10 +17,13 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from vlm_reward_wrappers.configs import check_choices, check_device
 from vlm_reward_wrappers.tasks import MT10, resolve_task
+
+LearnedRewardMode = Literal["progress", "normalized"]
+"""How a learned source turns scores into rewards (a :class:`~vlm_reward_wrappers.wrappers.RewardSpec` mode)."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,14 @@ class RLConfig:
         eval_freq: env steps between evaluations (and saves); a multiple of max_episode_steps.
         eval_episodes: evaluation episodes, deterministic actions, seeds never used in training.
         max_episode_steps: episode length (Meta-World's own: 500).
-        success_bonus: the reward of a success step in ``sparse`` and ``+sparse`` sources.
+        success_bonus: the reward of a success step in ``sparse`` and ``+sparse`` sources (10: the most Meta-World's
+            reward pays in a step, so every source shares its scale).
+        gt_reward_scale: multiplies Meta-World's reward in ``gt``.
+        learned_reward_mode: a learned source's reward: ``progress`` (per-task progress in [0, 1] from the
+            checkpoint's calibration) or ``normalized`` (the pooled z-score of earlier versions).
+        learned_reward_scale: multiplies a learned source's reward: ``CKPT+sparse`` is ``success_bonus * success +
+            learned_reward_scale * progress`` (default 10 and 5: ``success + 0.5 * progress`` on Meta-World's
+            scale), so success outweighs progress.
         camera: render the frames a learned reward scores from this camera (default: the checkpoint's; another
             one gives a warning that reaches the report).
         image_size: render those frames at this size (default: the checkpoint's).
@@ -54,6 +64,8 @@ class RLConfig:
         reward_worker: render frames in a second process per learned-reward run, beside the agent's updates
             (``auto``: when the sweep leaves a core per worker free, e.g. a single run).
         device: where the agent and reward model run (``cpu``, ``cuda``).
+        wandb: also log every run to this Weights & Biases project (the ``wandb`` extra; its TensorBoard logs,
+            mirrored; ``WANDB_MODE=offline`` keeps them on disk). Not part of a run's identity.
     """
 
     tasks: tuple[str, ...] = ("drawer-close-v3", "window-open-v3", "reach-v3")
@@ -64,7 +76,10 @@ class RLConfig:
     eval_freq: int = 2_000
     eval_episodes: int = 5
     max_episode_steps: int = 200
-    success_bonus: float = 1.0
+    success_bonus: float = 10.0
+    gt_reward_scale: float = 1.0
+    learned_reward_mode: LearnedRewardMode = "progress"
+    learned_reward_scale: float = 5.0
     camera: str | None = None
     image_size: int | None = None
     benchmark: str = "runs/quick"
@@ -78,12 +93,14 @@ class RLConfig:
     jobs: int | None = None
     reward_worker: Literal["auto", "on", "off"] = "auto"
     device: str = "cpu"
+    wandb: str | None = None
 
     def __post_init__(self) -> None:
         check_choices(self)
         object.__setattr__(self, "tasks", tuple(resolve_task(task) for task in self.tasks))
         counts = ("max_episode_steps", "eval_episodes", "batch_size", "gradient_steps")
-        for name in counts + ("learning_rate",) + (("jobs",) if self.jobs is not None else ()):
+        scales = ("learning_rate", "gt_reward_scale", "learned_reward_scale")
+        for name in counts + scales + (("jobs",) if self.jobs is not None else ()):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
         if self.learning_starts < 0 or not 0 < self.gamma <= 1 or not 0 < self.tau <= 1:
@@ -100,6 +117,12 @@ class RLConfig:
             )
         if not self.tasks or not self.sources or not self.seeds:
             raise ValueError("give at least one task, one reward source and one seed")
+
+    @property
+    def source_options(self) -> dict[str, Any]:
+        """The scales every reward source of the sweep shares (:func:`~.sources.parse_source`'s options)."""
+        names = ("success_bonus", "gt_reward_scale", "learned_reward_mode", "learned_reward_scale")
+        return {name: getattr(self, name) for name in names}
 
     def seeds_of(self, source: str) -> tuple[int, ...]:
         """The agent seeds a source runs with (``gt`` may have its own)."""

@@ -30,14 +30,16 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
+import hashlib
 import io
 import os
 import shutil
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from vlm_reward_wrappers import info_keys
 from vlm_reward_wrappers.configs import to_dict
 from vlm_reward_wrappers.envs import make_metaworld_env
+from vlm_reward_wrappers.extras import require
 from vlm_reward_wrappers.io_utils import (
     CorruptFileError,
     atomic_path,
@@ -232,7 +235,11 @@ def make_train_venv(spec: RunSpec, config: RLConfig, *, episode: int = 0) -> Vec
         return DummyVecEnv([lambda: train_env])
     assert spec.source.checkpoint is not None
     reward = RewardSpec.of(
-        spec.source.checkpoint, reward_mode="normalized", success_bonus=spec.source.success_bonus, device=config.device
+        spec.source.checkpoint,
+        reward_mode=spec.source.reward_mode,
+        reward_scale=spec.source.reward_scale,
+        success_bonus=spec.source.success_bonus,
+        device=config.device,
     )
     env_fn = functools.partial(_worker_env, spec.task, config.max_episode_steps, seed_base, episode)
     return PipelinedRewardVecEnv(env_fn, reward, spec.task, camera=config.camera, image_size=config.image_size)
@@ -287,6 +294,8 @@ def run_record(spec: RunSpec, config: RLConfig, warnings_given: list[str]) -> di
         "checkpoint": spec.source.checkpoint,
         "checkpoint_sha256": read_checkpoint_config(spec.source.checkpoint)[1] if spec.source.checkpoint else None,
         "success_bonus": spec.source.success_bonus,
+        "reward_scale": spec.source.reward_scale,
+        "reward_mode": spec.source.reward_mode,
         "seed": spec.seed,
         "agent": "SAC",
         "settings": agent_settings,
@@ -296,7 +305,17 @@ def run_record(spec: RunSpec, config: RLConfig, warnings_given: list[str]) -> di
     }
 
 
-IDENTITY = ("task", "source", "checkpoint_sha256", "success_bonus", "seed", "agent", "settings")
+IDENTITY = (
+    "task",
+    "source",
+    "checkpoint_sha256",
+    "success_bonus",
+    "reward_scale",
+    "reward_mode",
+    "seed",
+    "agent",
+    "settings",
+)
 """The fields of ``run.json`` that make a run what it is: a resumed or reused run must share them all. (The
 reward worker changes when the replay buffer's rewards arrive, not what they are: recorded, not compared.)"""
 
@@ -305,8 +324,15 @@ _RENAMED_SETTINGS = {"eval_every": "eval_freq"}
 """Settings by their names in the ``run.json`` of earlier versions (0.2 called ``eval_freq`` ``eval_every``)."""
 
 
+def _earlier_scale(stored: dict[str, Any]) -> dict[str, Any]:
+    """The reward scale of a ``run.json`` of a version before 0.4, which recorded none: unscaled, and a learned
+    source's reward normalized."""
+    return {"reward_scale": 1.0, "reward_mode": "normalized" if stored.get("checkpoint") else None}
+
+
 def _changed_identity(stored: dict[str, Any], requested: dict[str, Any]) -> list[str]:
     """The identity fields in which a stored run differs from the requested one (settings by name)."""
+    stored = {**_earlier_scale(stored), **stored}
     changed = [key for key in IDENTITY if key != "settings" and stored.get(key) != requested[key]]
     wanted = requested["settings"]
     had = {_RENAMED_SETTINGS.get(name, name): value for name, value in stored.get("settings", {}).items()}
@@ -325,6 +351,31 @@ def _unreadable_state(spec: RunSpec, saved: Path, folder: Path, error: Exception
 def is_done(folder: str | os.PathLike) -> bool:
     """Whether a run folder holds a finished run."""
     return (Path(folder) / DONE).is_file()
+
+
+@contextlib.contextmanager
+def mirrored_to_wandb(spec: RunSpec, config: RLConfig, folder: Path, record: dict[str, Any]) -> Iterator[None]:
+    """Mirror the run's TensorBoard logs to the Weights & Biases project ``config.wandb`` while the block runs
+    (nothing when it is None): one W&B run per run folder, named by the run, resumed when the run resumes."""
+    if config.wandb is None:
+        yield
+        return
+    wandb = require("wandb", extra="wandb", needed_by="vlm-rewards rl --wandb")
+    run = wandb.init(
+        project=config.wandb,
+        name=spec.label,
+        id=hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16],
+        resume="allow",
+        group=spec.task,
+        job_type=spec.source.name,
+        config=record,
+        dir=str(folder),
+        sync_tensorboard=True,
+    )
+    try:
+        yield
+    finally:
+        run.finish()
 
 
 def run_one(
@@ -388,7 +439,33 @@ def _run_locked(
             venv.close()
             raise _unreadable_state(spec, saved, folder, error) from error
         log(f"[{spec.label}] resuming at step {progress.steps}")
-    agent.set_logger(configure(str(folder / TENSORBOARD), ["tensorboard"]))
+    with mirrored_to_wandb(spec, config, folder, record):
+        agent.set_logger(configure(str(folder / TENSORBOARD), ["tensorboard"]))
+        _train(spec, config, folder, agent, venv, eval_env, progress, log, stop_after)
+        agent.logger.close()  # the event files complete before W&B's last sync
+    venv.close()
+    eval_env.close()
+    if progress.steps >= config.total_steps:
+        with atomic_path(folder / "agent.zip") as temporary, open(temporary, "wb") as handle:
+            agent.save(handle)  # SB3's format, for the user; the state stays whole until done
+        write_json_atomic(folder / DONE, {"steps": progress.steps, "wall_s": progress.wall_s})
+        shutil.rmtree(folder / STATE, ignore_errors=True)
+    return progress.curve
+
+
+def _train(
+    spec: RunSpec,
+    config: RLConfig,
+    folder: Path,
+    agent: SAC,
+    venv: VecEnv,
+    eval_env: gym.Env,
+    progress: Progress,
+    log: Callable[[str], None],
+    stop_after: int | None,
+) -> None:
+    """Train ``agent`` from ``progress`` on, evaluating, saving and logging every ``eval_freq`` steps, up to the
+    budget or ``stop_after`` evaluations."""
     counter = _TrainingSuccess()
     evaluations = 0
     while progress.steps < config.total_steps and (stop_after is None or evaluations < stop_after):
@@ -418,14 +495,6 @@ def _run_locked(
             f"(training {row['train_success_rate']:.2f}), return {row['gt_return']:.0f} gt / "
             f"{row['reward_return']:.1f} own, {progress.steps / progress.wall_s:.0f} steps/s"
         )
-    venv.close()
-    eval_env.close()
-    if progress.steps >= config.total_steps:
-        with atomic_path(folder / "agent.zip") as temporary, open(temporary, "wb") as handle:
-            agent.save(handle)  # SB3's format, for the user; the state stays whole until done
-        write_json_atomic(folder / DONE, {"steps": progress.steps, "wall_s": progress.wall_s})
-        shutil.rmtree(folder / STATE, ignore_errors=True)
-    return progress.curve
 
 
 def read_run(folder: str | os.PathLike) -> dict[str, Any]:

@@ -1,22 +1,28 @@
-"""Reward sources of an RL run: what the agent is rewarded with, named by a short string.
+"""Reward sources of an RL run: what the agent is rewarded with, named by a short string, on one scale.
 
-* ``gt``: Meta-World's own dense reward.
-* ``sparse``: 1 on steps where Meta-World reports success, else 0.
+Every source pays on Meta-World's own scale, 0 to 10 per step (at which SAC's
+default settings learn Meta-World's reward):
+
+* ``gt``: Meta-World's own dense reward, times ``gt_reward_scale`` (default 1).
+* ``sparse``: ``success_bonus`` (default 10) on steps where Meta-World reports success, else 0.
 * a checkpoint folder (or a benchmark row such as ``triplet``, or a Hub
-  repo id ``user/name``, see :func:`resolve_source`): the learned reward,
-  normalized with the checkpoint's reward statistics.
-* ``<checkpoint>+sparse``: the learned reward plus the sparse success bonus
-  (how TimeRewarder and VLC use learned rewards).
+  repo id ``user/name``, see :func:`resolve_source`): the learned reward in
+  ``learned_reward_mode`` (default ``progress``: per-task progress in [0, 1]
+  from the checkpoint's calibration), times ``learned_reward_scale`` (default 5).
+* ``<checkpoint>+sparse``: that plus the success bonus, ``10 * success + 5 * progress``
+  by default (``success + 0.5 * progress`` times 10): success is worth more than any
+  progress without it (how TimeRewarder, VLC and FuRL use learned rewards: a success
+  term, a bounded learned term).
 
-Every env made here reports ``info["gt_reward"]`` (Meta-World's reward) and
-``info["is_success"]``, whatever the agent is rewarded with.
+Every env made here reports ``info["gt_reward"]`` (Meta-World's reward, unscaled)
+and ``info["is_success"]``, whatever the agent is rewarded with.
 
 Example:
     >>> source = parse_source("runs/quick/checkpoints/triplet-seed0+sparse")
-    >>> source.checkpoint, source.success_bonus
-    ('runs/quick/checkpoints/triplet-seed0', 1.0)
-    >>> parse_source("sparse").dense, parse_source("gt").dense
-    ('none', 'gt')
+    >>> source.checkpoint, source.reward_mode, source.reward_scale, source.success_bonus
+    ('runs/quick/checkpoints/triplet-seed0', 'progress', 5.0, 10.0)
+    >>> parse_source("sparse").dense, parse_source("gt").dense, parse_source("gt").reward_scale
+    ('none', 'gt', 1.0)
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any, Literal, SupportsFloat
 import gymnasium as gym
 
 from vlm_reward_wrappers import info_keys
+from vlm_reward_wrappers.rl.config import LearnedRewardMode
 from vlm_reward_wrappers.wrappers import VLMRewardWrapper
 
 SPARSE = "sparse"
@@ -44,33 +51,46 @@ class RewardSource:
         dense: ``gt`` (Meta-World's reward), ``learned`` (the checkpoint's) or ``none``.
         checkpoint: the reward model's checkpoint folder, for ``learned``.
         success_bonus: added on steps where Meta-World reports success.
+        reward_scale: multiplies the dense reward (``gt``, ``learned``).
+        reward_mode: the learned reward's mode (``progress``, ``normalized``); None for the others.
     """
 
     name: str
     dense: Literal["gt", "learned", "none"]
     checkpoint: str | None = None
     success_bonus: float = 0.0
+    reward_scale: float = 1.0
+    reward_mode: LearnedRewardMode | None = None
 
     @property
     def learned(self) -> bool:
         return self.dense == "learned"
 
 
-def parse_source(text: str, *, name: str | None = None, success_bonus: float = 1.0) -> RewardSource:
+def parse_source(
+    text: str,
+    *,
+    name: str | None = None,
+    success_bonus: float = 10.0,
+    gt_reward_scale: float = 1.0,
+    learned_reward_mode: LearnedRewardMode = "progress",
+    learned_reward_scale: float = 5.0,
+) -> RewardSource:
     """A :class:`RewardSource` from ``gt``, ``sparse``, ``PATH`` or ``PATH+sparse``.
 
     ``name`` labels it in reports (default: ``text``); ``success_bonus`` is the
-    bonus of ``sparse`` and ``PATH+sparse``.
+    bonus of ``sparse`` and ``PATH+sparse``; the other options are the scales of the
+    module's docstring (an :class:`~.config.RLConfig` holds them: ``config.source_options``).
     """
     label = name or text
     if text == GROUND_TRUTH:
-        return RewardSource(label, "gt")
+        return RewardSource(label, "gt", reward_scale=gt_reward_scale)
     if text == SPARSE:
         return RewardSource(label, "none", success_bonus=success_bonus)
     checkpoint, bonus = (text[: -len(SPARSE_SUFFIX)], success_bonus) if text.endswith(SPARSE_SUFFIX) else (text, 0.0)
     if not checkpoint:
         raise ValueError(f"reward source {text!r}: give gt, sparse, a checkpoint folder, or CHECKPOINT+sparse")
-    return RewardSource(label, "learned", os.fspath(checkpoint), bonus)
+    return RewardSource(label, "learned", os.fspath(checkpoint), bonus, learned_reward_scale, learned_reward_mode)
 
 
 class SparseSuccessReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -99,17 +119,28 @@ class SparseSuccessReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
 
 class GroundTruthReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
-    """Keeps the env's reward and reports it as ``info["gt_reward"]`` beside ``info["is_success"]``."""
+    """The env's reward times ``scale``; the env's own reward is reported as ``info["gt_reward"]`` beside
+    ``info["is_success"]``.
 
-    def __init__(self, env: gym.Env) -> None:
-        gym.utils.RecordConstructorArgs.__init__(self)
+    Example:
+        >>> from vlm_reward_wrappers import make_metaworld_env
+        >>> env = GroundTruthReward(make_metaworld_env("reach-v3", image_size=32), scale=0.1)
+        >>> _ = env.reset(seed=0)
+        >>> _, reward, _, _, info = env.step(env.action_space.sample() * 0)
+        >>> bool(abs(reward - 0.1 * info["gt_reward"]) < 1e-12)
+        True
+    """
+
+    def __init__(self, env: gym.Env, scale: float = 1.0) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self, scale=scale)
         super().__init__(env)
+        self.scale = scale
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         info[info_keys.GT_REWARD] = float(reward)
         info[info_keys.IS_SUCCESS] = bool(info.get(info_keys.SUCCESS, False))
-        return obs, reward, terminated, truncated, info
+        return obs, self.scale * float(reward), terminated, truncated, info
 
 
 def with_reward(
@@ -120,12 +151,12 @@ def with_reward(
     camera: str | None = None,
     image_size: int | None = None,
 ) -> gym.Env:
-    """``env`` rewarded by ``source``: the learned reward is normalized with the checkpoint's statistics.
+    """``env`` rewarded by ``source``, on the scale the source holds.
 
     ``camera`` and ``image_size`` override the checkpoint's for the frames a learned reward scores.
     """
     if source.dense == "gt":
-        return GroundTruthReward(env)
+        return GroundTruthReward(env, source.reward_scale)
     if source.dense == "none":
         return SparseSuccessReward(env, source.success_bonus)
     assert source.checkpoint is not None
@@ -134,7 +165,8 @@ def with_reward(
         source.checkpoint,
         camera=camera,
         image_size=image_size,
-        reward_mode="normalized",
+        reward_mode=source.reward_mode,
+        reward_scale=source.reward_scale,
         gamma=gamma,
         success_bonus=source.success_bonus,
     )

@@ -24,11 +24,12 @@ from pathlib import Path
 
 from vlm_reward_wrappers.configs import to_dict
 from vlm_reward_wrappers.execution import Backend, Job, check_outcomes, run_all
+from vlm_reward_wrappers.extras import require
 from vlm_reward_wrappers.io_utils import write_json_atomic
 from vlm_reward_wrappers.locking import writing
 from vlm_reward_wrappers.models import CheckpointError, is_checkpoint
 from vlm_reward_wrappers.models.checkpoint import looks_like_repo_id, resolve_checkpoint
-from vlm_reward_wrappers.models.reward_model import GoalUnavailableError
+from vlm_reward_wrappers.models.reward_model import CalibrationError, GoalUnavailableError
 from vlm_reward_wrappers.rl.config import FAILURES_FILE, SWEEP_FILE, RLConfig
 from vlm_reward_wrappers.rl.estimate import source_name
 from vlm_reward_wrappers.rl.gate import gate_sources
@@ -52,10 +53,10 @@ def resolve_source(text: str, seed: int, config: RLConfig) -> RewardSource:
         'triplet-metaworld@v1+sparse'
     """
     if text in (GROUND_TRUTH, SPARSE):
-        return parse_source(text, success_bonus=config.success_bonus)
+        return parse_source(text, **config.source_options)
     row, suffix = (text[: -len(SPARSE_SUFFIX)], SPARSE_SUFFIX) if text.endswith(SPARSE_SUFFIX) else (text, "")
     if is_checkpoint(row):
-        return parse_source(text, name=source_name(text), success_bonus=config.success_bonus)
+        return parse_source(text, name=source_name(text), **config.source_options)
     folder = Path(config.benchmark) / "checkpoints"
     trained = sorted(
         (path for path in folder.glob(f"{row}-seed*") if path.name[len(row) + 5 :].isdigit() and is_checkpoint(path)),
@@ -71,7 +72,7 @@ def resolve_source(text: str, seed: int, config: RLConfig) -> RewardSource:
             ) from error
         if not is_checkpoint(snapshot):
             raise FileNotFoundError(f"reward source {text!r}: {snapshot} is not a reward-model checkpoint folder")
-        return parse_source(f"{snapshot}{suffix}", name=source_name(text), success_bonus=config.success_bonus)
+        return parse_source(f"{snapshot}{suffix}", name=source_name(text), **config.source_options)
     if not trained:
         raise FileNotFoundError(
             f"reward source {text!r} is neither a checkpoint folder nor a row of the benchmark in {config.benchmark} "
@@ -79,7 +80,7 @@ def resolve_source(text: str, seed: int, config: RLConfig) -> RewardSource:
             "checkpoint folder or a Hub repo id (user/name)."
         )
     checkpoint = trained[seed % len(trained)]
-    return parse_source(f"{checkpoint}{suffix}", name=source_name(text), success_bonus=config.success_bonus)
+    return parse_source(f"{checkpoint}{suffix}", name=source_name(text), **config.source_options)
 
 
 def benchmark_rows(config: RLConfig) -> list[str]:
@@ -129,18 +130,26 @@ def run_folder(out: str | os.PathLike, spec: RunSpec) -> Path:
 
 
 def check_runs(runs: list[RunSpec]) -> None:
-    """Fail before any training when a learned source cannot reward a task (no goal, unreadable checkpoint)."""
+    """Fail before any training when a learned source cannot reward a task (no goal, no progress calibration for
+    it, an unreadable checkpoint)."""
     for spec in runs:
         if not spec.source.learned:
             continue
         assert spec.source.checkpoint is not None
         model = load_reward_model(spec.source.checkpoint)
         try:
-            model.native_goal(spec.task)
+            goal = model.native_goal(spec.task)
+            if spec.source.reward_mode == "progress":
+                model.progress_range(spec.task, goal)
         except GoalUnavailableError as error:
             raise ValueError(
                 f"reward source {spec.source.name!r} has no goal for {spec.task}: {error} "
                 "Drop the task, or use a checkpoint trained on it."
+            ) from error
+        except CalibrationError as error:
+            raise ValueError(
+                f"reward source {spec.source.name!r} cannot give progress on {spec.task}: {error} "
+                "(here: --learned-reward-mode normalized)"
             ) from error
 
 
@@ -177,6 +186,8 @@ def _sweep_locked(
     config: RLConfig, out: str | os.PathLike, log: Callable[[str], None], overwrite: bool, backend: Backend
 ) -> list[RunSpec]:
     """:func:`run_sweep`, by the process that holds the lock of ``out``."""
+    if config.wandb is not None:  # before any training: every run would fail on it
+        require("wandb", extra="wandb", needed_by="vlm-rewards rl --wandb")
     ensure_benchmark_rows(config, log=log)
     runs = planned_runs(config)
     check_runs(runs)

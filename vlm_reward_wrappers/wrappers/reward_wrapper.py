@@ -31,8 +31,8 @@ class VLMRewardWrapper(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.util
         camera, image_size: override the checkpoint's camera and frame size (warns).
         **options: the reward options of :class:`~.spec.RewardSpec`: ``goal``,
             ``goal_image``, ``demonstration`` and ``demo_reward`` (a task given by
-            demonstrations), ``reward_mode`` (``raw``, ``normalized``, ``shaped``),
-            ``gamma``, ``success_bonus``, ``device``.
+            demonstrations), ``reward_mode`` (``raw``, ``normalized``, ``progress``, ``shaped``),
+            ``gamma``, ``reward_scale``, ``success_bonus``, ``device``.
 
     Pickling (``AsyncVectorEnv``, ``SubprocVecEnv``) carries the checkpoint
     path, not the model: each process loads it once. The GL context is opened

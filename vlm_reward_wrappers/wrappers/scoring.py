@@ -155,7 +155,8 @@ class GoalScorer:
 
 
 class RewardTransform:
-    """Rewards from raw scores: ``raw``, ``normalized``, ``progress`` or ``shaped``, plus a success bonus.
+    """Rewards from raw scores: ``raw``, ``normalized``, ``progress`` or ``shaped``, times ``reward_scale``, plus a
+    success bonus.
 
     ``progress`` maps the scores ``progress_range = (zero, one)`` to 0 and 1 and clips to [0, 1].
 
@@ -170,6 +171,11 @@ class RewardTransform:
         array([0.])
         >>> RewardTransform("progress", {"mean": 0.0, "std": 1.0}, progress_range=(0.2, 0.6))(np.array([0.1, 0.3, 0.9]))
         array([0.  , 0.25, 1.  ])
+        >>> success_first = RewardTransform(                 # success + 0.5 * progress
+        ...     "progress", {"mean": 0.0, "std": 1.0}, success_bonus=1.0, progress_range=(0.2, 0.6), reward_scale=0.5
+        ... )
+        >>> success_first(np.array([0.3, 0.9]), success=np.array([False, True]))
+        array([0.125, 1.5  ])
     """
 
     def __init__(
@@ -180,6 +186,7 @@ class RewardTransform:
         success_bonus: float = 0.0,
         num_envs: int = 1,
         progress_range: tuple[float, float] | None = None,
+        reward_scale: float = 1.0,
     ) -> None:
         if mode not in get_args(RewardMode):
             raise ValueError(f"reward_mode must be one of {', '.join(get_args(RewardMode))}; got {mode!r}.")
@@ -195,6 +202,7 @@ class RewardTransform:
         self.std = max(float(reward_stats["std"]), 1e-8)
         self.gamma = gamma
         self.success_bonus = success_bonus
+        self.reward_scale = reward_scale
         self._potential = np.full(num_envs, np.nan)
 
     @property
@@ -228,6 +236,7 @@ class RewardTransform:
             potential = self.normalize(scores)
             rewards = self.gamma * potential - self._potential
             self._potential = potential
+        rewards = self.reward_scale * rewards
         if success is not None and self.success_bonus:
             rewards = rewards + self.success_bonus * (np.asarray(success) > 0)
         return rewards
@@ -267,6 +276,12 @@ def make_reward(spec: RewardSpec, frames: Sequence[FrameSettings]) -> tuple[Goal
         else None
     )
     transform = RewardTransform(
-        spec.reward_mode, model.reward_stats_for(goal), spec.gamma, spec.success_bonus, len(frames), progress_range
+        spec.reward_mode,
+        model.reward_stats_for(goal),
+        spec.gamma,
+        spec.success_bonus,
+        len(frames),
+        progress_range,
+        spec.reward_scale,
     )
     return scorer, transform

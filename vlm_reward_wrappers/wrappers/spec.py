@@ -59,7 +59,9 @@ class RewardSpec:
             training task's own goal) or ``shaped`` (``gamma * phi(o') - phi(o)``, ``phi`` the
             normalized score, ``phi(o_0)`` from the reset frame).
         gamma: discount of the shaped reward (use the agent's).
-        success_bonus: added to the reward on steps where ``info["success"]`` is true.
+        reward_scale: multiplies the reward of ``reward_mode`` (e.g. ``reward_scale=0.5`` with ``progress`` and
+            ``success_bonus=1``: ``1 + 0.5 * progress`` at most, so success outweighs any progress without it).
+        success_bonus: added to the (scaled) reward on steps where ``info["success"]`` is true.
         device: where the model runs (``cpu``, ``cuda``).
     """
 
@@ -70,6 +72,7 @@ class RewardSpec:
     demo_reward: DemoReward = "progress"
     reward_mode: RewardMode = "raw"
     gamma: float = 0.99
+    reward_scale: float = 1.0
     success_bonus: float = 0.0
     device: str = "cpu"
 
@@ -84,8 +87,9 @@ class RewardSpec:
             )
         if not 0.0 < self.gamma <= 1.0:
             raise ValueError(f"gamma must be in (0, 1] (the agent's discount factor); got {self.gamma}.")
-        if not np.isfinite(self.success_bonus):
-            raise ValueError(f"success_bonus must be a finite number; got {self.success_bonus}.")
+        for name in ("reward_scale", "success_bonus"):
+            if not np.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number; got {getattr(self, name)}.")
         given = [name for name in ("goal", "goal_image", "demonstration") if getattr(self, name) is not None]
         if len(given) > 1:
             raise ValueError(f"give one of goal (a sentence), goal_image or demonstration, not {' and '.join(given)}")
