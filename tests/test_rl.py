@@ -43,7 +43,7 @@ from vlm_reward_wrappers.evaluation.scoring import score_dataset
 from vlm_reward_wrappers.extras import MissingExtraError
 from vlm_reward_wrappers.io_utils import CorruptFileError
 from vlm_reward_wrappers.metrics.off_expert import gate, probe_task
-from vlm_reward_wrappers.models import RewardModel, is_checkpoint
+from vlm_reward_wrappers.models import BUNDLED_CHECKPOINT, RewardModel, is_checkpoint
 from vlm_reward_wrappers.rl import RL_PRESETS, RLConfig, RunSpec, parse_source, read_curve, run_one, write_rl_report
 from vlm_reward_wrappers.rl.pipelined import DeferredRewardBuffer, PipelinedRewardVecEnv
 from vlm_reward_wrappers.rl.report import markdown_table, read_results, summary_rows
@@ -760,6 +760,21 @@ def test_sweep_resolves_hub_repo_ids_from_the_hub_cache(
     monkeypatch.chdir(tmp_path)  # `bench/nope`: a missing local path beside the folder `bench`, not a Hub lookup
     with pytest.raises(FileNotFoundError, match="no checkpoint at bench/nope: bench is a local folder without it"):
         resolve_source("bench/nope+sparse", 0, config)
+
+
+def test_sweep_rewards_with_the_bundled_model_by_name(tmp_path: Path) -> None:
+    """``bundled`` (and ``bundled+sparse``) is the package's bundled model, whatever the benchmark folder holds: no
+    benchmark row to train, progress calibrated for its tasks."""
+    config = dataclasses.replace(
+        TINY, sources=("bundled", "bundled+sparse", "sparse"), benchmark=str(tmp_path / "quick")
+    )
+    assert resolve_source("bundled+sparse", 3, config) == RewardSource(
+        "bundled+sparse", "learned", str(BUNDLED_CHECKPOINT), 10.0, 5.0, "progress"
+    )
+    assert benchmark_rows(config) == []
+    runs = planned_runs(config)
+    assert [spec.source.name for spec in runs] == ["bundled", "bundled+sparse", "sparse"]
+    check_runs(runs)  # a goal and a calibration for the task
 
 
 def test_sweep_gives_distinct_sources_distinct_run_folders(tiny_checkpoint: Path, tmp_path: Path) -> None:

@@ -32,9 +32,9 @@ class RLConfig:
 
     Args:
         tasks: Meta-World tasks (e.g. ``drawer-close-v3``).
-        sources: reward sources: ``gt``, ``sparse``, a checkpoint folder, a row of the offline benchmark
-            (``triplet``: its checkpoint of the run's seed, see ``benchmark``), a Hub repo id in the local Hub
-            cache (``user/name``, ``user/name@revision``), or any of these with ``+sparse``.
+        sources: reward sources: ``gt``, ``sparse``, ``bundled`` (the package's model), a checkpoint folder, a row
+            of the offline benchmark (``triplet``: its checkpoint of the run's seed, see ``benchmark``), a Hub repo
+            id in the local Hub cache (``user/name``, ``user/name@revision``), or any of these with ``+sparse``.
         seeds: agent seeds of the learned and sparse sources.
         gt_seeds: agent seeds of ``gt``, the reference (none given: ``seeds``).
         total_steps: env steps per run.

@@ -5,8 +5,8 @@ default settings learn Meta-World's reward):
 
 * ``gt``: Meta-World's own dense reward, times ``gt_reward_scale`` (default 1).
 * ``sparse``: ``success_bonus`` (default 10) on steps where Meta-World reports success, else 0.
-* a checkpoint folder (or a benchmark row such as ``triplet``, or a Hub
-  repo id ``user/name``, see :func:`resolve_source`): the learned reward in
+* ``bundled`` (the package's bundled reward model), a checkpoint folder (or a benchmark row
+  such as ``triplet``, or a Hub repo id ``user/name``, see :func:`resolve_source`): the learned reward in
   ``learned_reward_mode`` (default ``progress``: per-task progress in [0, 1]
   from the checkpoint's calibration), times ``learned_reward_scale`` (default 5).
 * ``<checkpoint>+sparse``: that plus the success bonus, ``10 * success + 5 * progress``
@@ -39,6 +39,8 @@ from vlm_reward_wrappers.wrappers import VLMRewardWrapper
 
 SPARSE = "sparse"
 GROUND_TRUTH = "gt"
+BUNDLED = "bundled"
+"""The reward model bundled with the package (:data:`~vlm_reward_wrappers.models.BUNDLED_CHECKPOINT`), as a source."""
 SPARSE_SUFFIX = "+" + SPARSE
 
 

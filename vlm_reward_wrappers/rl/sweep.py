@@ -27,14 +27,14 @@ from vlm_reward_wrappers.execution import Backend, Job, check_outcomes, run_all
 from vlm_reward_wrappers.extras import require
 from vlm_reward_wrappers.io_utils import write_json_atomic
 from vlm_reward_wrappers.locking import writing
-from vlm_reward_wrappers.models import CheckpointError, is_checkpoint
+from vlm_reward_wrappers.models import BUNDLED_CHECKPOINT, CheckpointError, is_checkpoint
 from vlm_reward_wrappers.models.checkpoint import looks_like_repo_id, resolve_checkpoint
 from vlm_reward_wrappers.models.reward_model import CalibrationError, GoalUnavailableError
 from vlm_reward_wrappers.rl.config import FAILURES_FILE, SWEEP_FILE, RLConfig
 from vlm_reward_wrappers.rl.estimate import source_name
 from vlm_reward_wrappers.rl.gate import gate_sources
 from vlm_reward_wrappers.rl.run import RunSpec, is_done, run_one
-from vlm_reward_wrappers.rl.sources import GROUND_TRUTH, SPARSE, SPARSE_SUFFIX, RewardSource, parse_source
+from vlm_reward_wrappers.rl.sources import BUNDLED, GROUND_TRUTH, SPARSE, SPARSE_SUFFIX, RewardSource, parse_source
 from vlm_reward_wrappers.study import PRESETS, run_benchmark
 from vlm_reward_wrappers.wrappers.scoring import load_reward_model
 
@@ -42,11 +42,11 @@ from vlm_reward_wrappers.wrappers.scoring import load_reward_model
 def resolve_source(text: str, seed: int, config: RLConfig) -> RewardSource:
     """The reward source ``text`` for agent seed ``seed``.
 
-    A checkpoint folder is itself (named by its folder). A benchmark row (``triplet``, ``triplet+sparse``)
-    names the checkpoint ``<benchmark>/checkpoints/<row>-seed<k>`` with ``k`` the agent seed (modulo the
-    seeds the benchmark trained), so agent seeds also vary the reward model. Else a Hugging Face Hub repo id
-    (``user/name``, ``user/name@revision``, also with ``+sparse``) is its snapshot in the local Hub cache,
-    named ``name`` (``name@revision``).
+    ``bundled`` is the package's bundled reward model. A checkpoint folder is itself (named by its folder). A
+    benchmark row (``triplet``, ``triplet+sparse``) names the checkpoint ``<benchmark>/checkpoints/<row>-seed<k>``
+    with ``k`` the agent seed (modulo the seeds the benchmark trained), so agent seeds also vary the reward model.
+    Else a Hugging Face Hub repo id (``user/name``, ``user/name@revision``, also with ``+sparse``) is its snapshot
+    in the local Hub cache, named ``name`` (``name@revision``).
 
     Example:
         >>> resolve_source("someone/triplet-metaworld@v1+sparse", 0, config).name  # doctest: +SKIP
@@ -55,6 +55,8 @@ def resolve_source(text: str, seed: int, config: RLConfig) -> RewardSource:
     if text in (GROUND_TRUTH, SPARSE):
         return parse_source(text, **config.source_options)
     row, suffix = (text[: -len(SPARSE_SUFFIX)], SPARSE_SUFFIX) if text.endswith(SPARSE_SUFFIX) else (text, "")
+    if row == BUNDLED:
+        return parse_source(f"{BUNDLED_CHECKPOINT}{suffix}", name=text, **config.source_options)
     if is_checkpoint(row):
         return parse_source(text, name=source_name(text), **config.source_options)
     folder = Path(config.benchmark) / "checkpoints"
@@ -87,7 +89,7 @@ def benchmark_rows(config: RLConfig) -> list[str]:
     """The learned sources of ``config`` that name rows of the offline benchmark rather than checkpoint folders or
     Hub repo ids."""
     rows = [source.removesuffix(SPARSE_SUFFIX) for source in config.sources if source not in (GROUND_TRUTH, SPARSE)]
-    return sorted({row for row in rows if not is_checkpoint(row) and not looks_like_repo_id(row)})
+    return sorted({row for row in rows if row != BUNDLED and not is_checkpoint(row) and not looks_like_repo_id(row)})
 
 
 def ensure_benchmark_rows(config: RLConfig, *, log: Callable[[str], None] = print) -> None:
