@@ -16,7 +16,7 @@ best of ``--repeats`` timed blocks. The last line is
 
     rl speed ratio: <x>      learned (reward worker) steps/s / gt steps/s
 
-    python benchmarks/rl_speed.py --checkpoint runs/quick/checkpoints/triplet-seed0
+    python benchmarks/rl_speed.py          # the bundled reward model; --checkpoint for another
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import time
 
 import torch
 
-from vlm_reward_wrappers.models import is_checkpoint
+from vlm_reward_wrappers.models import BUNDLED_CHECKPOINT, is_checkpoint
 from vlm_reward_wrappers.rl import RL_PRESETS, RLConfig, RunSpec, parse_source
 from vlm_reward_wrappers.rl.pipelined import PipelinedRewardVecEnv
 from vlm_reward_wrappers.rl.run import make_train_venv, new_agent
@@ -53,7 +53,7 @@ def steps_per_second(spec: RunSpec, config: RLConfig, steps: int, repeats: int) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default="runs/quick/checkpoints/triplet-seed0")
+    parser.add_argument("--checkpoint", default=str(BUNDLED_CHECKPOINT), help="default: the bundled reward model")
     parser.add_argument("--task", default="drawer-close-v3")
     parser.add_argument("--steps", type=int, default=1000, help="env steps per timed block")
     parser.add_argument("--repeats", type=int, default=2, help="timed blocks per agent (the best counts)")

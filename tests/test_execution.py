@@ -123,8 +123,8 @@ def test_the_dry_run_counts_what_is_left(tmp_path: Path, capsys: pytest.CaptureF
     assert plan["gt"].core_hours == pytest.approx(plan["gt"].steps_left / SAC_SPEEDS["metaworld"] / 3600)
     assert cli_main(["rl", "--preset", "full", "--out", str(tmp_path / "full"), "--dry-run"]) == 0
     printed = capsys.readouterr().out
-    assert "| triplet | 30 | " in printed and printed.count("\n| ") == 9  # 9 sources of 10 tasks x 3 seeds
-    assert "270 runs left:" in printed
+    assert "| triplet+sparse | 50 | " in printed and printed.count("\n| ") == 9  # 9 sources of 10 tasks x 5 seeds
+    assert "450 runs left:" in printed
     assert not (tmp_path / "full").exists()  # a dry run writes nothing
 
 
