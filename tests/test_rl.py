@@ -46,7 +46,7 @@ from vlm_reward_wrappers.metrics.off_expert import gate, probe_task
 from vlm_reward_wrappers.models import BUNDLED_CHECKPOINT, RewardModel, is_checkpoint
 from vlm_reward_wrappers.rl import RL_PRESETS, RLConfig, RunSpec, parse_source, read_curve, run_one, write_rl_report
 from vlm_reward_wrappers.rl.pipelined import DeferredRewardBuffer, PipelinedRewardVecEnv
-from vlm_reward_wrappers.rl.report import markdown_table, read_results, summary_rows
+from vlm_reward_wrappers.rl.report import markdown_table, offline_online, read_results, summary_rows
 from vlm_reward_wrappers.rl.run import (
     CURVE_FIELDS,
     _worker_env,
@@ -931,6 +931,9 @@ def test_report_from_run_folders(tmp_path: Path) -> None:
 
     report = (out / "report.md").read_text()
     assert table in report and "total_steps 8000" in report
+    # what each source paid, from the records (these carry no scale: written before 0.4, unscaled)
+    for paid in ("`triplet`: 1 x normalized", "`sparse`: 1 x success", "`gt`: 1 x Meta-World's reward (0-10)"):
+        assert paid in report
     assert f"## Warnings\n\n- drawer-close-v3 triplet: {CAMERA_WARNING}" in report
     summary = json.loads((out / "summary.json").read_text())
     by_key = {(row["task"], row["source"]): row for row in summary["rows"]}
@@ -949,9 +952,19 @@ def test_report_from_run_folders(tmp_path: Path) -> None:
     assert summary["offline_online"]["time_balanced_accuracy"] == {"rows": 1, "spearman": None}
     assert "| time-balanced accuracy (the headline) | 1 | too few rows |" in report
     # The gate's verdict, where the sweep gated a source on a task: pass, or its failures.
-    verdicts = {"triplet": {"drawer-close-v3": {"gate": []}, "reach-v3": {"gate": ["success AUC 0.70 < 0.85"]}}}
-    gated = markdown_table(summary_rows(read_results(out), gate=verdicts))
-    assert "| pass |" in gated and "| fails: success AUC 0.70 < 0.85 |" in gated
+    # The gate's probe gives a success AUC for any checkpoint (mean over the source's checkpoints).
+    probes = {"triplet-seed0": {"success_auroc": 0.9}, "triplet-seed1": {"success_auroc": 0.8}}
+    verdicts = {
+        "triplet": {
+            "drawer-close-v3": {"gate": [], "checkpoints": probes},
+            "reach-v3": {"gate": ["success AUC 0.70 < 0.85"], "checkpoints": {}},
+        }
+    }
+    gated_rows = summary_rows(read_results(out), gate=verdicts)
+    gated = markdown_table(gated_rows)
+    assert "| pass (success AUC 0.85) |" in gated and "| fails: success AUC 0.70 < 0.85 |" in gated
+    assert [row["gate_success_auroc"] for row in gated_rows if row["source"] == "triplet"] == [[0.9, 0.8], []]
+    assert offline_online(gated_rows)["gate_success_auroc"]["rows"] == 1
     png = (out / "success_curves.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 5000
 

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,9 @@ def run_episode(env: Any, renderer: Any, job: EpisodeJob, config: CollectionConf
         if job.kind == "random":
             action = rng.uniform(low, high)
         else:
-            action = policy.get_action(obs)
+            with warnings.catch_warnings():  # "Constant(s) may be too high": the expert's own actions, clipped below
+                warnings.filterwarnings("ignore", "Constant", UserWarning, "metaworld")
+                action = policy.get_action(obs)
             if job.noise_std > 0:
                 action = action + rng.normal(0.0, job.noise_std, size=action.shape)
         action = np.clip(action, low, high).astype(np.float32)

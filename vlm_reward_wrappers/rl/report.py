@@ -5,7 +5,8 @@ mean success rate over the whole curve (its area, a sample-efficiency summary),
 the env steps to the first evaluation at 50% success or more, and, for learned
 sources, the offline measures on that task that ``evaluate`` gave their
 checkpoints (the headline time-balanced accuracy and the success AUC; ranking
-accuracy and VOC in ``summary.json``) and the gate's verdict. Each source is
+accuracy and VOC in ``summary.json``; none for a checkpoint outside a benchmark
+folder) and the gate's verdict with the success AUC of its probe (any checkpoint). Each source is
 compared with ``sparse`` at equal steps, seed by seed; across tasks with
 rliable; and the offline measures with the online gain over ``sparse``.
 
@@ -166,6 +167,10 @@ def summary_rows(
                         for measure in OFFLINE_MEASURES
                     },
                     "gate": (gate or {}).get(source, {}).get(task, {}).get("gate"),
+                    "gate_success_auroc": [
+                        probe["success_auroc"]
+                        for probe in (gate or {}).get(source, {}).get(task, {}).get("checkpoints", {}).values()
+                    ],
                     "mean_success_minus_sparse": versus_sparse,
                     "minus_sparse_interval": paired_interval(versus_sparse),
                     "steps_per_s": [run.steps[-1] / max(run.curve[-1]["wall_s"], 1e-9) for run in runs],
@@ -175,11 +180,13 @@ def summary_rows(
     return rows
 
 
-def _verdict(failures: list[str] | None) -> str:
-    """The gate's verdict on a task: pass, its failures, or — where the source was not gated (not learned)."""
+def _verdict(failures: list[str] | None, success_auroc: list[float]) -> str:
+    """The gate's verdict on a task: pass (with the probe's success AUC), its failures, or — where the source was
+    not gated (not learned)."""
     if failures is None:
         return "—"
-    return "pass" if not failures else "fails: " + ", ".join(failures)
+    auc = f" (success AUC {np.mean(success_auroc):.2f})" if success_auroc else ""
+    return "pass" + auc if not failures else "fails: " + ", ".join(failures)
 
 
 def offline_online(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -187,7 +194,7 @@ def offline_online(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     over the row's checkpoints) and the online gain over ``sparse`` (mean success over the curve minus sparse's,
     mean over paired seeds), with a bootstrap interval over the rows; None below 3 rows."""
     correlations = {}
-    for measure in ("time_balanced_accuracy", "success_auroc"):
+    for measure in ("time_balanced_accuracy", "success_auroc", "gate_success_auroc"):
         pairs = [
             (float(np.mean(row[measure])), float(np.mean(row["mean_success_minus_sparse"])))
             for row in rows
@@ -199,7 +206,11 @@ def offline_online(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def _offline_online_section(correlations: dict[str, dict[str, Any]]) -> list[str]:
-    labels = {"time_balanced_accuracy": "time-balanced accuracy (the headline)", "success_auroc": "success AUC"}
+    labels = {
+        "time_balanced_accuracy": "time-balanced accuracy (the headline)",
+        "success_auroc": "success AUC",
+        "gate_success_auroc": "success AUC on the gate's rollouts",
+    }
     lines = [
         "## Offline measures against online success",
         "",
@@ -241,7 +252,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
             f"| {_spread(row['mean_success'])} | {_steps_to(row['steps_to_50'])} "
             f"| {_interval(row['minus_sparse_interval'], len(row['mean_success_minus_sparse']))} "
             f"| {_spread(row['time_balanced_accuracy'], 3)} | {_spread(row['success_auroc'], 3)} "
-            f"| {_verdict(row['gate'])} | {_spread(row['steps_per_s'], 0)} |"
+            f"| {_verdict(row['gate'], row['gate_success_auroc'])} | {_spread(row['steps_per_s'], 0)} |"
         )
     return "\n".join(lines)
 
@@ -274,16 +285,31 @@ def plot_success_curves(results: list[RunResult], path: str | os.PathLike) -> No
     figure.savefig(path, dpi=110)
 
 
+def _reward_text(results: list[RunResult]) -> str:
+    """What each source of the sweep paid per step, from the runs' records."""
+    described = {}
+    for result in results:
+        record = result.record
+        scale, bonus = record.get("reward_scale", 1.0), record.get("success_bonus", 0.0)
+        if record.get("checkpoint"):
+            learned = f"{scale:g} x {record.get('reward_mode') or 'normalized'}"
+            described[result.source] = learned + (f" + {bonus:g} x success" if bonus else "")
+        elif result.source == "gt":
+            described[result.source] = f"{scale:g} x Meta-World's reward (0-10)"
+        else:
+            described[result.source] = f"{bonus:g} x success"
+    return "; ".join(f"`{source}`: {text}" for source, text in described.items())
+
+
 def _settings_text(results: list[RunResult]) -> str:
     settings = results[0].record["settings"]
     listed = ", ".join(f"{name} {value}" for name, value in sorted(settings.items()))
     return (
         f"SAC (stable-baselines3) on state observations, the same settings for every reward source: {listed}. "
         "They are SB3's SAC defaults except the replay buffer (as large as the run) and the random steps "
-        "before learning (1000, SB3: 100). Learned rewards are normalized with the mean and std of the "
-        "checkpoint's rewards on its training frames; `sparse` is 1 on success steps, else 0; `gt` is Meta-World's "
-        "dense reward. Evaluation: deterministic actions on episodes with seeds never used in training; success "
-        "means success at any step of an episode."
+        f"before learning (1000, SB3: 100). Reward per step: {_reward_text(results)} (`progress`: the checkpoint's "
+        "score mapped to per-task progress in [0, 1] by its calibration). Evaluation: deterministic actions on "
+        "episodes with seeds never used in training; success means success at any step of an episode."
     )
 
 
