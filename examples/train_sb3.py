@@ -11,7 +11,7 @@ episodes; ``OUT/monitor.csv`` has every episode. The agent is saved to ``OUT/age
 
     python examples/train_sb3.py --task reach-v3 --algo sac --total-timesteps 20000    # the bundled reward model
     python examples/train_sb3.py --checkpoint runs/quick/checkpoints/triplet-seed0
-    python examples/train_sb3.py --algo ppo --num-envs 8 --reward-mode shaped
+    python examples/train_sb3.py --algo ppo --num-envs 8 --reward-mode shaped --reward-scale 1 --success-bonus 0
     python examples/train_sb3.py --checkpoint someone/triplet-metaworld    # a Hub repo id
 """
 
@@ -50,8 +50,10 @@ class Args:
         total_timesteps: env steps, all envs together.
         num_envs: parallel envs; more than 1 scores them in one batch.
         vec_env: dummy: envs in this process; subproc: one process each.
-        reward_mode: how scores become rewards (raw, normalized, shaped).
-        success_bonus: added on steps where Meta-World reports success.
+        reward_mode: how scores become rewards (raw, normalized, progress, shaped).
+        reward_scale: multiplies the learned reward.
+        success_bonus: added on steps where Meta-World reports success (the defaults, progress times 5 plus 10 on
+            success, are ``vlm-rewards rl``'s learned source: success + 0.5 * progress on Meta-World's 0-10 scale).
         gamma: discount of the agent and of the shaped reward.
         max_episode_steps: episode length (Meta-World's own: 500).
         n_steps: PPO: steps per env per rollout.
@@ -68,8 +70,9 @@ class Args:
     total_timesteps: int = 20_000
     num_envs: int = 1
     vec_env: Literal["dummy", "subproc"] = "dummy"
-    reward_mode: RewardMode = "normalized"
-    success_bonus: float = 0.0
+    reward_mode: RewardMode = "progress"
+    reward_scale: float = 5.0
+    success_bonus: float = 10.0
     gamma: float = 0.99
     max_episode_steps: int = 200
     n_steps: int = 512
@@ -113,6 +116,7 @@ def reward_spec(args: Args) -> RewardSpec:
         args.checkpoint,
         reward_mode=args.reward_mode,
         gamma=args.gamma,
+        reward_scale=args.reward_scale,
         success_bonus=args.success_bonus,
         device=args.device,
     )
