@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="timed blocks per agent (the best counts)")
     args = parser.parse_args()
     if not is_checkpoint(args.checkpoint):
-        raise SystemExit(f"no checkpoint at {args.checkpoint}: run `vlm-rewards benchmark` first, or pass --checkpoint")
+        raise SystemExit(f"no checkpoint at {args.checkpoint}: pass a checkpoint folder (default: the bundled model)")
     torch.set_num_threads(1)
     base = RL_PRESETS["quick"]
     needed = base.learning_starts + (args.repeats + 1) * args.steps  # the replay buffer holds them all

@@ -53,7 +53,8 @@ class Args:
         reward_mode: how scores become rewards (raw, normalized, progress, shaped).
         reward_scale: multiplies the learned reward.
         success_bonus: added on steps where Meta-World reports success (the defaults, progress times 5 plus 10 on
-            success, are ``vlm-rewards rl``'s learned source: success + 0.5 * progress on Meta-World's 0-10 scale).
+            success, are ``vlm-rewards rl``'s ``CKPT+sparse`` source: success + 0.5 * progress on Meta-World's 0-10
+            scale).
         gamma: discount of the agent and of the shaped reward.
         max_episode_steps: episode length (Meta-World's own: 500).
         n_steps: PPO: steps per env per rollout.

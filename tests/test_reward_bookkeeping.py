@@ -325,6 +325,15 @@ def test_no_bonus_without_success_flags_or_bonus() -> None:
     assert no_bonus(np.array([1.0, 2.0]), success=np.array([True, True])).tolist() == [1.0, 2.0]
 
 
+def test_reward_scale_multiplies_the_reward_before_the_bonus() -> None:
+    """``reward_scale`` scales every mode's reward, not the success bonus; a non-finite scale is refused."""
+    scaled = RewardTransform("normalized", {"mean": 1.0, "std": 2.0}, success_bonus=10.0, num_envs=2, reward_scale=3)
+    assert scaled(np.array([5.0, 1.0]), success=np.array([False, True])).tolist() == [6.0, 10.0]
+    for scale in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="reward_scale must be a finite number"):
+            RewardSpec.of("ckpt", reward_scale=scale)
+
+
 @pytest.mark.parametrize("gamma", [0.0, -0.5, 1.0001, 2.0])
 def test_bad_gamma_is_refused(gamma: float) -> None:
     """gamma must lie in (0, 1]."""

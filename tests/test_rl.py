@@ -50,9 +50,12 @@ from vlm_reward_wrappers.rl.report import markdown_table, offline_online, read_r
 from vlm_reward_wrappers.rl.run import (
     CURVE_FIELDS,
     _worker_env,
+    differs_from,
     evaluate_agent,
     make_run_env,
+    make_train_venv,
     read_run,
+    run_record,
     uses_reward_worker,
 )
 from vlm_reward_wrappers.rl.sources import GroundTruthReward, RewardSource, SparseSuccessReward, with_reward
@@ -600,6 +603,49 @@ def test_a_run_recorded_before_reward_scales_keeps_its_unscaled_reward(stopped_g
     assert any(line.endswith("resuming at step 30") for line in lines)
 
 
+def test_a_learned_run_recorded_before_reward_scales_was_normalized(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """A learned run's ``run.json`` of a version that recorded no scale was the normalized reward, unscaled: it is
+    that run, and differs in both fields from the default progress source."""
+    earlier = RunSpec(
+        TASK, parse_source(str(tiny_checkpoint), learned_reward_mode="normalized", learned_reward_scale=1), 0
+    )
+    folder = tmp_path / "run"
+    folder.mkdir()
+    record = run_record(earlier, TINY, [])
+    del record["reward_scale"], record["reward_mode"]
+    (folder / "run.json").write_text(json.dumps(record))
+    assert differs_from(earlier, TINY, folder) == []
+    default = RunSpec(TASK, parse_source(str(tiny_checkpoint)), 0)
+    assert differs_from(default, TINY, folder) == ["reward_scale", "reward_mode"]
+
+
+def test_a_sweep_refuses_a_finished_run_of_other_settings(tmp_path: Path) -> None:
+    """A finished run is not reused for a sweep of another reward scale (its curve would pass for the new one's):
+    the sweep stops before any run, naming the run and the field; ``overwrite`` runs it again."""
+    out, config = tmp_path / "rl", dataclasses.replace(TINY, sources=("gt",), total_steps=30, eval_freq=30)
+    run_sweep(config, out, log=lambda line: None)
+    finished = out / TASK / "gt" / "seed0" / "curve.csv"
+    curve = finished.read_text()
+    rescaled = dataclasses.replace(config, gt_reward_scale=0.1)
+    with pytest.raises(RunMismatchError, match=rf"{TASK} gt seed0 \(differs in: reward_scale\).*--mode overwrite"):
+        run_sweep(rescaled, out, log=lambda line: None)
+    assert finished.read_text() == curve
+    run_sweep(rescaled, out, log=lambda line: None, overwrite=True)
+    assert read_run(out / TASK / "gt" / "seed0")["reward_scale"] == 0.1
+
+
+def test_the_reward_worker_pays_the_sources_scale(tiny_checkpoint: Path) -> None:
+    """A learned run whose env steps in a reward worker rewards with its source's mode, scale and bonus."""
+    spec = RunSpec(TASK, parse_source(f"{tiny_checkpoint}+sparse"), 0)
+    venv = make_train_venv(spec, dataclasses.replace(TINY, reward_worker="on"))
+    try:
+        assert isinstance(venv, PipelinedRewardVecEnv)
+        transform = venv.transform
+        assert (transform.mode, transform.reward_scale, transform.success_bonus) == ("progress", 5.0, 10.0)
+    finally:
+        venv.close()
+
+
 def test_a_finished_run_of_another_checkpoint_is_not_reported_as_this_one(
     tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
@@ -820,7 +866,7 @@ def test_sweep_refuses_progress_from_a_checkpoint_without_calibration(tiny_check
     (old / "config.json").write_text(json.dumps(config_json))
     config = dataclasses.replace(TINY, sources=("sparse", str(old)))
     out = tmp_path / "sweep"
-    with pytest.raises(ValueError, match=r"'old' cannot give progress on reach-v3.*--learned-reward-mode normalized"):
+    with pytest.raises(ValueError, match=r"'old' cannot give progress on reach-v3.*learned_reward_mode='normalized'"):
         run_sweep(config, out, log=lambda line: None)
     assert not out.exists()
     check_runs(planned_runs(dataclasses.replace(config, learned_reward_mode="normalized")))
@@ -894,6 +940,7 @@ def write_fake_run(out: Path, task: str, source: str, seed: int, success: list[f
         "source": source,
         "checkpoint": checkpoint,
         "success_bonus": 1.0 if source == "sparse" else 0.0,
+        **({"reward_scale": 5.0, "reward_mode": "progress"} if source == "triplet" else {}),  # sparse, gt: 0.3's
         "seed": seed,
         "agent": "SAC",
         "settings": {"total_steps": 8000, "eval_freq": 2000, "batch_size": 256},
@@ -931,8 +978,8 @@ def test_report_from_run_folders(tmp_path: Path) -> None:
 
     report = (out / "report.md").read_text()
     assert table in report and "total_steps 8000" in report
-    # what each source paid, from the records (these carry no scale: written before 0.4, unscaled)
-    for paid in ("`triplet`: 1 x normalized", "`sparse`: 1 x success", "`gt`: 1 x Meta-World's reward (0-10)"):
+    # what each source paid, from the records (sparse's and gt's carry no scale: written before 0.4, unscaled)
+    for paid in ("`triplet`: 5 x progress (", "`sparse`: 1 x success", "`gt`: 1 x Meta-World's reward (0-10)"):
         assert paid in report
     assert f"## Warnings\n\n- drawer-close-v3 triplet: {CAMERA_WARNING}" in report
     summary = json.loads((out / "summary.json").read_text())
@@ -952,17 +999,18 @@ def test_report_from_run_folders(tmp_path: Path) -> None:
     assert summary["offline_online"]["time_balanced_accuracy"] == {"rows": 1, "spearman": None}
     assert "| time-balanced accuracy (the headline) | 1 | too few rows |" in report
     # The gate's verdict, where the sweep gated a source on a task: pass, or its failures.
-    # The gate's probe gives a success AUC for any checkpoint (mean over the source's checkpoints).
+    # The gate's probe gives a success AUC for any checkpoint (every checkpoint's, beside the first one's verdict);
+    # a probe without success frames has none.
     probes = {"triplet-seed0": {"success_auroc": 0.9}, "triplet-seed1": {"success_auroc": 0.8}}
     verdicts = {
         "triplet": {
             "drawer-close-v3": {"gate": [], "checkpoints": probes},
-            "reach-v3": {"gate": ["success AUC 0.70 < 0.85"], "checkpoints": {}},
+            "reach-v3": {"gate": ["no success AUC"], "checkpoints": {"triplet-seed0": {"success_auroc": None}}},
         }
     }
     gated_rows = summary_rows(read_results(out), gate=verdicts)
     gated = markdown_table(gated_rows)
-    assert "| pass (success AUC 0.85) |" in gated and "| fails: success AUC 0.70 < 0.85 |" in gated
+    assert "| pass (0.85 [0.80, 0.90]) |" in gated and "| fails: no success AUC |" in gated
     assert [row["gate_success_auroc"] for row in gated_rows if row["source"] == "triplet"] == [[0.9, 0.8], []]
     assert offline_online(gated_rows)["gate_success_auroc"]["rows"] == 1
     png = (out / "success_curves.png").read_bytes()

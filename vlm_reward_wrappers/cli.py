@@ -419,8 +419,9 @@ def _rl_arguments(parser: argparse.ArgumentParser) -> Handler:
         "--mode",
         default="resume",
         choices=["resume", "overwrite"],
-        help="resume (default): a run folder that holds a run of other settings (checkpoint weights, budget, "
-        "agent settings) is refused; overwrite: such runs are deleted and run again",
+        help="resume (default): a run folder that holds a run of other settings (checkpoint weights, reward scale "
+        "and mode, budget, agent settings), finished or not, is refused; overwrite: such runs are deleted and run "
+        "again",
     )
     _add_execution_arguments(parser)
     parser.add_argument(

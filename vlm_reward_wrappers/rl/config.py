@@ -161,8 +161,8 @@ RL_PRESETS: dict[str, RLConfig] = {
         jobs=1,
     ),
 }
-"""``vlm-rewards rl --preset NAME``: ``quick`` (the 2 tasks of 7 where SAC learned Meta-World's reward within 30k
-steps in a one-seed pilot, and drawer-close, which random exploration solves, as the control; the bundled reward
+"""``vlm-rewards rl --preset NAME``: ``quick`` (the 2 of 7 piloted tasks where SAC learned Meta-World's reward
+within 30k steps on one seed, and drawer-close, which random exploration solves, as the control; the bundled reward
 with success, sparse and Meta-World's reward; 5 paired seeds), ``full`` (MT10,
 every objective of the offline benchmark with success, 5 seeds, 200k steps: for a cluster), ``tiny`` (a smoke test)."""
 

@@ -126,8 +126,8 @@ class PipelinedRewardVecEnv(VecEnv):
 
     Args:
         env_fn: makes the env in the worker (picklable: a module-level function or ``functools.partial``).
-        spec: the learned reward (``raw`` or ``normalized``; ``shaped`` needs each episode's first
-            frame at once and is not supported here).
+        spec: the learned reward (``raw``, ``normalized`` or ``progress``, with its scale and success bonus;
+            ``shaped`` needs each episode's first frame at once and is not supported here).
         task: the Meta-World task (its native goal is the reward's goal unless ``spec`` names one).
         camera, image_size: override the checkpoint's for the frames scored.
 
@@ -152,7 +152,7 @@ class PipelinedRewardVecEnv(VecEnv):
             warnings.simplefilter("ignore", UserWarning)  # frames unlike training: the caller reports it once
             self.scorer, self.transform = make_reward(spec, [frames])
         if self.transform.needs_first_frames:
-            raise ValueError("PipelinedRewardVecEnv gives raw or normalized rewards, not shaped ones")
+            raise ValueError("PipelinedRewardVecEnv gives raw, normalized or progress rewards, not shaped ones")
         context = multiprocessing.get_context("spawn")
         self._connection, worker_end = context.Pipe()
         self._process = context.Process(

@@ -147,6 +147,7 @@ def summary_rows(
                 continue
             runs = [result for result in of_task if result.source == source]
             offline = [offline_metrics(run.record.get("checkpoint"), task) for run in runs]
+            gated = (gate or {}).get(source, {}).get(task, {})
             known = [metrics for metrics in offline if metrics is not None]
             versus_sparse = [
                 float(np.mean(run.success) - np.mean(sparse[run.seed].success[: len(run.success)]))
@@ -166,10 +167,11 @@ def summary_rows(
                         measure: [metrics[measure] for metrics in known if metrics.get(measure) is not None]
                         for measure in OFFLINE_MEASURES
                     },
-                    "gate": (gate or {}).get(source, {}).get(task, {}).get("gate"),
+                    "gate": gated.get("gate"),
                     "gate_success_auroc": [
                         probe["success_auroc"]
-                        for probe in (gate or {}).get(source, {}).get(task, {}).get("checkpoints", {}).values()
+                        for probe in gated.get("checkpoints", {}).values()
+                        if probe.get("success_auroc") is not None  # none: no success frame in the rollouts
                     ],
                     "mean_success_minus_sparse": versus_sparse,
                     "minus_sparse_interval": paired_interval(versus_sparse),
@@ -180,13 +182,16 @@ def summary_rows(
     return rows
 
 
-def _verdict(failures: list[str] | None, success_auroc: list[float]) -> str:
-    """The gate's verdict on a task: pass (with the probe's success AUC), its failures, or — where the source was
-    not gated (not learned)."""
+def _verdict(failures: list[str] | None) -> str:
+    """The gate's verdict on a task: pass, its failures, or — where the source was not gated (not learned)."""
     if failures is None:
         return "—"
-    auc = f" (success AUC {np.mean(success_auroc):.2f})" if success_auroc else ""
-    return "pass" + auc if not failures else "fails: " + ", ".join(failures)
+    return "pass" if not failures else "fails: " + ", ".join(failures)
+
+
+def _gate_auc(values: list[float]) -> str:
+    """The gate probe's success AUC of a row's checkpoints (mean [min, max] over several), or nothing."""
+    return f" ({_spread(values)})" if values else ""
 
 
 def offline_online(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -242,7 +247,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| task | reward | seeds | steps | final success | mean success over the curve | steps to 50% success "
         "| minus sparse (mean success over the curve, paired by seed, 95% interval) | offline time-balanced acc. "
-        "| offline success AUC | gate | steps/s |",
+        "| offline success AUC | gate (its probe's success AUC) | steps/s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
@@ -252,7 +257,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
             f"| {_spread(row['mean_success'])} | {_steps_to(row['steps_to_50'])} "
             f"| {_interval(row['minus_sparse_interval'], len(row['mean_success_minus_sparse']))} "
             f"| {_spread(row['time_balanced_accuracy'], 3)} | {_spread(row['success_auroc'], 3)} "
-            f"| {_verdict(row['gate'], row['gate_success_auroc'])} | {_spread(row['steps_per_s'], 0)} |"
+            f"| {_verdict(row['gate'])}{_gate_auc(row['gate_success_auroc'])} | {_spread(row['steps_per_s'], 0)} |"
         )
     return "\n".join(lines)
 

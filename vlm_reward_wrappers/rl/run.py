@@ -33,9 +33,9 @@ from __future__ import annotations
 import contextlib
 import csv
 import functools
-import hashlib
 import io
 import os
+import secrets
 import shutil
 import time
 import warnings
@@ -341,6 +341,14 @@ def _changed_identity(stored: dict[str, Any], requested: dict[str, Any]) -> list
     ]
 
 
+def differs_from(spec: RunSpec, config: RLConfig, folder: str | os.PathLike) -> list[str]:
+    """The identity fields in which the run recorded in ``folder`` differs from ``spec`` under ``config`` (empty when
+    the folder holds no run, or this one)."""
+    if not (Path(folder) / "run.json").is_file():
+        return []
+    return _changed_identity(read_run(folder), run_record(spec, config, []))
+
+
 def _unreadable_state(spec: RunSpec, saved: Path, folder: Path, error: Exception) -> CorruptFileError:
     """The error for a saved run state that does not load; it names the state and the folder to delete."""
     return CorruptFileError(
@@ -353,18 +361,26 @@ def is_done(folder: str | os.PathLike) -> bool:
     return (Path(folder) / DONE).is_file()
 
 
+WANDB_ID = "wandb_id"
+"""The file of a run folder that holds its Weights & Biases run id (a new folder, a new id)."""
+
+
 @contextlib.contextmanager
 def mirrored_to_wandb(spec: RunSpec, config: RLConfig, folder: Path, record: dict[str, Any]) -> Iterator[None]:
     """Mirror the run's TensorBoard logs to the Weights & Biases project ``config.wandb`` while the block runs
-    (nothing when it is None): one W&B run per run folder, named by the run, resumed when the run resumes."""
+    (nothing when it is None): one W&B run per run folder, named by the run, resumed when the run resumes; marked
+    failed when the block raises."""
     if config.wandb is None:
         yield
         return
     wandb = require("wandb", extra="wandb", needed_by="vlm-rewards rl --wandb")
+    id_file = folder / WANDB_ID
+    if not id_file.is_file():
+        write_text_atomic(id_file, secrets.token_hex(8))
     run = wandb.init(
         project=config.wandb,
         name=spec.label,
-        id=hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16],
+        id=id_file.read_text().strip(),
         resume="allow",
         group=spec.task,
         job_type=spec.source.name,
@@ -374,8 +390,10 @@ def mirrored_to_wandb(spec: RunSpec, config: RLConfig, folder: Path, record: dic
     )
     try:
         yield
-    finally:
-        run.finish()
+    except BaseException:
+        run.finish(exit_code=1)
+        raise
+    run.finish()
 
 
 def run_one(
@@ -439,12 +457,16 @@ def _run_locked(
             venv.close()
             raise _unreadable_state(spec, saved, folder, error) from error
         log(f"[{spec.label}] resuming at step {progress.steps}")
-    with mirrored_to_wandb(spec, config, folder, record):
-        agent.set_logger(configure(str(folder / TENSORBOARD), ["tensorboard"]))
-        _train(spec, config, folder, agent, venv, eval_env, progress, log, stop_after)
-        agent.logger.close()  # the event files complete before W&B's last sync
-    venv.close()
-    eval_env.close()
+    try:
+        with mirrored_to_wandb(spec, config, folder, record):
+            agent.set_logger(configure(str(folder / TENSORBOARD), ["tensorboard"]))
+            try:
+                _train(spec, config, folder, agent, venv, eval_env, progress, log, stop_after)
+            finally:
+                agent.logger.close()  # the event files complete before W&B's last sync
+    finally:
+        venv.close()  # ends a reward worker's process, whatever happened
+        eval_env.close()
     if progress.steps >= config.total_steps:
         with atomic_path(folder / "agent.zip") as temporary, open(temporary, "wb") as handle:
             agent.save(handle)  # SB3's format, for the user; the state stays whole until done

@@ -54,7 +54,7 @@ class RewardSource:
         checkpoint: the reward model's checkpoint folder, for ``learned``.
         success_bonus: added on steps where Meta-World reports success.
         reward_scale: multiplies the dense reward (``gt``, ``learned``).
-        reward_mode: the learned reward's mode (``progress``, ``normalized``); None for the others.
+        reward_mode: the learned reward's mode (``progress``, the default, or ``normalized``); None for the others.
     """
 
     name: str
@@ -63,6 +63,12 @@ class RewardSource:
     success_bonus: float = 0.0
     reward_scale: float = 1.0
     reward_mode: LearnedRewardMode | None = None
+
+    def __post_init__(self) -> None:
+        if self.dense == "learned" and self.reward_mode is None:
+            object.__setattr__(self, "reward_mode", "progress")
+        if self.dense != "learned" and self.reward_mode is not None:
+            raise ValueError(f"reward_mode is a learned source's option; source {self.name!r} is {self.dense!r}")
 
     @property
     def learned(self) -> bool:

@@ -33,9 +33,10 @@ from vlm_reward_wrappers.models.reward_model import CalibrationError, GoalUnavai
 from vlm_reward_wrappers.rl.config import FAILURES_FILE, SWEEP_FILE, RLConfig
 from vlm_reward_wrappers.rl.estimate import source_name
 from vlm_reward_wrappers.rl.gate import gate_sources
-from vlm_reward_wrappers.rl.run import RunSpec, is_done, run_one
+from vlm_reward_wrappers.rl.run import RunSpec, differs_from, is_done, run_one
 from vlm_reward_wrappers.rl.sources import BUNDLED, GROUND_TRUTH, SPARSE, SPARSE_SUFFIX, RewardSource, parse_source
 from vlm_reward_wrappers.study import PRESETS, run_benchmark
+from vlm_reward_wrappers.training.trainer import RunMismatchError
 from vlm_reward_wrappers.wrappers.scoring import load_reward_model
 
 
@@ -151,7 +152,7 @@ def check_runs(runs: list[RunSpec]) -> None:
         except CalibrationError as error:
             raise ValueError(
                 f"reward source {spec.source.name!r} cannot give progress on {spec.task}: {error} "
-                "(here: --learned-reward-mode normalized)"
+                "(learned_reward_mode='normalized', on the command line --learned-reward-mode normalized)"
             ) from error
 
 
@@ -196,7 +197,16 @@ def _sweep_locked(
     gate_sources(runs, config, out, log=log)
     sources = [resolve_source(text, config.seeds_of(text)[0], config).name for text in config.sources]
     write_json_atomic(Path(out) / SWEEP_FILE, {"config": to_dict(config), "sources": sources})
-    todo = [spec for spec in runs if overwrite or not is_done(run_folder(out, spec))]
+    finished = [spec for spec in runs if is_done(run_folder(out, spec))]
+    other = {spec.label: differs_from(spec, config, run_folder(out, spec)) for spec in finished}
+    other = {label: fields for label, fields in other.items() if fields}
+    if other and not overwrite:  # a finished run of other settings must not pass for this one in the report
+        raise RunMismatchError(
+            f"{out} holds finished runs of other settings: "
+            + "; ".join(f"{label} (differs in: {', '.join(fields)})" for label, fields in other.items())
+            + ". Sweep into another --out, or pass --mode overwrite to run them again."
+        )
+    todo = [spec for spec in runs if overwrite or spec not in finished]
     log(f"{len(runs)} runs, {len(runs) - len(todo)} done, {len(todo)} to run into {out} on {backend.describe()}")
     jobs = max(1, min(config.jobs or os.cpu_count() or 1, len(todo) or 1))
     if config.reward_worker == "auto":  # a worker per run only where it has a core of its own (a Ray task has one)

@@ -5,8 +5,8 @@
 * :func:`resolve_goal` picks the goal sentence: the one given, else the
   Meta-World task's sentence as the checkpoint stores it.
 * :class:`GoalScorer` scores a batch of frames against one goal sentence.
-* :class:`RewardTransform` turns scores into rewards (raw, normalized or shaped)
-  with one potential per sub-env.
+* :class:`RewardTransform` turns scores into rewards (raw, normalized, progress or
+  shaped, times a scale, plus a success bonus) with one potential per sub-env.
 * :func:`make_reward` builds the scorer and transform of a :class:`~.spec.RewardSpec`
   for envs whose frames have given :class:`~.spec.FrameSettings`.
 
