@@ -50,7 +50,7 @@ class RLConfig:
             checkpoint's calibration) or ``normalized`` (the pooled z-score of earlier versions).
         learned_reward_scale: multiplies a learned source's reward: ``CKPT+sparse`` is ``success_bonus * success +
             learned_reward_scale * progress`` (default 10 and 5: ``success + 0.5 * progress`` on Meta-World's
-            scale), so success outweighs progress.
+            scale), so a success step pays more than any step without success.
         camera: render the frames a learned reward scores from this camera (default: the checkpoint's; another
             one gives a warning that reaches the report).
         image_size: render those frames at this size (default: the checkpoint's).

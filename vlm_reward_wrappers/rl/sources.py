@@ -10,9 +10,9 @@ default settings learn Meta-World's reward):
   ``learned_reward_mode`` (default ``progress``: per-task progress in [0, 1]
   from the checkpoint's calibration), times ``learned_reward_scale`` (default 5).
 * ``<checkpoint>+sparse``: that plus the success bonus, ``10 * success + 5 * progress``
-  by default (``success + 0.5 * progress`` times 10): success is worth more than any
-  progress without it (how TimeRewarder, VLC and FuRL use learned rewards: a success
-  term, a bounded learned term).
+  by default (``success + 0.5 * progress`` times 10): a success step pays more than any
+  step of progress without it (how TimeRewarder, VLC and FuRL use learned rewards: a
+  success term, a bounded learned term).
 
 Every env made here reports ``info["gt_reward"]`` (Meta-World's reward, unscaled)
 and ``info["is_success"]``, whatever the agent is rewarded with.
