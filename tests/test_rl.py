@@ -614,9 +614,9 @@ def test_a_learned_run_recorded_before_reward_scales_was_normalized(tiny_checkpo
     record = run_record(earlier, TINY, [])
     del record["reward_scale"], record["reward_mode"]
     (folder / "run.json").write_text(json.dumps(record))
-    assert differs_from(earlier, TINY, folder) == []
+    assert differs_from(folder, run_record(earlier, TINY, [])) == []
     default = RunSpec(TASK, parse_source(str(tiny_checkpoint)), 0)
-    assert differs_from(default, TINY, folder) == ["reward_scale", "reward_mode"]
+    assert differs_from(folder, run_record(default, TINY, [])) == ["reward_scale", "reward_mode"]
 
 
 def test_a_sweep_refuses_a_finished_run_of_other_settings(tmp_path: Path) -> None:

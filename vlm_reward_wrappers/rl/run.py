@@ -341,12 +341,12 @@ def _changed_identity(stored: dict[str, Any], requested: dict[str, Any]) -> list
     ]
 
 
-def differs_from(spec: RunSpec, config: RLConfig, folder: str | os.PathLike) -> list[str]:
-    """The identity fields in which the run recorded in ``folder`` differs from ``spec`` under ``config`` (empty when
-    the folder holds no run, or this one)."""
+def differs_from(folder: str | os.PathLike, record: dict[str, Any]) -> list[str]:
+    """The identity fields in which the run recorded in ``folder`` differs from ``record`` (a :func:`run_record`);
+    empty when the folder holds no run, or this one."""
     if not (Path(folder) / "run.json").is_file():
         return []
-    return _changed_identity(read_run(folder), run_record(spec, config, []))
+    return _changed_identity(read_run(folder), record)
 
 
 def _unreadable_state(spec: RunSpec, saved: Path, folder: Path, error: Exception) -> CorruptFileError:
@@ -427,15 +427,14 @@ def _run_locked(
 ) -> list[dict[str, float]]:
     """:func:`run_one`, by the process that holds the lock of ``folder``."""
     record = run_record(spec, config, frame_warnings(spec.source, config))
-    if (folder / "run.json").is_file():
-        changed = _changed_identity(read_run(folder), record)
-        if changed and not overwrite:
-            raise RunMismatchError(
-                f"{folder} holds run {spec.label} with other settings (differs in: {', '.join(changed)}); its "
-                "curve and agent belong to those. Sweep into another --out, or pass --mode overwrite to replace it."
-            )
-        if changed:
-            shutil.rmtree(folder)
+    changed = differs_from(folder, record)
+    if changed and not overwrite:
+        raise RunMismatchError(
+            f"{folder} holds run {spec.label} with other settings (differs in: {', '.join(changed)}); its "
+            "curve and agent belong to those. Sweep into another --out, or pass --mode overwrite to replace it."
+        )
+    if changed:
+        shutil.rmtree(folder)
     if is_done(folder):
         return read_curve(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ from vlm_reward_wrappers.models.reward_model import CalibrationError, GoalUnavai
 from vlm_reward_wrappers.rl.config import FAILURES_FILE, SWEEP_FILE, RLConfig
 from vlm_reward_wrappers.rl.estimate import source_name
 from vlm_reward_wrappers.rl.gate import gate_sources
-from vlm_reward_wrappers.rl.run import RunSpec, differs_from, is_done, run_one
+from vlm_reward_wrappers.rl.run import RunSpec, differs_from, is_done, run_one, run_record
 from vlm_reward_wrappers.rl.sources import BUNDLED, GROUND_TRUTH, SPARSE, SPARSE_SUFFIX, RewardSource, parse_source
 from vlm_reward_wrappers.study import PRESETS, run_benchmark
 from vlm_reward_wrappers.training.trainer import RunMismatchError
@@ -198,8 +198,11 @@ def _sweep_locked(
     sources = [resolve_source(text, config.seeds_of(text)[0], config).name for text in config.sources]
     write_json_atomic(Path(out) / SWEEP_FILE, {"config": to_dict(config), "sources": sources})
     finished = [spec for spec in runs if is_done(run_folder(out, spec))]
-    other = {spec.label: differs_from(spec, config, run_folder(out, spec)) for spec in finished}
-    other = {label: fields for label, fields in other.items() if fields}
+    other = {
+        spec.label: fields
+        for spec in finished
+        if (fields := differs_from(run_folder(out, spec), run_record(spec, config, [])))
+    }
     if other and not overwrite:  # a finished run of other settings must not pass for this one in the report
         raise RunMismatchError(
             f"{out} holds finished runs of other settings: "
