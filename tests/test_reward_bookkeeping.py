@@ -282,6 +282,22 @@ def test_shaped_rewards_telescope_over_an_episode(gamma: float) -> None:
     assert discounted == pytest.approx(gamma ** (len(scores) - 1) * phi[-1] - phi[0])
 
 
+def test_shaped_progress_pays_the_progress_gained_not_the_progress_held() -> None:
+    """shaped-progress: gamma * p(o') - p(o), p the clipped progress; over an episode (gamma 1) the rewards sum to
+    the progress gained, and a pose held pays (gamma - 1) * p, never more than nothing."""
+    undiscounted = RewardTransform("shaped-progress", {"mean": 5.0, "std": 3.0}, gamma=1.0, progress_range=(1.0, 3.0))
+    assert undiscounted.needs_first_frames
+    undiscounted.start(np.array([0.0]))  # p = 0 (clipped)
+    rewards = [undiscounted(np.array([score]))[0] for score in (2.0, 4.0, 4.0, 1.5)]  # p = 0.5, 1, 1, 0.25
+    assert rewards == pytest.approx([0.5, 0.5, 0.0, -0.75])
+    assert sum(rewards) == pytest.approx(0.25)
+    held = RewardTransform("shaped-progress", {"mean": 0.0, "std": 1.0}, gamma=0.9, progress_range=(0.0, 1.0))
+    held.start(np.array([0.8]))
+    assert [held(np.array([0.8]))[0] for _ in range(3)] == pytest.approx([0.9 * 0.8 - 0.8] * 3)
+    with pytest.raises(ValueError, match=r"reward_mode='shaped-progress' needs progress_range"):
+        RewardTransform("shaped-progress", {"mean": 0.0, "std": 1.0})
+
+
 def test_shaped_step_before_start_raises() -> None:
     """A shaped reward before the first frame of every sub-env is known is an error, not NaN."""
     transform = RewardTransform("shaped", {"mean": 0.0, "std": 1.0}, num_envs=2)
@@ -343,7 +359,7 @@ def test_bad_gamma_is_refused(gamma: float) -> None:
 
 def test_unknown_mode_is_refused() -> None:
     """An unknown reward mode is an error naming the modes."""
-    with pytest.raises(ValueError, match="raw, normalized, progress, shaped"):
+    with pytest.raises(ValueError, match="raw, normalized, progress, shaped, shaped-progress"):
         RewardTransform("potential", {"mean": 0.0, "std": 1.0})  # type: ignore[arg-type]
 
 

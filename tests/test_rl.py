@@ -384,15 +384,17 @@ def test_a_state_with_pending_rewards_is_not_saved(tmp_path: Path) -> None:
 # ------------------------------------------------------------ PipelinedRewardVecEnv
 
 
-def test_pipelined_rewards_equal_the_in_process_wrappers(tiny_checkpoint: Path) -> None:
+@pytest.mark.parametrize("reward_mode", ["normalized", "shaped-progress"])
+def test_pipelined_rewards_equal_the_in_process_wrappers(tiny_checkpoint: Path, reward_mode: str) -> None:
     """The rewards the reward worker's env writes into the replay buffer (one step late) equal, step by step, those
-    of ``VLMRewardWrapper(reward_mode="normalized")`` for the same episode seeds and actions, across episode ends;
-    observations, ``gt_reward``, ``is_success`` and terminal observations match too, and closing ends the worker."""
+    of ``VLMRewardWrapper`` in the same mode for the same episode seeds and actions, across episode ends (for
+    ``shaped-progress`` each episode's potential starts from its first frame); observations, ``gt_reward``,
+    ``is_success`` and terminal observations match too, and closing ends the worker."""
     max_steps, seed_base, count = 15, 1000, 40
     actions = np.random.default_rng(3).uniform(-1, 1, size=(count, 4)).astype(np.float32)
 
     reference = VLMRewardWrapper(
-        make_metaworld_env(TASK, image_size=64, max_episode_steps=max_steps), tiny_checkpoint, reward_mode="normalized"
+        make_metaworld_env(TASK, image_size=64, max_episode_steps=max_steps), tiny_checkpoint, reward_mode=reward_mode
     )
     episode = 0
     obs, _ = reference.reset(seed=seed_base)
@@ -409,7 +411,7 @@ def test_pipelined_rewards_equal_the_in_process_wrappers(tiny_checkpoint: Path) 
 
     children = set(multiprocessing.active_children())
     env_fn = functools.partial(_worker_env, TASK, max_steps, seed_base, 0)
-    venv = PipelinedRewardVecEnv(env_fn, RewardSpec.of(tiny_checkpoint, reward_mode="normalized"), TASK)
+    venv = PipelinedRewardVecEnv(env_fn, RewardSpec.of(tiny_checkpoint, reward_mode=reward_mode), TASK)
     buffer = DeferredRewardBuffer(64, venv.observation_space, venv.action_space, device="cpu")
     venv.attach(buffer)
     obs = venv.reset()
@@ -858,8 +860,9 @@ def test_sweep_refuses_a_task_without_a_goal_before_training(
 
 
 def test_sweep_refuses_progress_from_a_checkpoint_without_calibration(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    """A checkpoint written before progress calibration existed cannot give the default ``progress`` reward: the
-    sweep fails before any run, naming the source, the task and the mode to use; ``normalized`` accepts it."""
+    """A checkpoint written before progress calibration existed cannot give the default ``progress`` reward nor
+    ``shaped-progress``: the sweep fails before any run, naming the source, the task and the mode to use;
+    ``normalized`` accepts it."""
     old = Path(shutil.copytree(tiny_checkpoint, tmp_path / "old"))
     config_json = json.loads((old / "config.json").read_text())
     config_json.pop("progress_calibration")
@@ -869,6 +872,8 @@ def test_sweep_refuses_progress_from_a_checkpoint_without_calibration(tiny_check
     with pytest.raises(ValueError, match=r"'old' cannot give progress on reach-v3.*learned_reward_mode='normalized'"):
         run_sweep(config, out, log=lambda line: None)
     assert not out.exists()
+    with pytest.raises(ValueError, match=r"'old' cannot give progress on reach-v3"):
+        check_runs(planned_runs(dataclasses.replace(config, learned_reward_mode="shaped-progress")))
     check_runs(planned_runs(dataclasses.replace(config, learned_reward_mode="normalized")))
 
 

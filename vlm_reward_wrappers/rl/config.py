@@ -24,7 +24,7 @@ from typing import Any, Literal
 from vlm_reward_wrappers.configs import check_choices, check_device
 from vlm_reward_wrappers.tasks import MT10, resolve_task
 
-LearnedRewardMode = Literal["progress", "normalized"]
+LearnedRewardMode = Literal["progress", "shaped-progress", "normalized"]
 """How a learned source turns scores into rewards (a :class:`~vlm_reward_wrappers.wrappers.RewardSpec` mode)."""
 
 
@@ -47,7 +47,9 @@ class RLConfig:
             reward pays in a step, so every source shares its scale).
         gt_reward_scale: multiplies Meta-World's reward in ``gt``.
         learned_reward_mode: a learned source's reward: ``progress`` (per-task progress in [0, 1] from the
-            checkpoint's calibration) or ``normalized`` (the pooled z-score of earlier versions).
+            checkpoint's calibration), ``shaped-progress`` (potential-based shaping of that progress,
+            ``gamma * p(o') - p(o)``: an episode collects about the progress it gains, so holding a pose the reward
+            model overrates pays nothing) or ``normalized`` (the pooled z-score of earlier versions).
         learned_reward_scale: multiplies a learned source's reward: ``CKPT+sparse`` is ``success_bonus * success +
             learned_reward_scale * progress`` (default 10 and 5: ``success + 0.5 * progress`` on Meta-World's
             scale), so a success step pays more than any step without success.

@@ -85,8 +85,12 @@ class DeferredRewardBuffer(ReplayBuffer):
         return self._get_samples(batch_inds, env=env)
 
 
-def _serve(connection: Connection, env_fn: Callable[[], gym.Env], camera: str, image_size: int) -> None:
-    """The worker: steps the env, sends the result, then renders and sends the frame (terminal frames inline)."""
+def _serve(
+    connection: Connection, env_fn: Callable[[], gym.Env], camera: str, image_size: int, first_frames: bool
+) -> None:
+    """The worker: steps the env, sends the result, then renders and sends the frame (terminal frames inline).
+
+    With ``first_frames`` each reset also sends the new episode's first frame (None without)."""
     env = env_fn()
     frames = PicklableRenderer(env, camera, image_size)
     try:
@@ -95,15 +99,17 @@ def _serve(connection: Connection, env_fn: Callable[[], gym.Env], camera: str, i
             if command == "spaces":
                 connection.send((env.observation_space, env.action_space))
             elif command == "reset":
-                connection.send(env.reset(**argument))
+                obs, info = env.reset(**argument)
+                connection.send((obs, info, frames.render() if first_frames else None))
             elif command == "step":
                 obs, reward, terminated, truncated, info = env.step(argument)
                 if terminated or truncated:
                     frame = frames.render()
                     reset_obs, _ = env.reset()
-                    connection.send((obs, reward, terminated, truncated, info, frame, reset_obs))
+                    first_frame = frames.render() if first_frames else None
+                    connection.send((obs, reward, terminated, truncated, info, frame, reset_obs, first_frame))
                 else:
-                    connection.send((obs, reward, terminated, truncated, info, None, None))
+                    connection.send((obs, reward, terminated, truncated, info, None, None, None))
                     connection.send(frames.render())
             elif command == "call":
                 name, args, kwargs = argument
@@ -126,8 +132,8 @@ class PipelinedRewardVecEnv(VecEnv):
 
     Args:
         env_fn: makes the env in the worker (picklable: a module-level function or ``functools.partial``).
-        spec: the learned reward (``raw``, ``normalized`` or ``progress``, with its scale and success bonus;
-            ``shaped`` needs each episode's first frame at once and is not supported here).
+        spec: the learned reward (any mode, with its scale and success bonus; for ``shaped`` and
+            ``shaped-progress`` the worker also renders each episode's first frame).
         task: the Meta-World task (its native goal is the reward's goal unless ``spec`` names one).
         camera, image_size: override the checkpoint's for the frames scored.
 
@@ -151,19 +157,20 @@ class PipelinedRewardVecEnv(VecEnv):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # frames unlike training: the caller reports it once
             self.scorer, self.transform = make_reward(spec, [frames])
-        if self.transform.needs_first_frames:
-            raise ValueError("PipelinedRewardVecEnv gives raw, normalized or progress rewards, not shaped ones")
         context = multiprocessing.get_context("spawn")
         self._connection, worker_end = context.Pipe()
         self._process = context.Process(
-            target=_serve, args=(worker_end, env_fn, frames.camera, frames.image_size), daemon=True
+            target=_serve,
+            args=(worker_end, env_fn, frames.camera, frames.image_size, self.transform.needs_first_frames),
+            daemon=True,
         )
         self._process.start()
         worker_end.close()
         self._connection.send(("spaces", None))
         observation_space, action_space = self._connection.recv()
         self.buffer: DeferredRewardBuffer | None = None
-        self._pending: deque[tuple[np.ndarray | None, bool]] = deque()  # (frame if already here, success)
+        # (frame if already here, success, the next episode's first frame after a last step)
+        self._pending: deque[tuple[np.ndarray | None, bool, np.ndarray | None]] = deque()
         self._actions: np.ndarray | None = None
         self._closed = False
         super().__init__(1, observation_space, action_space)  # asks the worker for the env's render_mode
@@ -177,10 +184,12 @@ class PipelinedRewardVecEnv(VecEnv):
     def flush(self) -> None:
         """Score every frame still pending and write its reward into the buffer."""
         while self._pending:
-            frame, success = self._pending.popleft()
+            frame, success, first_frame = self._pending.popleft()
             if frame is None:
                 frame = self._connection.recv()
             reward = self.transform(self.scorer(frame[None]), np.array([success]))[0]
+            if first_frame is not None:
+                self.transform.start(self.scorer(first_frame[None]))
             if self.buffer is None:
                 raise RuntimeError("call attach(agent.replay_buffer) before stepping: the rewards go there")
             self.buffer.fill_oldest(float(reward))
@@ -189,7 +198,9 @@ class PipelinedRewardVecEnv(VecEnv):
         self.flush()
         seed = self._seeds[0] if self._seeds else None
         self._connection.send(("reset", {"seed": seed, "options": self._options[0] or None}))
-        obs, info = self._connection.recv()
+        obs, info, first_frame = self._connection.recv()
+        if first_frame is not None:
+            self.transform.start(self.scorer(first_frame[None]))
         self._reset_seeds()
         self._reset_options()
         self.reset_infos = [info]
@@ -202,7 +213,7 @@ class PipelinedRewardVecEnv(VecEnv):
         self.flush()  # the previous frame: rendered while the agent stored its transition and trained
         assert self._actions is not None
         self._connection.send(("step", self._actions[0]))
-        obs, gt_reward, terminated, truncated, info, frame, reset_obs = self._connection.recv()
+        obs, gt_reward, terminated, truncated, info, frame, reset_obs, first_frame = self._connection.recv()
         success = bool(info.get(info_keys.SUCCESS, False))
         info = {**info, info_keys.GT_REWARD: float(gt_reward), info_keys.IS_SUCCESS: success}
         done = terminated or truncated
@@ -210,7 +221,7 @@ class PipelinedRewardVecEnv(VecEnv):
         if done:
             info["terminal_observation"] = obs
             obs = reset_obs
-        self._pending.append((frame, success))
+        self._pending.append((frame, success, first_frame))
         return obs[None], np.zeros(1, dtype=np.float32), np.array([done]), [info]
 
     def close(self) -> None:

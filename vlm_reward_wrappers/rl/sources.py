@@ -54,7 +54,8 @@ class RewardSource:
         checkpoint: the reward model's checkpoint folder, for ``learned``.
         success_bonus: added on steps where Meta-World reports success.
         reward_scale: multiplies the dense reward (``gt``, ``learned``).
-        reward_mode: the learned reward's mode (``progress``, the default, or ``normalized``); None for the others.
+        reward_mode: the learned reward's mode (``progress``, the default, ``shaped-progress`` or ``normalized``);
+            None for the others.
     """
 
     name: str

@@ -38,6 +38,7 @@ from vlm_reward_wrappers.rl.sources import BUNDLED, GROUND_TRUTH, SPARSE, SPARSE
 from vlm_reward_wrappers.study import PRESETS, run_benchmark
 from vlm_reward_wrappers.training.trainer import RunMismatchError
 from vlm_reward_wrappers.wrappers.scoring import load_reward_model
+from vlm_reward_wrappers.wrappers.spec import CALIBRATED_MODES
 
 
 def resolve_source(text: str, seed: int, config: RLConfig) -> RewardSource:
@@ -142,7 +143,7 @@ def check_runs(runs: list[RunSpec]) -> None:
         model = load_reward_model(spec.source.checkpoint)
         try:
             goal = model.native_goal(spec.task)
-            if spec.source.reward_mode == "progress":
+            if spec.source.reward_mode in CALIBRATED_MODES:
                 model.progress_range(spec.task, goal)
         except GoalUnavailableError as error:
             raise ValueError(

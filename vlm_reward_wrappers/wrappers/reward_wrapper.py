@@ -31,7 +31,7 @@ class VLMRewardWrapper(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.util
         camera, image_size: override the checkpoint's camera and frame size (warns).
         **options: the reward options of :class:`~.spec.RewardSpec`: ``goal``,
             ``goal_image``, ``demonstration`` and ``demo_reward`` (a task given by
-            demonstrations), ``reward_mode`` (``raw``, ``normalized``, ``progress``, ``shaped``),
+            demonstrations), ``reward_mode`` (``raw``, ``normalized``, ``progress``, ``shaped``, ``shaped-progress``),
             ``gamma``, ``reward_scale``, ``success_bonus``, ``device``.
 
     Pickling (``AsyncVectorEnv``, ``SubprocVecEnv``) carries the checkpoint

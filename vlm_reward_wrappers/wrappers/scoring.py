@@ -30,7 +30,7 @@ from vlm_reward_wrappers.models import DemonstrationGoal, RewardModel, demonstra
 from vlm_reward_wrappers.models.checkpoint import resolve_checkpoint, save_stamp
 from vlm_reward_wrappers.models.config import warn_if_unlike_training
 from vlm_reward_wrappers.rendering import is_metaworld_env
-from vlm_reward_wrappers.wrappers.spec import FrameSettings, RewardMode, RewardSpec
+from vlm_reward_wrappers.wrappers.spec import CALIBRATED_MODES, FrameSettings, RewardMode, RewardSpec
 
 _MODELS: dict[tuple[str, str, int | None], RewardModel] = {}
 _forked = False
@@ -155,14 +155,15 @@ class GoalScorer:
 
 
 class RewardTransform:
-    """Rewards from raw scores: ``raw``, ``normalized``, ``progress`` or ``shaped``, times ``reward_scale``, plus a
-    success bonus.
+    """Rewards from raw scores: ``raw``, ``normalized``, ``progress``, ``shaped`` or ``shaped-progress``, times
+    ``reward_scale``, plus a success bonus.
 
     ``progress`` maps the scores ``progress_range = (zero, one)`` to 0 and 1 and clips to [0, 1].
 
     ``shaped`` is potential-based shaping ``gamma * phi(o') - phi(o)`` with
-    ``phi`` the normalized score; it keeps one potential per sub-env, which
-    :meth:`start` sets from the first frame of each episode.
+    ``phi`` the normalized score, ``shaped-progress`` the same with ``phi`` the
+    progress; they keep one potential per sub-env, which :meth:`start` sets
+    from the first frame of each episode.
 
     Example:
         >>> transform = RewardTransform("shaped", {"mean": 1.0, "std": 2.0}, gamma=0.5)
@@ -176,6 +177,10 @@ class RewardTransform:
         ... )
         >>> success_first(np.array([0.3, 0.9]), success=np.array([False, True]))
         array([0.125, 1.5  ])
+        >>> shaped = RewardTransform("shaped-progress", {"mean": 0.0, "std": 1.0}, gamma=0.5, progress_range=(0.0, 1.0))
+        >>> shaped.start(np.array([0.2]))                # phi(o_0) = 0.2
+        >>> shaped(np.array([0.8])), shaped(np.array([0.8]))  # 0.5 * 0.8 - 0.2, then 0.5 * 0.8 - 0.8
+        (array([0.2]), array([-0.4]))
     """
 
     def __init__(
@@ -190,9 +195,9 @@ class RewardTransform:
     ) -> None:
         if mode not in get_args(RewardMode):
             raise ValueError(f"reward_mode must be one of {', '.join(get_args(RewardMode))}; got {mode!r}.")
-        if mode == "progress" and (progress_range is None or not progress_range[1] > progress_range[0]):
+        if mode in CALIBRATED_MODES and (progress_range is None or not progress_range[1] > progress_range[0]):
             raise ValueError(
-                f"reward_mode='progress' needs progress_range=(zero, one) with one > zero; got {progress_range}"
+                f"reward_mode={mode!r} needs progress_range=(zero, one) with one > zero; got {progress_range}"
             )
         self.progress_range = progress_range
         if not 0.0 < gamma <= 1.0:
@@ -208,15 +213,25 @@ class RewardTransform:
     @property
     def needs_first_frames(self) -> bool:
         """Whether :meth:`start` must be given the score of each episode's first frame."""
-        return self.mode == "shaped"
+        return self.mode in ("shaped", "shaped-progress")
 
     def normalize(self, scores: np.ndarray) -> np.ndarray:
         return (scores - self.mean) / self.std
 
+    def progress(self, scores: np.ndarray) -> np.ndarray:
+        """Per-task progress in [0, 1]: ``progress_range`` mapped to 0 and 1, clipped."""
+        if self.progress_range is None:
+            raise ValueError("progress needs progress_range=(zero, one), the task's calibration")
+        zero, one = self.progress_range
+        return np.clip((scores - zero) / (one - zero), 0.0, 1.0)
+
+    def _potential_of(self, scores: np.ndarray) -> np.ndarray:
+        return self.progress(scores) if self.mode == "shaped-progress" else self.normalize(scores)
+
     def start(self, scores: np.ndarray, where: np.ndarray | None = None) -> None:
         """New episodes begin: ``scores`` of their first frames, for the sub-envs in the mask ``where``."""
         if self.needs_first_frames:
-            self._potential[slice(None) if where is None else where] = self.normalize(scores)
+            self._potential[slice(None) if where is None else where] = self._potential_of(scores)
 
     def __call__(self, scores: np.ndarray, success: np.ndarray | None = None) -> np.ndarray:
         """Rewards of one step of every sub-env from its ``scores`` (and ``success`` flags, for the bonus)."""
@@ -225,15 +240,13 @@ class RewardTransform:
         elif self.mode == "normalized":
             rewards = self.normalize(scores)
         elif self.mode == "progress":
-            assert self.progress_range is not None  # checked in __init__
-            zero, one = self.progress_range
-            rewards = np.clip((scores - zero) / (one - zero), 0.0, 1.0)
+            rewards = self.progress(scores)
         else:
             if np.isnan(self._potential).any():
                 raise RuntimeError(
-                    "reward_mode='shaped' needs the first frame of the episode: call reset() before step()."
+                    f"reward_mode={self.mode!r} needs the first frame of the episode: call reset() before step()."
                 )
-            potential = self.normalize(scores)
+            potential = self._potential_of(scores)
             rewards = self.gamma * potential - self._potential
             self._potential = potential
         rewards = self.reward_scale * rewards
@@ -272,7 +285,7 @@ def make_reward(spec: RewardSpec, frames: Sequence[FrameSettings]) -> tuple[Goal
         model.progress_range(
             next(iter(tasks)), goal if isinstance(goal, str | DemonstrationGoal) else torch.as_tensor(goal)
         )
-        if spec.reward_mode == "progress"
+        if spec.reward_mode in CALIBRATED_MODES
         else None
     )
     transform = RewardTransform(

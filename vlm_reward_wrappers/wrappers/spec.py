@@ -28,10 +28,13 @@ import numpy as np
 from vlm_reward_wrappers.configs import check_choices
 from vlm_reward_wrappers.models import BUNDLED_CHECKPOINT, Demonstration, DemoReward
 
-RewardMode = Literal["raw", "normalized", "progress", "shaped"]
+RewardMode = Literal["raw", "normalized", "progress", "shaped", "shaped-progress"]
 """``raw``: the model score; ``normalized``: ``(score - mean) / std`` with the checkpoint's reward statistics;
 ``progress``: per-task progress in [0, 1] from the checkpoint's calibration; ``shaped``: ``gamma * phi(o') - phi(o)``
-with ``phi`` the normalized score."""
+with ``phi`` the normalized score; ``shaped-progress``: the same with ``phi`` the progress."""
+
+CALIBRATED_MODES: tuple[RewardMode, ...] = ("progress", "shaped-progress")
+"""The reward modes that need the task's progress calibration (stored in the checkpoint)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,8 +59,9 @@ class RewardSpec:
             with the checkpoint's reward statistics, pooled over its training tasks), ``progress``
             (``clip((score - zero) / (one - zero), 0, 1)`` with the task's calibration stored in the
             checkpoint: 0 at a typical first frame, 1 at the best success frames; for a Meta-World
-            training task's own goal) or ``shaped`` (``gamma * phi(o') - phi(o)``, ``phi`` the
-            normalized score, ``phi(o_0)`` from the reset frame).
+            training task's own goal), ``shaped`` (``gamma * phi(o') - phi(o)``, ``phi`` the
+            normalized score, ``phi(o_0)`` from the reset frame) or ``shaped-progress`` (the same with ``phi``
+            the progress: over an episode it sums to about the progress gained, so holding a pose pays nothing).
         gamma: discount of the shaped reward (use the agent's).
         reward_scale: multiplies the reward of ``reward_mode`` (e.g. ``reward_scale=0.5`` with ``progress`` and
             ``success_bonus=1``: ``1 + 0.5 * progress`` at most, so success outweighs any progress without it).
