@@ -263,7 +263,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 
 def plot_success_curves(results: list[RunResult], path: str | os.PathLike) -> None:
-    """Success rate vs env steps, one panel per task: the mean over seeds, and the band from min to max."""
+    """Success rate vs env steps, one panel per task: the mean over seeds, and its 95% bootstrap interval over
+    seeds as a band."""
     tasks = sorted({result.task for result in results})
     sources = source_order(results, Path(path).parent)
     colors = {source: f"C{index}" for index, source in enumerate(sources)}
@@ -279,13 +280,14 @@ def plot_success_curves(results: list[RunResult], path: str | os.PathLike) -> No
             success = np.stack([run.success[:length] for run in runs])
             axis.plot(steps, success.mean(axis=0), color=colors[source], label=f"{source} ({len(runs)})")
             if len(runs) > 1:
-                axis.fill_between(steps, success.min(axis=0), success.max(axis=0), color=colors[source], alpha=0.2)
+                intervals = np.array([paired_interval(column) for column in success.T])  # (mean, low, high) per step
+                axis.fill_between(steps, intervals[:, 1], intervals[:, 2], color=colors[source], alpha=0.2)
         axis.set_title(task)
         axis.set_xlabel("env steps")
         axis.set_ylim(-0.03, 1.03)
     axes[0].set_ylabel("success rate (evaluation)")
     axes[-1].legend(fontsize=8, loc="best")
-    figure.suptitle("SAC success rate: mean over seeds (line), min to max (band); seeds in parentheses")
+    figure.suptitle("SAC success rate: mean over seeds (line), its 95% bootstrap interval (band); seeds in parentheses")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
