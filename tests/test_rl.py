@@ -637,13 +637,15 @@ def test_a_sweep_refuses_a_finished_run_of_other_settings(tmp_path: Path) -> Non
 
 
 def test_the_reward_worker_pays_the_sources_scale(tiny_checkpoint: Path) -> None:
-    """A learned run whose env steps in a reward worker rewards with its source's mode, scale and bonus."""
-    spec = RunSpec(TASK, parse_source(f"{tiny_checkpoint}+sparse"), 0)
-    venv = make_train_venv(spec, dataclasses.replace(TINY, reward_worker="on"))
+    """A learned run whose env steps in a reward worker rewards with its source's mode, scale and bonus, and shapes
+    with the agent's discount."""
+    spec = RunSpec(TASK, parse_source(f"{tiny_checkpoint}+sparse", learned_reward_mode="shaped-progress"), 0)
+    venv = make_train_venv(spec, dataclasses.replace(TINY, reward_worker="on", gamma=0.9))
     try:
         assert isinstance(venv, PipelinedRewardVecEnv)
         transform = venv.transform
-        assert (transform.mode, transform.reward_scale, transform.success_bonus) == ("progress", 5.0, 10.0)
+        assert (transform.mode, transform.reward_scale, transform.success_bonus) == ("shaped-progress", 5.0, 10.0)
+        assert transform.gamma == 0.9
     finally:
         venv.close()
 

@@ -238,6 +238,7 @@ def make_train_venv(spec: RunSpec, config: RLConfig, *, episode: int = 0) -> Vec
         spec.source.checkpoint,
         reward_mode=spec.source.reward_mode,
         reward_scale=spec.source.reward_scale,
+        gamma=config.gamma,
         success_bonus=spec.source.success_bonus,
         device=config.device,
     )
