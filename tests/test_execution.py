@@ -121,6 +121,16 @@ def test_the_dry_run_counts_what_is_left(tmp_path: Path, capsys: pytest.CaptureF
     assert plan["sparse"].steps_left == 600 + 10 * evaluation
     assert plan["gt"].steps_left == 480 + 8 * evaluation  # resumed at step 120: what is left
     assert plan["gt"].core_hours == pytest.approx(plan["gt"].steps_left / SAC_SPEEDS["metaworld"] / 3600)
+    assert plan["gt"].other_settings == plan["sparse"].other_settings == ()
+    # the gt folder holds a run of gamma 0.99: a sweep of gamma 0.9 refuses it, so the dry run counts it in full
+    other = {run.source: run for run in estimate_sweep(dataclasses.replace(config, gamma=0.9), out)}
+    assert other["gt"].steps_left == 600 + 10 * evaluation
+    assert other["gt"].other_settings == ("settings.gamma",)
+    assert other["sparse"].other_settings == ()
+    describe = ["rl", "--out", str(out), "--tasks", "drawer-close-v3", "--sources", "gt", "--seeds", "0"]
+    assert cli_main([*describe, "--preset", "tiny", "--total-steps", "600", "--gamma", "0.9", "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "1 of them hold a run of other settings" in printed and "(differs in: settings.gamma)" in printed
     assert cli_main(["rl", "--preset", "full", "--out", str(tmp_path / "full"), "--dry-run"]) == 0
     printed = capsys.readouterr().out
     assert "| triplet+sparse | 50 | " in printed and printed.count("\n| ") == 9  # 9 sources of 10 tasks x 5 seeds

@@ -5,7 +5,9 @@ Each run left costs its remaining SAC steps, plus its remaining evaluations (``e
 core: Meta-World's own reward (``gt``, ``sparse``) or a learned one (rendered and scored every step, in turn with
 the agent's update). Evaluation steps are counted at the training speed: an upper bound, since they take no
 gradient step. The speeds are those :data:`MEASURED_SPEEDS` records, or a JSON file of the same keys
-(``benchmarks/rl_speed.py`` measures them on any machine). A run interrupted earlier counts only its steps left.
+(``benchmarks/rl_speed.py`` measures them on any machine). A run interrupted earlier counts only its steps left; a
+folder that holds a run of other settings (reward scale or mode, budget, agent settings), finished or not, counts
+in full and is named, since the sweep refuses it (``--mode overwrite`` runs it again).
 Not counted: the gate's rollouts before the runs (6 episodes per task and learned source) and a benchmark the
 sweep must train first.
 
@@ -25,8 +27,8 @@ from pathlib import Path
 
 from vlm_reward_wrappers.io_utils import read_positive_numbers
 from vlm_reward_wrappers.rl.config import RLConfig
-from vlm_reward_wrappers.rl.run import STATE, is_done
-from vlm_reward_wrappers.rl.sources import GROUND_TRUTH, SPARSE, SPARSE_SUFFIX
+from vlm_reward_wrappers.rl.run import STATE, differs_from, is_done, reward_and_agent
+from vlm_reward_wrappers.rl.sources import GROUND_TRUTH, SPARSE, SPARSE_SUFFIX, parse_source
 from vlm_reward_wrappers.rl.state import is_state, read_progress
 
 MEASURED_SPEEDS: dict[str, float] = {"metaworld": 62.3, "learned": 31.8}
@@ -37,7 +39,8 @@ x86_64 CPU without GPU (torch 2.14.1, quiet machine)."""
 
 @dataclass(frozen=True)
 class RunEstimate:
-    """One run still to do: its folder, the env steps it has left (training and evaluation) and their cost."""
+    """One run still to do: its folder, the env steps it has left (training and evaluation) and their cost;
+    ``other_settings``: the settings in which the run its folder holds differs (that run is refused)."""
 
     task: str
     source: str
@@ -45,6 +48,7 @@ class RunEstimate:
     folder: Path
     steps_left: int
     core_hours: float
+    other_settings: tuple[str, ...] = ()
 
 
 def source_name(text: str) -> str:
@@ -85,16 +89,18 @@ def estimate_sweep(
     for text in config.sources:
         name = source_name(text)
         speed = speeds["metaworld" if text in (GROUND_TRUTH, SPARSE) else "learned"]
+        source = parse_source(text, **config.source_options)  # its scales and mode; the checkpoint stays unread
         for task in config.tasks:
             for seed in config.seeds_of(text):
                 folder = Path(out) / task / name / f"seed{seed}"
-                done = _steps_done(folder)
+                other = tuple(differs_from(folder, {"task": task, **reward_and_agent(source, seed, config)}))
+                done = 0 if other else _steps_done(folder)
                 if done < 0:
                     continue
                 training = config.total_steps - done
                 evaluations = training // config.eval_freq
                 steps = training + evaluations * config.eval_episodes * config.max_episode_steps
-                plan.append(RunEstimate(task, name, seed, folder, steps, steps / speed / 3600))
+                plan.append(RunEstimate(task, name, seed, folder, steps, steps / speed / 3600, other))
     return plan
 
 
@@ -107,6 +113,15 @@ def describe_estimate(plan: list[RunEstimate], config: RLConfig, speeds: Mapping
         lines.append(f"| {name} | {len(runs)} | {steps:,} | {hours:.1f} |")
     total = sum(run.core_hours for run in plan)
     cores = config.jobs or os.cpu_count() or 1
+    refused = [run for run in plan if run.other_settings]
+    if refused:
+        lines += [
+            "",
+            f"{len(refused)} of them hold a run of other settings, which the sweep refuses (--mode overwrite runs "
+            "it again; or sweep into another --out): "
+            + "; ".join(f"{run.folder} (differs in: {', '.join(run.other_settings)})" for run in refused[:5])
+            + ("; ..." if len(refused) > 5 else ""),
+        ]
     lines += [
         "",
         f"{len(plan)} runs left: {total:.1f} core-hours, about {total / min(cores, max(len(plan), 1)):.1f} hours "

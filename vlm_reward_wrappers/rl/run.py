@@ -269,37 +269,43 @@ def new_agent(spec: RunSpec, config: RLConfig, venv: VecEnv) -> SAC:
     return agent
 
 
+AGENT_SETTINGS = (
+    "total_steps",
+    "eval_freq",
+    "eval_episodes",
+    "max_episode_steps",
+    "learning_rate",
+    "batch_size",
+    "learning_starts",
+    "tau",
+    "gamma",
+    "net_arch",
+    "gradient_steps",
+)
+"""The settings of an :class:`~.config.RLConfig` that change what a run learns (its ``run.json`` ``settings``)."""
+
+
+def reward_and_agent(source: RewardSource, seed: int, config: RLConfig) -> dict[str, Any]:
+    """The part of a run's identity known without loading its checkpoint: the source's scales and mode, the seed
+    and the agent's settings (what ``vlm-rewards rl --dry-run`` compares with a finished run)."""
+    return {
+        "success_bonus": source.success_bonus,
+        "reward_scale": source.reward_scale,
+        "reward_mode": source.reward_mode,
+        "seed": seed,
+        "agent": "SAC",
+        "settings": {name: value for name, value in to_dict(config).items() if name in AGENT_SETTINGS},
+    }
+
+
 def run_record(spec: RunSpec, config: RLConfig, warnings_given: list[str]) -> dict[str, Any]:
     """What ``run.json`` holds."""
-    agent_settings = {
-        name: value
-        for name, value in to_dict(config).items()
-        if name
-        in (
-            "total_steps",
-            "eval_freq",
-            "eval_episodes",
-            "max_episode_steps",
-            "learning_rate",
-            "batch_size",
-            "learning_starts",
-            "tau",
-            "gamma",
-            "net_arch",
-            "gradient_steps",
-        )
-    }
     return {
         "task": spec.task,
         "source": spec.source.name,
         "checkpoint": spec.source.checkpoint,
         "checkpoint_sha256": read_checkpoint_config(spec.source.checkpoint)[1] if spec.source.checkpoint else None,
-        "success_bonus": spec.source.success_bonus,
-        "reward_scale": spec.source.reward_scale,
-        "reward_mode": spec.source.reward_mode,
-        "seed": spec.seed,
-        "agent": "SAC",
-        "settings": agent_settings,
+        **reward_and_agent(spec.source, spec.seed, config),
         "warnings": warnings_given,
         "reward_worker": uses_reward_worker(spec, config),
         "package_version": __version__,
@@ -334,7 +340,7 @@ def _earlier_scale(stored: dict[str, Any]) -> dict[str, Any]:
 def _changed_identity(stored: dict[str, Any], requested: dict[str, Any]) -> list[str]:
     """The identity fields in which a stored run differs from the requested one (settings by name)."""
     stored = {**_earlier_scale(stored), **stored}
-    changed = [key for key in IDENTITY if key != "settings" and stored.get(key) != requested[key]]
+    changed = [key for key in IDENTITY if key != "settings" and key in requested and stored.get(key) != requested[key]]
     wanted = requested["settings"]
     had = {_RENAMED_SETTINGS.get(name, name): value for name, value in stored.get("settings", {}).items()}
     return changed + [
@@ -343,8 +349,8 @@ def _changed_identity(stored: dict[str, Any], requested: dict[str, Any]) -> list
 
 
 def differs_from(folder: str | os.PathLike, record: dict[str, Any]) -> list[str]:
-    """The identity fields in which the run recorded in ``folder`` differs from ``record`` (a :func:`run_record`);
-    empty when the folder holds no run, or this one."""
+    """The identity fields in which the run recorded in ``folder`` differs from ``record`` (a :func:`run_record`,
+    or part of one: its fields alone are compared); empty when the folder holds no run, or this one."""
     if not (Path(folder) / "run.json").is_file():
         return []
     return _changed_identity(read_run(folder), record)
