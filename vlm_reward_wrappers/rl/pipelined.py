@@ -231,8 +231,9 @@ class PipelinedRewardVecEnv(VecEnv):
         with contextlib.suppress(BrokenPipeError, OSError):
             self._connection.send(("close", None))
         self._process.join(timeout=10)
-        if self._process.is_alive():
+        if self._process.is_alive():  # a worker that does not stop (a busy machine, a stuck renderer) is killed
             self._process.kill()
+            self._process.join()  # and reaped, so that no process outlives the run
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
         self.flush()  # a frame may be on its way first
