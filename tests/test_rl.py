@@ -153,17 +153,19 @@ def assert_same_parameters(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor
 
 def test_parse_source_names_each_kind_of_source() -> None:
     """``gt``, ``sparse``, ``PATH`` and ``PATH+sparse`` parse to the right reward on Meta-World's scale: ``gt``
-    itself, the learned reward as progress times 5 (``+sparse``: 10 * success + 5 * progress); ``+sparse`` alone
-    is refused."""
+    itself, the learned reward as shaped progress times 5 (``+sparse``: 10 * success + 5 * shaped progress);
+    ``+sparse`` alone is refused."""
     assert parse_source("gt") == RewardSource("gt", "gt")
     assert parse_source("gt", gt_reward_scale=0.1) == RewardSource("gt", "gt", reward_scale=0.1)
     assert parse_source("sparse") == RewardSource("sparse", "none", success_bonus=10.0)
     assert parse_source("sparse", success_bonus=BONUS) == RewardSource("sparse", "none", success_bonus=BONUS)
     learned = parse_source("runs/quick/checkpoints/triplet-seed0", name="triplet")
-    assert learned == RewardSource("triplet", "learned", "runs/quick/checkpoints/triplet-seed0", 0.0, 5.0, "progress")
+    assert learned == RewardSource(
+        "triplet", "learned", "runs/quick/checkpoints/triplet-seed0", 0.0, 5.0, "shaped-progress"
+    )
     assert learned.learned and not parse_source("gt").learned and not parse_source("sparse").learned
     plus = parse_source("ckpt/triplet+sparse", success_bonus=BONUS)
-    assert plus == RewardSource("ckpt/triplet+sparse", "learned", "ckpt/triplet", BONUS, 5.0, "progress")
+    assert plus == RewardSource("ckpt/triplet+sparse", "learned", "ckpt/triplet", BONUS, 5.0, "shaped-progress")
     earlier = parse_source("ckpt/triplet", learned_reward_mode="normalized", learned_reward_scale=1.0)
     assert (earlier.reward_mode, earlier.reward_scale) == ("normalized", 1.0)
     with pytest.raises(ValueError, match=r"'\+sparse'.*gt, sparse, a checkpoint folder, or CHECKPOINT\+sparse"):
@@ -211,6 +213,10 @@ def test_sparse_and_ground_truth_rewards_follow_metaworld() -> None:
         env.close()
 
 
+PAID: dict[str, Any] = {"learned_reward_mode": "progress"}
+"""A learned source that pays progress itself rather than the default's shaping of it."""
+
+
 def test_learned_source_is_success_plus_scaled_progress(tiny_checkpoint: Path) -> None:
     """``CKPT+sparse`` rewards ``10 * success + 5 * progress`` step by step, with progress the checkpoint's calibrated
     per-task reward in [0, 1] (what ``VLMRewardWrapper(reward_mode="progress")`` gives for the same steps); without
@@ -219,8 +225,8 @@ def test_learned_source_is_success_plus_scaled_progress(tiny_checkpoint: Path) -
 
     envs = [
         VLMRewardWrapper(make_metaworld_env(TASK, image_size=64), tiny_checkpoint, reward_mode="progress"),
-        with_reward(make_metaworld_env(TASK, image_size=64), parse_source(f"{tiny_checkpoint}+sparse")),
-        with_reward(make_metaworld_env(TASK, image_size=64), parse_source(str(tiny_checkpoint))),
+        with_reward(make_metaworld_env(TASK, image_size=64), parse_source(f"{tiny_checkpoint}+sparse", **PAID)),
+        with_reward(make_metaworld_env(TASK, image_size=64), parse_source(str(tiny_checkpoint), **PAID)),
     ]
     expert = ENV_POLICY_MAP[TASK]()
     obs = [env.reset(seed=3)[0] for env in envs]
@@ -760,12 +766,12 @@ def test_sweep_resolves_benchmark_rows_and_seeds(tiny_checkpoint: Path, tmp_path
     plus = by_source["triplet+sparse"]
     assert [Path(str(spec.source.checkpoint)).name for spec in plus] == checkpoints
     assert {(spec.source.dense, spec.source.success_bonus) for spec in plus} == {("learned", BONUS)}
-    mine_source = RewardSource("my-reward", "learned", str(mine), 0.0, 5.0, "progress")
+    mine_source = RewardSource("my-reward", "learned", str(mine), 0.0, 5.0, "shaped-progress")
     assert {spec.source for spec in by_source["my-reward"]} == {mine_source}
     assert by_source["sparse"][0].source == RewardSource("sparse", "none", success_bonus=BONUS)
     assert by_source["gt"][0].source == RewardSource("gt", "gt")
     plus_mine = resolve_source(f"{mine}+sparse", 0, config)
-    assert plus_mine == RewardSource("my-reward+sparse", "learned", str(mine), BONUS, 5.0, "progress")
+    assert plus_mine == RewardSource("my-reward+sparse", "learned", str(mine), BONUS, 5.0, "shaped-progress")
     check_runs(runs)  # a triplet (sentence-goal) checkpoint rewards any task
 
     missing = re.escape(f"no {bench}/checkpoints/vip-seed*")
@@ -796,10 +802,10 @@ def test_sweep_resolves_hub_repo_ids_from_the_hub_cache(
     config = dataclasses.replace(TINY, sources=sources, success_bonus=BONUS, benchmark=str(bench))
 
     assert resolve_source("someone/triplet-mw", 0, config) == RewardSource(
-        "triplet-mw", "learned", str(main), 0.0, 5.0, "progress"
+        "triplet-mw", "learned", str(main), 0.0, 5.0, "shaped-progress"
     )
     plus = resolve_source("someone/triplet-mw@v1+sparse", 1, config)
-    assert plus == RewardSource("triplet-mw@v1+sparse", "learned", str(older), BONUS, 5.0, "progress")
+    assert plus == RewardSource("triplet-mw@v1+sparse", "learned", str(older), BONUS, 5.0, "shaped-progress")
     assert benchmark_rows(config) == ["triplet"]
     names = {spec.source.name for spec in planned_runs(config)}
     assert names == {"triplet", "triplet-mw", "triplet-mw@v1+sparse", "sparse"}
@@ -819,7 +825,7 @@ def test_sweep_rewards_with_the_bundled_model_by_name(tmp_path: Path) -> None:
         TINY, sources=("bundled", "bundled+sparse", "sparse"), benchmark=str(tmp_path / "quick")
     )
     assert resolve_source("bundled+sparse", 3, config) == RewardSource(
-        "bundled+sparse", "learned", str(BUNDLED_CHECKPOINT), 10.0, 5.0, "progress"
+        "bundled+sparse", "learned", str(BUNDLED_CHECKPOINT), 10.0, 5.0, "shaped-progress"
     )
     assert benchmark_rows(config) == []
     runs = planned_runs(config)

@@ -27,6 +27,10 @@ from vlm_reward_wrappers.tasks import MT10, resolve_task
 LearnedRewardMode = Literal["progress", "shaped-progress", "normalized"]
 """How a learned source turns scores into rewards (a :class:`~vlm_reward_wrappers.wrappers.RewardSpec` mode)."""
 
+DEFAULT_LEARNED_REWARD_MODE: LearnedRewardMode = "shaped-progress"
+"""A learned source's mode unless one is given: chosen over ``progress`` on a task outside every preset's
+(button-press-topdown, 2 agent seeds; docs/rl.md, "Choosing the learned reward's mode")."""
+
 
 @dataclass(frozen=True)
 class RLConfig:
@@ -46,13 +50,14 @@ class RLConfig:
         success_bonus: the reward of a success step in ``sparse`` and ``+sparse`` sources (10: the most Meta-World's
             reward pays in a step, so every source shares its scale).
         gt_reward_scale: multiplies Meta-World's reward in ``gt``.
-        learned_reward_mode: a learned source's reward: ``progress`` (per-task progress in [0, 1] from the
-            checkpoint's calibration), ``shaped-progress`` (potential-based shaping of that progress,
-            ``gamma * p(o') - p(o)``: an episode collects about the progress it gains, so holding a pose the reward
-            model overrates pays nothing) or ``normalized`` (the pooled z-score of earlier versions).
+        learned_reward_mode: a learned source's reward: ``shaped-progress`` (the default: potential-based shaping of
+            the checkpoint's per-task progress p in [0, 1], ``gamma * p(o') - p(o)``: an episode collects about the
+            progress it gains, so holding a pose the reward model overrates pays nothing), ``progress`` (p itself,
+            the default until the choice on button-press-topdown) or ``normalized`` (the pooled z-score of earlier
+            versions).
         learned_reward_scale: multiplies a learned source's reward: ``CKPT+sparse`` is ``success_bonus * success +
-            learned_reward_scale * progress`` (default 10 and 5: ``success + 0.5 * progress`` on Meta-World's
-            scale), so a success step pays more than any step without success.
+            learned_reward_scale * (gamma * p(o') - p(o))`` (default 10 and 5: ``success + 0.5 * shaped progress``
+            on Meta-World's scale), so a success step pays more than any step without success.
         camera: render the frames a learned reward scores from this camera (default: the checkpoint's; another
             one gives a warning that reaches the report).
         image_size: render those frames at this size (default: the checkpoint's).
@@ -82,7 +87,7 @@ class RLConfig:
     max_episode_steps: int = 200
     success_bonus: float = 10.0
     gt_reward_scale: float = 1.0
-    learned_reward_mode: LearnedRewardMode = "progress"
+    learned_reward_mode: LearnedRewardMode = DEFAULT_LEARNED_REWARD_MODE
     learned_reward_scale: float = 5.0
     camera: str | None = None
     image_size: int | None = None

@@ -7,10 +7,11 @@ default settings learn Meta-World's reward):
 * ``sparse``: ``success_bonus`` (default 10) on steps where Meta-World reports success, else 0.
 * ``bundled`` (the package's bundled reward model), a checkpoint folder (or a benchmark row
   such as ``triplet``, or a Hub repo id ``user/name``, see :func:`resolve_source`): the learned reward in
-  ``learned_reward_mode`` (default ``progress``: per-task progress in [0, 1]
-  from the checkpoint's calibration), times ``learned_reward_scale`` (default 5).
-* ``<checkpoint>+sparse``: that plus the success bonus, ``10 * success + 5 * progress``
-  by default (``success + 0.5 * progress`` times 10): a success step pays more than any
+  ``learned_reward_mode`` (default ``shaped-progress``: ``gamma * p(o') - p(o)`` with p the
+  per-task progress in [0, 1] from the checkpoint's calibration; ``progress``: p itself),
+  times ``learned_reward_scale`` (default 5).
+* ``<checkpoint>+sparse``: that plus the success bonus, ``10 * success + 5 * (gamma * p(o') - p(o))``
+  by default (``success + 0.5 * shaped progress`` times 10): a success step pays more than any
   step of progress without it (how TimeRewarder, VLC and FuRL use learned rewards: a
   success term, a bounded learned term).
 
@@ -20,7 +21,7 @@ and ``info["is_success"]``, whatever the agent is rewarded with.
 Example:
     >>> source = parse_source("runs/quick/checkpoints/triplet-seed0+sparse")
     >>> source.checkpoint, source.reward_mode, source.reward_scale, source.success_bonus
-    ('runs/quick/checkpoints/triplet-seed0', 'progress', 5.0, 10.0)
+    ('runs/quick/checkpoints/triplet-seed0', 'shaped-progress', 5.0, 10.0)
     >>> parse_source("sparse").dense, parse_source("gt").dense, parse_source("gt").reward_scale
     ('none', 'gt', 1.0)
 """
@@ -34,7 +35,7 @@ from typing import Any, Literal, SupportsFloat
 import gymnasium as gym
 
 from vlm_reward_wrappers import info_keys
-from vlm_reward_wrappers.rl.config import LearnedRewardMode
+from vlm_reward_wrappers.rl.config import DEFAULT_LEARNED_REWARD_MODE, LearnedRewardMode
 from vlm_reward_wrappers.wrappers import VLMRewardWrapper
 
 SPARSE = "sparse"
@@ -54,7 +55,7 @@ class RewardSource:
         checkpoint: the reward model's checkpoint folder, for ``learned``.
         success_bonus: added on steps where Meta-World reports success.
         reward_scale: multiplies the dense reward (``gt``, ``learned``).
-        reward_mode: the learned reward's mode (``progress``, the default, ``shaped-progress`` or ``normalized``);
+        reward_mode: the learned reward's mode (``shaped-progress``, the default, ``progress`` or ``normalized``);
             None for the others.
     """
 
@@ -67,7 +68,7 @@ class RewardSource:
 
     def __post_init__(self) -> None:
         if self.dense == "learned" and self.reward_mode is None:
-            object.__setattr__(self, "reward_mode", "progress")
+            object.__setattr__(self, "reward_mode", DEFAULT_LEARNED_REWARD_MODE)
         if self.dense != "learned" and self.reward_mode is not None:
             raise ValueError(f"reward_mode is a learned source's option; source {self.name!r} is {self.dense!r}")
 
@@ -82,7 +83,7 @@ def parse_source(
     name: str | None = None,
     success_bonus: float = 10.0,
     gt_reward_scale: float = 1.0,
-    learned_reward_mode: LearnedRewardMode = "progress",
+    learned_reward_mode: LearnedRewardMode = DEFAULT_LEARNED_REWARD_MODE,
     learned_reward_scale: float = 5.0,
 ) -> RewardSource:
     """A :class:`RewardSource` from ``gt``, ``sparse``, ``PATH`` or ``PATH+sparse``.
