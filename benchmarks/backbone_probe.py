@@ -35,7 +35,7 @@ from vlm_reward_wrappers.metrics.time_balanced import time_balanced_accuracy
 from vlm_reward_wrappers.models.backbone import load_backbone
 from vlm_reward_wrappers.models.reward_model import in_batches
 from vlm_reward_wrappers.study.presets import PRESETS
-from vlm_reward_wrappers.training.pretrain import PretrainConfig, pretrain_backbone
+from vlm_reward_wrappers.training.pretrain import BACKBONE_WEIGHTS, PretrainConfig, pretrain_backbone
 
 SETTINGS = ("time_contrastive=0,batch_size=128", "batch_size=128", "batch_size=96")
 """Changes to the preset's pretraining, one setting each ("" is the preset's own): the caption loss alone, and the
@@ -82,8 +82,10 @@ def main() -> None:
         config = from_dict(
             PretrainConfig, {**to_dict(preset.pretrain), **{k: json.loads(v) for k, v in changes.items()}}
         )
+        folder = out / (setting or "preset")
+        cached = (folder / BACKBONE_WEIGHTS).is_file()
         started = time.perf_counter()
-        spec = pretrain_backbone(train.root, out / (setting or "preset"), tasks=preset.train_tasks, config=config)
+        spec = pretrain_backbone(train.root, folder, tasks=preset.train_tasks, config=config)
         seconds = time.perf_counter() - started
         backbone = load_backbone(spec).eval()
 
@@ -92,11 +94,12 @@ def main() -> None:
             return {int(i): in_batches(backbone.encode_images, dataset.read_frames(int(i))).numpy() for i in episodes}
 
         value = probe(table, train, validation, embed, "cosine")
-        baseline_seconds = baseline_seconds or seconds
-        print(
-            f"{setting or 'the preset':40s} probe {value:.3f}  pretraining {seconds:5.0f} s "
-            f"({seconds / baseline_seconds:.2f}x the first setting; 0 s when cached)"
-        )
+        if cached:
+            cost = "pretrained before (cached)"
+        else:
+            baseline_seconds = baseline_seconds or seconds
+            cost = f"pretraining {seconds:5.0f} s ({seconds / baseline_seconds:.2f}x the first setting pretrained here)"
+        print(f"{setting or 'the preset':40s} probe {value:.3f}  {cost}")
 
 
 if __name__ == "__main__":
