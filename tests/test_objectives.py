@@ -608,26 +608,6 @@ def test_clip_time_contrastive_term_is_the_infonce_from_each_frame_to_its_next_f
     assert get_objective("clip", time_contrastive=0.5).slots == ("t", "next")
 
 
-def test_clip_far_negatives_add_every_trajectorys_far_frame_to_the_time_contrastive_candidates():
-    images = {
-        "t": [[1.0, 0.2], [0.9, -0.1], [0.1, 1.0]],
-        "next": [[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]],
-        "far": [[0.8, 0.3], [-1.0, 0.2], [0.2, -0.7]],
-    }
-    batch = encoded(images=images, texts=[[2.0, 0.0], [0.0, 1.0]], text_index=[0, 0, 1], task=[0, 0, 1], scale=4.0)
-    objective = get_objective("clip", time_contrastive=1.0, temperature=0.5, far_negatives=True)
-    _, parts = objective.loss(batch)
-    t, candidates = [_unit(v) for v in images["t"]], [_unit(v) for v in images["next"] + images["far"]]
-    time = 0.0
-    for i in range(3):  # the own next frame against all next frames and all far frames, the own far one included
-        logits = [_dot(t[i], c) / 0.5 for c in candidates]
-        time += -(logits[i] - math.log(sum(math.exp(v) for v in logits))) / 3
-    assert parts["time_contrastive"] == pytest.approx(time, abs=1e-5)
-    assert objective.slots == ("t", "next", "far")
-    with pytest.raises(ValueError, match="time_contrastive > 0"):
-        get_objective("clip", far_negatives=True)
-
-
 def test_default_reward_is_the_cosine_similarity():
     reward = get_objective("triplet").reward(_t([[3.0, 4.0], [0.0, -2.0]]), _t([2.0, 0.0]))
     assert reward.tolist() == pytest.approx([0.6, 0.0], abs=1e-6)

@@ -12,17 +12,13 @@ episode it is. ``time_contrastive`` adds a self-supervised image loss that
 keeps it: InfoNCE from each frame ``o_t`` to the next frame ``o_{t+1}`` of its
 own trajectory, against the next frames of every other trajectory in the batch
 (frames of the same task at other moments among them), at a fixed
-temperature. ``far_negatives`` adds each trajectory's ``far`` frame (at least
-a quarter of it away from ``o_t``) to those candidates: the other moments of
-the frame's *own* episode, which are what a progress reward must tell apart.
+temperature.
 
 Example:
     >>> CLIPContrastive().slots
     ('t',)
     >>> CLIPContrastive(time_contrastive=1.0).slots
     ('t', 'next')
-    >>> CLIPContrastive(time_contrastive=1.0, far_negatives=True).slots
-    ('t', 'next', 'far')
 """
 
 from __future__ import annotations
@@ -43,7 +39,6 @@ class CLIPContrastive(Objective):
     Args:
         time_contrastive: weight of the frame-to-next-frame InfoNCE (0: the caption loss alone).
         temperature: temperature of that InfoNCE.
-        far_negatives: also contrast ``o_t`` against the ``far`` frame of every trajectory, its own among them.
     """
 
     name: ClassVar[str] = "clip"
@@ -51,27 +46,21 @@ class CLIPContrastive(Objective):
     slots: ClassVar[tuple[Slot, ...]] = ("t",)
     time_contrastive: float = 0.0
     temperature: float = 0.1
-    far_negatives: bool = False
 
     def __post_init__(self) -> None:
         if self.time_contrastive < 0 or self.temperature <= 0:
             raise ValueError(
                 f"clip needs time_contrastive >= 0 and temperature > 0; got {self.time_contrastive}, {self.temperature}"
             )
-        if self.far_negatives and self.time_contrastive == 0:
-            raise ValueError("clip's far_negatives belong to its time-contrastive term: set time_contrastive > 0 too")
         if self.time_contrastive > 0:
-            self._set_slots(("t", "next", "far") if self.far_negatives else ("t", "next"))
+            self._set_slots(("t", "next"))
 
     def loss(self, batch: EncodedBatch) -> tuple[torch.Tensor, dict[str, float]]:
         texts = F.normalize(batch.texts, dim=-1)
         caption = multi_positive_infonce(batch.image("t"), texts, batch.task, batch.text_task, batch.logit_scale)
         if self.time_contrastive == 0:
             return caption, {"infonce": float(caption.detach())}
-        candidates = batch.image("next")
-        if self.far_negatives:
-            candidates = torch.cat([candidates, batch.image("far")])
-        logits = batch.image("t") @ candidates.T / self.temperature
+        logits = batch.image("t") @ batch.image("next").T / self.temperature
         time = F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
         return caption + self.time_contrastive * time, {
             "infonce": float(caption.detach()),

@@ -53,7 +53,6 @@ class PretrainConfig:
         seed: seeds the batches and the initialisation.
         time_contrastive: weight of the time-contrastive image loss beside the caption loss (0: caption only;
             see :class:`~vlm_reward_wrappers.objectives.clip.CLIPContrastive`).
-        far_negatives: that loss also contrasts each frame with a far frame of its own episode.
     """
 
     model: str = DEFAULT_BACKBONE_MODEL
@@ -62,30 +61,13 @@ class PretrainConfig:
     learning_rate: float = 5e-4
     seed: int = 0
     time_contrastive: float = 1.0
-    far_negatives: bool = False
-
-
-FIELDS_ADDED_LATER = {"far_negatives": False}
-"""Pretraining fields added after backbones were first cached, with their defaults: at that default a field stays
-out of the cache key, so a backbone pretrained before it existed is still found."""
 
 
 def _backbone_key(dataset: DemoDataset, tasks: tuple[str, ...], config: PretrainConfig) -> str:
-    settings = {
-        name: value
-        for name, value in to_dict(config).items()
-        if not (name in FIELDS_ADDED_LATER and value == FIELDS_ADDED_LATER[name])
-    }
     payload = json.dumps(
-        {"collections": dataset.collections, "tasks": sorted(tasks), "config": settings}, sort_keys=True
+        {"collections": dataset.collections, "tasks": sorted(tasks), "config": to_dict(config)}, sort_keys=True
     )
     return hashlib.sha1(payload.encode()).hexdigest()[:12]
-
-
-def _objective_options(config: PretrainConfig) -> dict[str, float | bool]:
-    if not config.time_contrastive:
-        return {}
-    return {"time_contrastive": config.time_contrastive, **({"far_negatives": True} if config.far_negatives else {})}
 
 
 def pretrain_backbone(
@@ -122,7 +104,7 @@ def pretrain_backbone(
     run = folder / "run"
     train_config = TrainConfig(
         objective="clip",
-        objective_options=_objective_options(config),
+        objective_options={"time_contrastive": config.time_contrastive} if config.time_contrastive else {},
         finetune="full",
         batch_size=config.batch_size,
         max_steps=config.max_steps,
