@@ -5,8 +5,9 @@ the ``goal`` site; a reward model that sees only the frame learns where the goal
 is from those pixels alone. For each task this resets the env with seeds
 ``0 .. --resets - 1``, renders the frame the reward models see, renders it again
 with the goal site moved far below the floor, and counts the pixels that differ.
-A task whose goal site is transparent prints "not drawn": its goal is a scene
-object (a button, a drawer), which the frame shows whole.
+A task whose goal site is transparent prints "no marker drawn". Where a task's
+goal is where a scene object ends up (a pressed button, a closed drawer), the
+frame shows it whatever its marker's size.
 
     python benchmarks/goal_visibility.py
     python benchmarks/goal_visibility.py --tasks reach-v3 push-v3 --sizes 64 224
@@ -68,7 +69,7 @@ def main() -> None:
         for size in args.sizes:
             counts = goal_pixels(task, args.camera, size, args.resets)
             if counts is None:
-                print(f"| {task} | {size} px | not drawn (the goal is a scene object) | — |")
+                print(f"| {task} | {size} px | no marker drawn | — |")
             else:
                 print(f"| {task} | {size} px | {' '.join(map(str, counts))} | {np.mean(counts) / size**2:.2%} |")
 
