@@ -39,7 +39,7 @@ FIRST_SEED = 10_000
 
 def load_policy(agent_zip: Path, env: gym.Env, config: RLConfig) -> SAC:
     """A fresh SAC agent with the run's network, holding the policy weights of ``agent_zip``."""
-    agent = SAC("MlpPolicy", env, policy_kwargs={"net_arch": list(config.net_arch)}, device="cpu")
+    agent = SAC("MlpPolicy", env, buffer_size=1, policy_kwargs={"net_arch": list(config.net_arch)}, device="cpu")
     with zipfile.ZipFile(agent_zip) as archive:
         weights = torch.load(io.BytesIO(archive.read("policy.pth")), map_location="cpu", weights_only=True)
     agent.policy.load_state_dict(weights)
