@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from stable_baselines3 import SAC
 
-from vlm_reward_wrappers import VLMRewardWrapper, make_metaworld_env
+from vlm_reward_wrappers import VLMRewardWrapper, info_keys, make_metaworld_env
 from vlm_reward_wrappers.metrics.frame import success_auroc
 from vlm_reward_wrappers.models import BUNDLED_CHECKPOINT
 from vlm_reward_wrappers.rl import RLConfig
@@ -67,7 +67,7 @@ def visited_progress(
                 action, _ = agent.predict(obs, deterministic=False)
                 obs, reward, terminated, truncated, info = env.step(action)
                 progress.append(float(reward))
-                success.append(bool(info["is_success"]))
+                success.append(bool(info[info_keys.IS_SUCCESS]))
                 done = terminated or truncated
         env.close()
     return np.array(progress), np.array(success)
