@@ -29,36 +29,30 @@ import torch
 from stable_baselines3 import SAC
 
 from vlm_reward_wrappers import VLMRewardWrapper, info_keys, make_metaworld_env
+from vlm_reward_wrappers.configs import from_dict
+from vlm_reward_wrappers.io_utils import read_json
 from vlm_reward_wrappers.metrics.frame import success_auroc
 from vlm_reward_wrappers.models import BUNDLED_CHECKPOINT
 from vlm_reward_wrappers.rl import RLConfig
+from vlm_reward_wrappers.rl.config import SWEEP_FILE
 
 FIRST_SEED = 10_000
 """Episode seeds ``FIRST_SEED + 100 * agent seed + episode``: none of them a training or evaluation episode."""
 
 
-def load_policy(agent_zip: Path, env: gym.Env, config: RLConfig) -> SAC:
-    """A fresh SAC agent with the run's network, holding the policy weights of ``agent_zip``."""
-    agent = SAC("MlpPolicy", env, buffer_size=1, policy_kwargs={"net_arch": list(config.net_arch)}, device="cpu")
+def load_policy(agent: SAC, agent_zip: Path) -> None:
+    """Write the policy weights of ``agent_zip`` into ``agent`` (a SAC agent with the run's network)."""
     with zipfile.ZipFile(agent_zip) as archive:
         weights = torch.load(io.BytesIO(archive.read("policy.pth")), map_location="cpu", weights_only=True)
     agent.policy.load_state_dict(weights)
-    return agent
 
 
-def visited_progress(
-    agent_zips: list[Path], task: str, checkpoint: str, config: RLConfig, episodes: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Progress of every frame the agents visit, and whether the task was done at that frame."""
+def visited_progress(agent_zips: list[Path], env: gym.Env, agent: SAC, episodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Progress of every frame the agents visit in ``env``, and whether the task was done at that frame."""
     progress, success = [], []
     for agent_zip in agent_zips:
         seed = int(agent_zip.parent.name.removeprefix("seed"))
-        env = VLMRewardWrapper(
-            make_metaworld_env(task, max_episode_steps=config.max_episode_steps),
-            checkpoint,
-            reward_mode="progress",
-        )
-        agent = load_policy(agent_zip, env, config)
+        load_policy(agent, agent_zip)
         torch.manual_seed(seed)
         for episode in range(episodes):
             obs, _ = env.reset(seed=FIRST_SEED + 100 * seed + episode)
@@ -69,7 +63,6 @@ def visited_progress(
                 progress.append(float(reward))
                 success.append(bool(info[info_keys.IS_SUCCESS]))
                 done = terminated or truncated
-        env.close()
     return np.array(progress), np.array(success)
 
 
@@ -80,7 +73,10 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=str(BUNDLED_CHECKPOINT), help="the reward that scores the frames")
     parser.add_argument("--episodes", type=int, default=4, help="episodes per agent")
     args = parser.parse_args()
-    config = RLConfig()  # the quick preset's SAC network and episode length
+    config = from_dict(RLConfig, read_json(Path(args.sweep) / SWEEP_FILE)["config"])  # the sweep's network, episodes
+    task_env = make_metaworld_env(args.task, max_episode_steps=config.max_episode_steps)
+    env = VLMRewardWrapper(task_env, args.checkpoint, reward_mode="progress")
+    agent = SAC("MlpPolicy", env, buffer_size=1, policy_kwargs={"net_arch": list(config.net_arch)}, device="cpu")
     print(
         "| agents trained on | agents | frames | success frames | success AUC | frames without success above "
         "the success median | mean progress: success / without |"
@@ -90,7 +86,7 @@ def main() -> None:
         agent_zips = sorted(source.glob("seed*/agent.zip"))
         if not agent_zips:
             continue
-        progress, success = visited_progress(agent_zips, args.task, args.checkpoint, config, args.episodes)
+        progress, success = visited_progress(agent_zips, env, agent, args.episodes)
         if success.any():
             auc = success_auroc(progress, success)
             above = float(np.mean(progress[~success] > np.median(progress[success])))
@@ -98,6 +94,7 @@ def main() -> None:
         else:
             summary = f"— | — | — / {progress.mean():.2f}"
         print(f"| {source.name} | {len(agent_zips)} | {len(progress)} | {int(success.sum())} | {summary} |")
+    env.close()
 
 
 if __name__ == "__main__":
