@@ -36,13 +36,16 @@ from vlm_reward_wrappers.training.plateau import has_flattened
 from vlm_reward_wrappers.training.pretrain import BACKBONE_INFO, BACKBONE_WEIGHTS, PretrainConfig, pretrain_backbone
 from vlm_reward_wrappers.training.trainer import (
     STATE_NAME,
+    STATISTICS_FRAMES,
     NonFiniteLossError,
     RunMismatchError,
     TrainConfig,
     TrainingStep,
     choose_tasks,
+    split_episodes,
     train,
 )
+from vlm_reward_wrappers.training.validation import validation_frames
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = dict(objective="triplet", finetune="lora", lora_rank=2, batch_size=8, eval_every=2)
@@ -115,8 +118,14 @@ def test_train_writes_a_checkpoint_with_its_training_summary(tiny_checkpoint, ti
     expected_trajectories = [i for i, e in enumerate(tiny_dataset.episodes) if e.is_successful_expert]
     assert 0 < training["trajectories"] <= len(expected_trajectories)
     assert training["train_episodes"] + training["val_episodes"] == len(tiny_dataset)
-    stats = payload["reward_stats"]
-    assert stats["std"] > 1e-5 and math.isfinite(stats["mean"]) and -1.0 <= stats["mean"] <= 1.0
+    # The stored statistics are those of the kept weights' sentence rewards on the training frames drawn for them.
+    tasks = sorted(tiny_dataset.tasks)
+    split = split_episodes(tiny_dataset, tasks, TrainConfig().val_fraction, seed=0)
+    sample = validation_frames(tiny_dataset, split.train, STATISTICS_FRAMES // len(tasks), seed=1)
+    model = RewardModel.from_pretrained(tiny_checkpoint)
+    rewards = np.concatenate([model.reward(sample.frames[sample.task == task], goal_text(task)) for task in tasks])
+    assert payload["reward_stats"] == pytest.approx({"mean": rewards.mean(), "std": rewards.std()}, abs=1e-5)
+    assert rewards.std() > 1e-5
     recorded = {**to_dict(tiny_backbone), "pretrained": "backbone.safetensors"}  # the weights lie in the folder
     assert payload["backbone"] == recorded and payload["objective"]["name"] == "triplet"
     assert payload["goal_texts"] == {task: goal_text(task) for task in tiny_dataset.tasks}
