@@ -364,24 +364,6 @@ def _run_locked(preset: Preset, out: Path, backbone: BackboneSpec | None, runner
     return result
 
 
-def _train_config(preset: Preset, variant: str, seed: int, learning_rate: float | None) -> TrainConfig:
-    """The training run of one row of the study: the preset's budget and batches, that seed and rate."""
-    objective, options = VARIANTS[variant]
-    return TrainConfig(
-        objective=objective,
-        objective_options=options,
-        finetune=preset.finetune,
-        lora_rank=preset.lora_rank,
-        batch_size=preset.batch_size,
-        max_steps=preset.train_steps,
-        min_steps=preset.train_min_steps,
-        learning_rate=learning_rate,
-        eval_every=preset.eval_every,
-        seed=seed,
-        tasks=preset.train_tasks,
-    )
-
-
 def _pretrain(data: Path, preset: Preset, seed: int, progress: bool) -> BackboneSpec:
     """The package's own backbone of training seed ``seed`` (pretrained, or found in the cache)."""
     return pretrain_backbone(data, tasks=preset.train_tasks, config=preset.pretrain_config(seed), progress=progress)
@@ -430,7 +412,7 @@ def _choose_learning_rates(
             _tuning_loss,
             (
                 out / "tuning" / f"{variant}-lr{rate:g}-seed{seed}",
-                _train_config(preset, variant, seed, rate),
+                preset.train_config(variant, seed, rate),
                 train_data.root,
                 backbones[preset.seeds[0]],
                 runner.bars,
@@ -475,7 +457,7 @@ def _train_objectives(
             _train_once,
             (
                 checkpoint_folder(out, variant, seed),
-                _train_config(preset, variant, seed, learning_rates.get(variant, {}).get("chosen")),
+                preset.train_config(variant, seed, learning_rates.get(variant, {}).get("chosen")),
                 train_data.root,
                 backbones[seed],
                 runner.bars,

@@ -18,6 +18,7 @@ from vlm_reward_wrappers.data import CollectionConfig
 from vlm_reward_wrappers.models import BackboneSpec, TrainableMode
 from vlm_reward_wrappers.tasks import ML45_TEST, ML45_TRAIN
 from vlm_reward_wrappers.training.pretrain import PretrainConfig
+from vlm_reward_wrappers.training.trainer import TrainConfig
 
 SPLITS = ("train-tasks", "held-out-tasks")
 
@@ -137,6 +138,23 @@ class Preset:
     def pretrain_config(self, seed: int) -> PretrainConfig:
         """The backbone pretraining of training seed ``seed``: the preset's budget with that seed."""
         return dataclasses.replace(self.pretrain, seed=seed)
+
+    def train_config(self, variant: str, seed: int, learning_rate: float | None) -> TrainConfig:
+        """The training run of one row of the study: the preset's budget and batches, that seed and rate."""
+        objective, options = VARIANTS[variant]
+        return TrainConfig(
+            objective=objective,
+            objective_options=options,
+            finetune=self.finetune,
+            lora_rank=self.lora_rank,
+            batch_size=self.batch_size,
+            max_steps=self.train_steps,
+            min_steps=self.train_min_steps,
+            learning_rate=learning_rate,
+            eval_every=self.eval_every,
+            seed=seed,
+            tasks=self.train_tasks,
+        )
 
     def train_collection(self) -> CollectionConfig:
         return CollectionConfig(
