@@ -31,6 +31,7 @@ from vlm_reward_wrappers.rl.sources import parse_source
 from vlm_reward_wrappers.rl.sweep import _run_in_worker
 from vlm_reward_wrappers.study import PRESETS, run_benchmark
 from vlm_reward_wrappers.study.estimate import MEASURED_COSTS, benchmark_work, describe_benchmark_estimate
+from vlm_reward_wrappers.study.report import learning_rate_table
 
 TINY = dataclasses.replace(RL_PRESETS["tiny"], total_steps=120, eval_freq=60, reward_worker="off")
 """Two runs (sparse and gt on drawer-close), two evaluations each."""
@@ -163,6 +164,18 @@ def test_a_benchmark_on_ray_computes_what_it_computes_here_and_the_dry_run_count
     for folder in sorted((tmp_path / "here").glob("*/*-seed*/model.safetensors")):
         twin = tmp_path / "ray" / folder.relative_to(tmp_path / "here")
         assert file_sha256(twin) == file_sha256(folder), folder
+
+
+def test_a_single_learning_rate_trains_every_row_without_a_sweep(tmp_path: Path) -> None:
+    swept = PRESETS["quick"]
+    single = dataclasses.replace(swept, learning_rates=(5e-4,))
+    assert swept.swept_learning_rates == (3e-4, 1e-3, 3e-3) and single.swept_learning_rates == ()
+    assert single.train_config("triplet", 0, None).learning_rate == 5e-4  # the preset's one rate
+    assert swept.train_config("triplet", 0, None).learning_rate is None  # no choice made: the mode's default
+    assert single.train_config("triplet", 0, 1e-3).learning_rate == 1e-3
+    # quick trains 8 rows with 3 seeds, and sweeps each row's 3 rates once: twice the runs of no sweep.
+    assert benchmark_work(swept, tmp_path / "a")["training"] == 2 * benchmark_work(single, tmp_path / "b")["training"]
+    assert "learning rate 0.0005, the preset's one rate" in learning_rate_table({}, single.learning_rates)
 
 
 def test_the_benchmark_dry_run_prices_the_work_left(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -403,9 +403,9 @@ def _choose_learning_rates(
     swept = [
         variant
         for variant in preset.objectives
-        if preset.learning_rates and get_objective(VARIANTS[variant][0], **VARIANTS[variant][1]).trains
+        if preset.swept_learning_rates and get_objective(VARIANTS[variant][0], **VARIANTS[variant][1]).trains
     ]
-    runs = [(variant, rate) for variant in swept for rate in preset.learning_rates]
+    runs = [(variant, rate) for variant in swept for rate in preset.swept_learning_rates]
     jobs = [
         Job(
             f"{variant} at learning rate {rate:g}",
@@ -424,7 +424,7 @@ def _choose_learning_rates(
     ]
     swept_losses = dict(zip(runs, runner.run(jobs), strict=True))
     for variant in swept:
-        losses = {f"{rate:g}": swept_losses[(variant, rate)] for rate in preset.learning_rates}
+        losses = {f"{rate:g}": swept_losses[(variant, rate)] for rate in preset.swept_learning_rates}
         finite = {rate: loss for rate, loss in losses.items() if loss is not None}
         if not finite:
             raise NonFiniteLossError(
@@ -449,7 +449,7 @@ def _train_objectives(
     runner: _Runner,
 ) -> dict[tuple[str, int], Path]:
     """Train (or find trained) every row of the preset with every seed on that seed's backbone, at its chosen
-    learning rate (the finetuning mode's default for rows without a sweep)."""
+    learning rate (without a sweep: the preset's one rate, or the finetuning mode's default)."""
     runs = [(variant, seed) for seed in preset.seeds for variant in preset.objectives]
     jobs = [
         Job(

@@ -84,7 +84,7 @@ def benchmark_work(preset: Preset, out: str | os.PathLike) -> dict[str, int]:
     runs = [
         out / "tuning" / f"{variant}-lr{rate:g}-seed{tuning_seed}"
         for variant in trained
-        for rate in preset.learning_rates
+        for rate in preset.swept_learning_rates
     ]
     runs += [out / "checkpoints" / f"{variant}-seed{seed}" for variant in trained for seed in preset.seeds]
     training_runs = sum(not _finished(folder) for folder in runs)

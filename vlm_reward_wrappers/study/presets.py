@@ -80,7 +80,7 @@ class Preset:
         learning_rates: swept for every trained row (on the first seed's backbone, with a head seed past the
             preset's seeds); each row then trains every seed with the rate of its lowest validation loss (its
             own objective's loss on validation episodes of the training tasks, never the evaluation episodes).
-            (): the finetuning mode's default rate for all.
+            One rate: that rate for every row, without a sweep. (): the finetuning mode's default rate for all.
         batch_size: trajectories per training step.
         eval_every: steps between validations.
         seeds: training seeds.
@@ -139,8 +139,18 @@ class Preset:
         """The backbone pretraining of training seed ``seed``: the preset's budget with that seed."""
         return dataclasses.replace(self.pretrain, seed=seed)
 
+    @property
+    def swept_learning_rates(self) -> tuple[float, ...]:
+        """The learning rates the benchmark sweeps per row: none unless there are several to choose among."""
+        return self.learning_rates if len(self.learning_rates) > 1 else ()
+
     def train_config(self, variant: str, seed: int, learning_rate: float | None) -> TrainConfig:
-        """The training run of one row of the study: the preset's budget and batches, that seed and rate."""
+        """The training run of one row of the study: the preset's budget and batches, that seed and rate.
+
+        ``learning_rate=None``: the preset's one learning rate if it has one, else the finetuning mode's default.
+        """
+        if learning_rate is None and len(self.learning_rates) == 1:
+            learning_rate = self.learning_rates[0]
         objective, options = VARIANTS[variant]
         return TrainConfig(
             objective=objective,

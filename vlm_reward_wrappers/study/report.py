@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -441,7 +442,7 @@ Episodes run to their full length, past success.
 
 ### Learning rates and curves
 
-{learning_rate_table(result["learning_rates"])}
+{learning_rate_table(result["learning_rates"], result["preset"].get("learning_rates", ()))}
 
 {learning}
 
@@ -495,9 +496,11 @@ def plot_benchmark(statistics: dict[str, dict[str, Any]], path: str | os.PathLik
     figure.savefig(path, dpi=100)
 
 
-def learning_rate_table(learning_rates: dict[str, dict[str, Any]]) -> str:
+def learning_rate_table(learning_rates: dict[str, dict[str, Any]], preset_rates: Sequence[float] = ()) -> str:
     """Per trained row: the validation loss of each swept learning rate (first seed) and the rate every seed used."""
     if not learning_rates:
+        if len(preset_rates) == 1:
+            return f"Every row trained at learning rate {preset_rates[0]:g}, the preset's one rate (no sweep)."
         return "Every row trained at its finetuning mode's default learning rate (no sweep in this preset)."
     rates = list(next(iter(learning_rates.values()))["validation_loss"])
     lines = [
