@@ -75,6 +75,15 @@ def columns(table: FrameTable) -> dict[str, float | None]:
     return {name: overall[name] for name in COLUMNS}
 
 
+def finished(folder: Path, max_steps: int) -> bool:
+    """Whether ``folder`` holds a finished training run (its time is then not measured here)."""
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        return False
+    training = json.loads(config_file.read_text()).get("training", {})
+    return training.get("stopped") == "plateau" or training.get("steps") == max_steps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--benchmark", default="runs/quick", help="a finished benchmark folder")
@@ -95,25 +104,27 @@ def main() -> None:
         raise SystemExit(f"no validation rollouts at {validation_root}: run benchmarks/backbone_probe.py first")
     train_data, validation = DemoDataset(root / "data" / "train"), DemoDataset(validation_root)
     print(f"{'raw-pixel kNN (the bar)':28s}", _format(pixel_reference(validation, train_data)))
-    heads_seconds = None
+    first_seconds = None
     for mode_and_rate in args.modes:
         mode, _, rate = mode_and_rate.partition(":")
         learning_rate = float(rate) if rate else (chosen_rate if mode == preset.finetune else None)
         config = preset.train_config(args.row, args.seed, learning_rate)
         config.finetune = mode
         folder = root / "finetune-probe" / f"{args.row}-seed{args.seed}-{mode}-lr{config.lr:g}"
+        cached = finished(folder, config.max_steps)
         started = time.perf_counter()
         train(config, train_data.root, folder, backbone=backbone, progress=False)
         seconds = time.perf_counter() - started
         model = RewardModel.from_pretrained(folder)
         scored = score_dataset(model, validation)
         assert scored.table is not None
-        heads_seconds = heads_seconds or seconds
-        print(
-            f"{mode + f' lr {config.lr:g}':28s}",
-            _format({**columns(scored.table), "feature_probe": feature_probe(model, validation, train_data)}),
-            f"training {seconds:6.0f} s ({seconds / heads_seconds:.1f}x the first mode)",
-        )
+        if cached:
+            cost = "trained before (cached)"
+        else:
+            first_seconds = first_seconds or seconds
+            cost = f"training {seconds:6.0f} s ({seconds / first_seconds:.1f}x the first mode trained here)"
+        values = {**columns(scored.table), "feature_probe": feature_probe(model, validation, train_data)}
+        print(f"{mode + f' lr {config.lr:g}':28s}", _format(values), cost)
 
 
 def _format(values: dict[str, float | None]) -> str:
