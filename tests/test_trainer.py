@@ -307,6 +307,15 @@ def test_an_out_folder_with_another_run_is_refused_unless_overwrite(
     assert folder_hashes(out) == before
     with pytest.raises(RunMismatchError, match="seed"):
         train(TrainConfig(**SMALL, max_steps=4, seed=1), tiny_dataset.root, out, backbone=tiny_backbone, progress=False)
+    # The same episodes in another folder are the same data; one episode more is another run's data.
+    moved = Path(shutil.copytree(tiny_dataset.root, tmp_path / "moved"))
+    train(TrainConfig(**SMALL, max_steps=4), moved, out, backbone=tiny_backbone, progress=False)
+    first = sorted((moved / "episodes").glob("*/*.h5"))[0]
+    shutil.copy(first, first.with_name("added-00000.h5"))
+    before = folder_hashes(out)
+    with pytest.raises(RunMismatchError, match="other data"):
+        train(TrainConfig(**SMALL, max_steps=4), moved, out, backbone=tiny_backbone, progress=False)
+    assert folder_hashes(out) == before
 
     model = train(other, tiny_dataset.root, out, backbone=tiny_backbone, progress=False, overwrite=True)
     assert model.config.finetune.rank == 4 and summary_of(out)["training"]["steps"] == 2

@@ -364,6 +364,14 @@ class DemoDataset:
     def __len__(self) -> int:
         return len(self.episodes)
 
+    def fingerprint(self) -> str:
+        """What a training run on this data must find again to resume: every episode's place in the folder and
+        its length (the folder itself may move). Adding, removing or re-recording an episode changes it."""
+        digest = hashlib.sha256()
+        for info in self.episodes:
+            digest.update(f"{info.path.relative_to(self.root).as_posix()}:{info.num_steps}\n".encode())
+        return digest.hexdigest()[:16]
+
     def __repr__(self) -> str:
         return (
             f"DemoDataset({str(self.root)!r}: {len(self)} episodes, {self.num_frames} frames, "

@@ -336,10 +336,11 @@ def _train(
         for part in (split.train, split.val)
     )
 
-    state = _load_state(out, config, overwrite) if rank == 0 else None
+    data_fingerprint = dataset.fingerprint()
+    state = _load_state(out, config, data_fingerprint, overwrite) if rank == 0 else None
     distributed.barrier()  # rank 0 may have cleared the folder (overwrite) before the others read it
     if rank != 0:
-        state = _load_state(out, config, overwrite=False)
+        state = _load_state(out, config, data_fingerprint, overwrite=False)
     history: list[dict[str, Any]] = state["history"] if state else []
     start_step = state["step"] if state else 0
     plateau_step = start_step if _stops_at(config, start_step, history) else None  # a run resumed at its plateau
@@ -392,6 +393,7 @@ def _train(
                 best_weights = model.weights_to_save()
         last = {
             "config": config.resume_key(),
+            "data": data_fingerprint,
             "step": step,
             "model": _trainable_state(model),
             "optimizer": optimizer.state_dict() if optimizer is not None else {},
@@ -496,7 +498,7 @@ def _stops_at(config: TrainConfig, step: int, history: list[dict[str, Any]]) -> 
     return reached and bool(history) and history[-1]["step"] == step and has_flattened(history)
 
 
-def _load_state(out: Path, config: TrainConfig, overwrite: bool) -> dict[str, Any] | None:
+def _load_state(out: Path, config: TrainConfig, data_fingerprint: str, overwrite: bool) -> dict[str, Any] | None:
     path = out / STATE_NAME
     recover_interrupted_save(out)
     if not out.exists():
@@ -523,6 +525,12 @@ def _load_state(out: Path, config: TrainConfig, overwrite: bool) -> dict[str, An
         raise RunMismatchError(
             f"{out} holds a run with another configuration (differs in: {', '.join(changed)}); pass "
             "--overwrite or choose another --out."
+        )
+    if state.get("data", data_fingerprint) != data_fingerprint:  # a state written before this check has none
+        raise RunMismatchError(
+            f"{out} holds a run trained on other data: the dataset's episodes are not the ones that run split "
+            "and trained on (episodes were added, removed or recorded again); pass --overwrite or choose another "
+            "--out."
         )
     return state
 
