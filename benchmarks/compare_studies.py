@@ -70,7 +70,7 @@ def _delta(result: dict[str, Any]) -> str:
     """Other minus reference (the bootstrap's ``difference`` is reference minus other)."""
     paired = result["paired"]["other"]
     low, high = paired["ci"] or (float("nan"), float("nan"))
-    return f"{-paired['difference']:+.3f} [{-high:+.2f}, {-low:+.2f}]"
+    return f"{-paired['difference']:+.3f} [{-high:+.3f}, {-low:+.3f}]"
 
 
 if __name__ == "__main__":
