@@ -46,6 +46,7 @@ from vlm_reward_wrappers.metrics import FrameTable
 from vlm_reward_wrappers.metrics.frame import success_auroc
 from vlm_reward_wrappers.metrics.time_balanced import time_balanced_accuracy
 from vlm_reward_wrappers.models import BUNDLED_CHECKPOINT, BackboneSpec, RewardModel
+from vlm_reward_wrappers.models.checkpoint import CONFIG_NAME
 from vlm_reward_wrappers.rendering import FrameRenderer
 from vlm_reward_wrappers.rl import RLConfig
 from vlm_reward_wrappers.rl.config import SWEEP_FILE
@@ -134,7 +135,7 @@ def main() -> None:
     (held_out_root / MANIFEST_NAME).write_text(json.dumps({**manifest, "collections": []}))
     held_out_sources = record_agents(sweep, tasks, HELD_OUT_SEEDS, held_out_root, args.episodes)
 
-    shipped = json.loads((BUNDLED_CHECKPOINT / "config.json").read_text())
+    shipped = json.loads((BUNDLED_CHECKPOINT / CONFIG_NAME).read_text())
     config = from_dict(TrainConfig, shipped["training"]["config"])
     backbone = BackboneSpec.from_file(shipped["backbone"]["model"], BUNDLED_CHECKPOINT / "backbone.safetensors")
     models = {}

@@ -37,6 +37,7 @@ from vlm_reward_wrappers.metrics import FrameTable
 from vlm_reward_wrappers.metrics.summary import summarize
 from vlm_reward_wrappers.metrics.time_balanced import time_balanced_accuracy
 from vlm_reward_wrappers.models import BackboneSpec, RewardModel
+from vlm_reward_wrappers.models.checkpoint import CONFIG_NAME
 from vlm_reward_wrappers.models.reward_model import in_batches
 from vlm_reward_wrappers.study.presets import PRESETS
 from vlm_reward_wrappers.training.trainer import train
@@ -77,7 +78,7 @@ def columns(table: FrameTable) -> dict[str, float | None]:
 
 def finished(folder: Path, max_steps: int) -> bool:
     """Whether ``folder`` holds a finished training run (its time is then not measured here)."""
-    config_file = folder / "config.json"
+    config_file = folder / CONFIG_NAME
     if not config_file.is_file():
         return False
     training = json.loads(config_file.read_text()).get("training", {})
