@@ -19,9 +19,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from vlm_reward_wrappers.evaluation.evaluate import TABLE_FILES
 from vlm_reward_wrappers.evaluation.scoring import load_table
 from vlm_reward_wrappers.io_utils import read_json
 from vlm_reward_wrappers.metrics import FrameTable
+from vlm_reward_wrappers.study.benchmark import checkpoint_folder
 from vlm_reward_wrappers.study.statistics import paired_bootstrap
 
 METRICS = ("time_balanced_accuracy", "ranking_accuracy_within", "voc")
@@ -29,7 +31,8 @@ METRICS = ("time_balanced_accuracy", "ranking_accuracy_within", "voc")
 
 def seed_tables(study: Path, row: str, seeds: list[int], split: str) -> list[FrameTable] | None:
     """The row's frame table of every seed in ``study``, or None when one is missing."""
-    paths = [study / "eval" / f"{row}-seed{seed}" / split / "predictions.npz" for seed in seeds]
+    names = [checkpoint_folder(study, row, seed).name for seed in seeds]
+    paths = [study / "eval" / name / split / TABLE_FILES["native"] for name in names]
     return [load_table(path) for path in paths] if all(path.is_file() for path in paths) else None
 
 

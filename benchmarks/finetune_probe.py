@@ -22,6 +22,7 @@ ratio to the first mode, measured in one run on this machine.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
@@ -37,8 +38,8 @@ from vlm_reward_wrappers.metrics import FrameTable
 from vlm_reward_wrappers.metrics.summary import summarize
 from vlm_reward_wrappers.metrics.time_balanced import time_balanced_accuracy
 from vlm_reward_wrappers.models import BackboneSpec, RewardModel
-from vlm_reward_wrappers.models.checkpoint import CONFIG_NAME
 from vlm_reward_wrappers.models.reward_model import in_batches
+from vlm_reward_wrappers.study.benchmark import is_trained
 from vlm_reward_wrappers.study.presets import PRESETS
 from vlm_reward_wrappers.training.trainer import train
 
@@ -76,15 +77,6 @@ def columns(table: FrameTable) -> dict[str, float | None]:
     return {name: overall[name] for name in COLUMNS}
 
 
-def finished(folder: Path, max_steps: int) -> bool:
-    """Whether ``folder`` holds a finished training run (its time is then not measured here)."""
-    config_file = folder / CONFIG_NAME
-    if not config_file.is_file():
-        return False
-    training = json.loads(config_file.read_text()).get("training", {})
-    return training.get("stopped") == "plateau" or training.get("steps") == max_steps
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--benchmark", default="runs/quick", help="a finished benchmark folder")
@@ -109,10 +101,9 @@ def main() -> None:
     for mode_and_rate in args.modes:
         mode, _, rate = mode_and_rate.partition(":")
         learning_rate = float(rate) if rate else (chosen_rate if mode == preset.finetune else None)
-        config = preset.train_config(args.row, args.seed, learning_rate)
-        config.finetune = mode
+        config = dataclasses.replace(preset.train_config(args.row, args.seed, learning_rate), finetune=mode)
         folder = root / "finetune-probe" / f"{args.row}-seed{args.seed}-{mode}-lr{config.lr:g}"
-        cached = finished(folder, config.max_steps)
+        cached = is_trained(folder, config, config.max_steps, backbone)
         started = time.perf_counter()
         train(config, train_data.root, folder, backbone=backbone, progress=False)
         seconds = time.perf_counter() - started

@@ -154,7 +154,7 @@ _DEFAULT_RUN = {
 }
 
 
-def _trained(folder: Path, config: TrainConfig, steps: int, backbone: BackboneSpec | None = None) -> bool:
+def is_trained(folder: Path, config: TrainConfig, steps: int, backbone: BackboneSpec | None = None) -> bool:
     """Whether ``folder`` holds a finished run of ``config`` that took ``steps`` steps (on ``backbone``, if given).
 
     Raises RunMismatchError when it holds a finished run of other settings, which a benchmark never reuses.
@@ -374,7 +374,7 @@ def _train_once(
 ) -> Path:
     """Train ``config`` into ``folder`` unless it holds that finished run already."""
     steps = config.max_steps if get_objective(config.objective, **config.objective_options).trains else 0
-    if not _trained(folder, config, steps, backbone):
+    if not is_trained(folder, config, steps, backbone):
         train(config, data, folder, backbone=backbone, progress=progress, device=device)
     return folder
 
@@ -495,7 +495,7 @@ def _adapt_once(
     folder: Path, data: Path, out: Path, config: AdaptConfig, steps: int, progress: bool, device: str
 ) -> Path:
     """Adapt the checkpoint ``folder`` into ``out`` unless it holds that finished adaptation already."""
-    if not _trained(out, config.train_config(folder, tuple(DemoDataset(data).tasks)), steps):
+    if not is_trained(out, config.train_config(folder, tuple(DemoDataset(data).tasks)), steps):
         adapt(folder, data, out, config, progress=progress, device=device)
     return out
 
