@@ -33,7 +33,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
-from agent_state_probe import FIRST_SEED, load_policy
+from agent_state_probe import episode_seed, load_policy, stochastic_steps
 from stable_baselines3 import SAC
 
 from vlm_reward_wrappers import info_keys, make_metaworld_env
@@ -46,7 +46,7 @@ from vlm_reward_wrappers.metrics import FrameTable
 from vlm_reward_wrappers.metrics.frame import success_auroc
 from vlm_reward_wrappers.metrics.time_balanced import time_balanced_accuracy
 from vlm_reward_wrappers.models import BUNDLED_CHECKPOINT, BackboneSpec, RewardModel
-from vlm_reward_wrappers.models.checkpoint import CONFIG_NAME
+from vlm_reward_wrappers.models.checkpoint import BACKBONE_NAME, read_checkpoint_config
 from vlm_reward_wrappers.rendering import FrameRenderer
 from vlm_reward_wrappers.rl import RLConfig
 from vlm_reward_wrappers.rl.config import SWEEP_FILE
@@ -58,11 +58,12 @@ COLLECTION = "agents"
 """The collection name of the agents' episodes (their kind is ``agent``: neither an expert nor a random policy)."""
 
 
-def record_agents(sweep: Path, tasks: list[str], seeds: tuple[int, ...], root: Path, episodes: int) -> dict[int, str]:
-    """Write ``episodes`` rollouts of each agent seed of every source into dataset ``root``; index -> source."""
+def record_agents(
+    sweep: Path, tasks: list[str], seeds: tuple[int, ...], root: Path, episodes: int, camera: str, size: int
+) -> dict[int, str]:
+    """Write ``episodes`` rollouts of each agent seed of every source into dataset ``root``, with frames of
+    ``camera`` at ``size`` px; returns each episode's source by index."""
     config = from_dict(RLConfig, read_json(sweep / SWEEP_FILE)["config"])
-    model = RewardModel.from_pretrained(BUNDLED_CHECKPOINT)
-    camera, size = model.config.camera, model.config.image_size
     sources: dict[int, str] = {}
     index = 0
     for task in tasks:
@@ -78,7 +79,7 @@ def record_agents(sweep: Path, tasks: list[str], seeds: tuple[int, ...], root: P
                         path = episode_path(root, task, COLLECTION, index)
                         index += 1
                         if not path.exists():  # a killed run resumes
-                            record = rollout(env, renderer, agent, task, FIRST_SEED + 100 * seed + episode)
+                            record = rollout(env, renderer, agent, task, episode_seed(seed, episode))
                             write_episode(path, record, collection=COLLECTION, index=index - 1)
         env.close()
     return sources
@@ -86,17 +87,12 @@ def record_agents(sweep: Path, tasks: list[str], seeds: tuple[int, ...], root: P
 
 def rollout(env: gym.Env, renderer: FrameRenderer, agent: SAC, task: str, seed: int) -> EpisodeRecord:
     """One stochastic episode of ``agent``, recorded like a collected one."""
-    obs, _ = env.reset(seed=seed)
     frames, actions, rewards, successes = [], [], [], []
-    done = False
-    while not done:
-        action, _ = agent.predict(obs, deterministic=False)
-        obs, reward, terminated, truncated, info = env.step(action)
+    for action, reward, info in stochastic_steps(env, agent, seed):
         frames.append(renderer.render())
         actions.append(action)
-        rewards.append(float(reward))
+        rewards.append(reward)
         successes.append(bool(info[info_keys.SUCCESS]))
-        done = terminated or truncated
     return EpisodeRecord(
         task=task,
         goal_text=goal_text(task),
@@ -129,15 +125,16 @@ def main() -> None:
     train_root, held_out_root = out / "train", out / "held-out"
     if not (train_root / MANIFEST_NAME).is_file():  # the bundled training data, hard-linked, plus the agents
         shutil.copytree(bundled / "data" / "train", train_root, copy_function=os.link, dirs_exist_ok=True)
-    record_agents(sweep, tasks, TRAINING_SEEDS, train_root, args.episodes)
+    shipped = read_checkpoint_config(BUNDLED_CHECKPOINT)[0]  # the frames it scores, its row, its backbone
+    frames = shipped.camera, shipped.image_size
+    record_agents(sweep, tasks, TRAINING_SEEDS, train_root, args.episodes, *frames)
     held_out_root.mkdir(parents=True, exist_ok=True)
     manifest = json.loads((bundled / "data" / "train" / MANIFEST_NAME).read_text())
     (held_out_root / MANIFEST_NAME).write_text(json.dumps({**manifest, "collections": []}))
-    held_out_sources = record_agents(sweep, tasks, HELD_OUT_SEEDS, held_out_root, args.episodes)
+    held_out_sources = record_agents(sweep, tasks, HELD_OUT_SEEDS, held_out_root, args.episodes, *frames)
 
-    shipped = json.loads((BUNDLED_CHECKPOINT / CONFIG_NAME).read_text())
-    config = from_dict(TrainConfig, shipped["training"]["config"])
-    backbone = BackboneSpec.from_file(shipped["backbone"]["model"], BUNDLED_CHECKPOINT / "backbone.safetensors")
+    config = from_dict(TrainConfig, shipped.training["config"])
+    backbone = BackboneSpec.from_file(shipped.backbone.model, BUNDLED_CHECKPOINT / BACKBONE_NAME)
     models = {}
     for name, data in (("control", bundled / "data" / "train"), ("with agent failures", train_root)):
         folder = out / name.replace(" ", "-")

@@ -21,7 +21,9 @@ from __future__ import annotations
 import argparse
 import io
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -47,6 +49,23 @@ def load_policy(agent: SAC, agent_zip: Path) -> None:
     agent.policy.load_state_dict(weights)
 
 
+def episode_seed(agent_seed: int, episode: int) -> int:
+    """The env seed of one replayed episode of an agent (see :data:`FIRST_SEED`)."""
+    return FIRST_SEED + 100 * agent_seed + episode
+
+
+def stochastic_steps(env: gym.Env, agent: SAC, seed: int) -> Iterator[tuple[np.ndarray, float, dict[str, Any]]]:
+    """One episode of ``agent`` from ``env.reset(seed=seed)``, with stochastic actions as in training: each step's
+    action, reward and info, yielded after the step (the env shows that step's state)."""
+    obs, _ = env.reset(seed=seed)
+    done = False
+    while not done:
+        action, _ = agent.predict(obs, deterministic=False)
+        obs, reward, terminated, truncated, info = env.step(action)
+        yield action, float(reward), info
+        done = terminated or truncated
+
+
 def visited_progress(agent_zips: list[Path], env: gym.Env, agent: SAC, episodes: int) -> tuple[np.ndarray, np.ndarray]:
     """Progress of every frame the agents visit in ``env``, and whether the task was done at that frame."""
     progress, success = [], []
@@ -55,14 +74,9 @@ def visited_progress(agent_zips: list[Path], env: gym.Env, agent: SAC, episodes:
         load_policy(agent, agent_zip)
         torch.manual_seed(seed)
         for episode in range(episodes):
-            obs, _ = env.reset(seed=FIRST_SEED + 100 * seed + episode)
-            done = False
-            while not done:
-                action, _ = agent.predict(obs, deterministic=False)
-                obs, reward, terminated, truncated, info = env.step(action)
-                progress.append(float(reward))
+            for _, reward, info in stochastic_steps(env, agent, episode_seed(seed, episode)):
+                progress.append(reward)
                 success.append(bool(info[info_keys.IS_SUCCESS]))
-                done = terminated or truncated
     return np.array(progress), np.array(success)
 
 
