@@ -162,6 +162,9 @@ def test_tiny_benchmark_end_to_end_cached_rerun_and_identical_second_run(tmp_pat
     assert "not web-pretrained" in report and "| tcn (image goal) | image |" in report and "vs triplet" in report
     assert "### Off the expert path" in report and "zero-shot** on the package's own backbone is not VLM-RM" in report
     assert "| objective | sentence | 1 demo: progress | 1 demo: goal image | adapted on 1 demo |" in report
+    # ... whose cells are the headline, as its caption says (it said ranking accuracy while showing the headline).
+    held_out = result["statistics"]["held-out-tasks"]["time_balanced_accuracy"]["objectives"]["triplet"]["pooled"]
+    assert f"| triplet | {held_out:.3f} [" in report and "Pooled time-balanced accuracy [95% interval]" in report
     assert "Per task, the best one-demonstration reward" in report
     assert (out / "benchmark.png").stat().st_size > 0 and (out / "learning_curves.png").stat().st_size > 0
     assert any(line.startswith("[5/5]") for line in lines)

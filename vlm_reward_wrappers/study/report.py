@@ -193,8 +193,8 @@ def held_out_table(result: dict[str, Any]) -> str:
     sentence reward), one demonstration (progress, goal image) and adaptation; the pooled headline metric with its
     interval, and pooled VOC."""
     statistics = result["statistics"]["held-out-tasks"]
-    ranking, voc = statistics[HEADLINE]["objectives"], statistics["voc"]["objectives"]
-    rows = [row for row in result["rows"] if row["label"] in ranking and not row.get("reference")]
+    headline, voc = statistics[HEADLINE]["objectives"], statistics["voc"]["objectives"]
+    rows = [row for row in result["rows"] if row["label"] in headline and not row.get("reference")]
     columns = list(dict.fromkeys(_specification(row) for row in rows if _specification(row) != "image goal"))
     lines = [
         "| objective | " + " | ".join(columns) + " |",
@@ -207,9 +207,9 @@ def held_out_table(result: dict[str, Any]) -> str:
             if not match:
                 cells.append("n/a")
                 continue
-            rank, progress = ranking[match[0]], voc[match[0]]
+            value, progress = headline[match[0]], voc[match[0]]
             progress_text = "n/a" if progress["pooled"] is None else f"{progress['pooled']:.2f}"
-            cells.append(f"{_interval(rank['pooled'], rank['pooled_ci'])} / {progress_text}")
+            cells.append(f"{_interval(value['pooled'], value['pooled_ci'])} / {progress_text}")
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -261,7 +261,7 @@ def _held_out_section(result: dict[str, Any]) -> str:
         return ""
     return f"""### Held-out tasks by how the task is given
 
-Pooled ranking accuracy [95% interval] / pooled VOC, on the held-out tasks' evaluation episodes. The
+Pooled time-balanced accuracy [95% interval] / pooled VOC, on the held-out tasks' evaluation episodes. The
 demonstrations come from a collection of their own (another seed), never from the evaluation episodes.
 
 {held_out_table(result)}
