@@ -5,7 +5,8 @@ preset's run on a 2-core x86_64 CPU without GPU (:data:`MEASURED_COSTS`: the sta
 times 2 cores, over the units that run did):
 
 * collection: recorded frames (episodes x steps: an upper bound, since training episodes stop after success);
-* backbone: pretraining steps x trajectories per step, for each seed whose final runs are not all trained;
+* backbone: pretraining steps x trajectories per step, for each seed whose final runs are not all trained (priced
+  from the ``full`` preset's run, which cost more per trajectory than quick's 0.0122 core-seconds);
 * training: training steps x trajectories per step, of the learning-rate sweep and of the final runs not
   finished (the cap ``train_steps``: an upper bound where runs stop at their plateau), x 17.5 for ``lora`` and
   ``full`` finetuning (``benchmarks/train_speed.py``: heads trained 17.5x more frames/s than LoRA);
@@ -37,11 +38,12 @@ from vlm_reward_wrappers.training.trainer import STATE_NAME
 
 MEASURED_COSTS: dict[str, float] = {
     "collection": 0.00775,  # (53.7 + 227.1 s) x 2 cores / 72,463 frames
-    "backbone": 0.0122,  # 352.1 s x 2 / (3 backbones x 200 steps x 96 trajectories)
+    "backbone": 0.0167,  # full's run: 1205 s x 2 / (1500 steps x 96 trajectories), per backbone
     "training": 0.000423,  # 209.2 s x 2 / (30,900 steps x 32 trajectories)
     "evaluation": 0.000400,  # 302.6 s x 2 / (27 checkpoints x 56,000 frames)
 }
-"""Core-seconds per unit of each stage, from the quick preset's run (see the module's docstring)."""
+"""Core-seconds per unit of each stage, from the quick preset's run, the backbone's from the full preset's (see the
+module's docstring)."""
 FINETUNING_FACTOR = {"heads": 1.0, "frozen": 1.0, "lora": 17.5, "full": 17.5}
 
 
