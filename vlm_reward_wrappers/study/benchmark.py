@@ -573,8 +573,9 @@ def _score_references(
     computed: dict[str, FrameTable | None] = {}
     for seed in preset.seeds:
         model: RewardModel | None = None
+        template_folder = out / "eval" / checkpoint_folder(out, template_variant, seed).name
         for split in SPLITS:
-            template = load_table(out / "eval" / f"{template_variant}-seed{seed}" / split / TABLE_FILES["native"])
+            template = load_table(template_folder / split / TABLE_FILES["native"])
             evaluated = split_data[split]
             for row in (row for row in rows if row.reference and split in row.splits):
                 target = out / "eval" / checkpoint_folder(out, row.variant, seed).name / split / row.table_file

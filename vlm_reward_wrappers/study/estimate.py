@@ -33,6 +33,7 @@ from vlm_reward_wrappers.data.storage import DemoDataset
 from vlm_reward_wrappers.io_utils import read_positive_numbers
 from vlm_reward_wrappers.models.checkpoint import is_checkpoint
 from vlm_reward_wrappers.objectives import get_objective
+from vlm_reward_wrappers.study.benchmark import checkpoint_folder
 from vlm_reward_wrappers.study.presets import VARIANTS, Preset
 from vlm_reward_wrappers.training.trainer import STATE_NAME
 
@@ -93,13 +94,13 @@ def benchmark_work(preset: Preset, out: str | os.PathLike) -> dict[str, int]:
     seeds_left = [
         seed
         for seed in preset.seeds
-        if any(not _finished(out / "checkpoints" / f"{variant}-seed{seed}") for variant in preset.objectives)
+        if any(not _finished(checkpoint_folder(out, variant, seed)) for variant in preset.objectives)
     ]
     evaluated_frames = (
         preset.eval_episodes * (len(preset.train_tasks) + len(preset.held_out_tasks)) * preset.episode_steps
     )
     evaluations = sum(
-        not (out / "eval" / f"{variant}-seed{seed}" / "train-tasks" / "metrics.json").is_file()
+        not (out / "eval" / checkpoint_folder(out, variant, seed).name / "train-tasks" / "metrics.json").is_file()
         for variant in preset.objectives
         for seed in preset.seeds
     )
